@@ -1,0 +1,37 @@
+# jarvisd: `make run` sets everything up and starts the daemon on the bundled
+# example vault; `make test` sets everything up and runs the whole suite.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-fast lint typecheck bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, exactly this version: it is the CPU build; anything else pulls CUDA.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements/dev.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/jarvisd $(if $(CONFIG),--config $(CONFIG),)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not serial and not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check jarvisd tests benchmarks
+	$(VENV)/bin/mypy jarvisd
+
+typecheck: lint
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

