@@ -12,6 +12,80 @@ from typing import Any, Literal
 
 LinkKind = Literal["wikilink", "embed", "markdown"]
 
+# Obsidian opens these itself as attachments. Anything else, including a name
+# with a dot in it ("Obsidian 1.0 release"), is a note name: notes are files
+# too, so only a known non-markdown extension may turn a link into an attachment.
+ATTACHMENT_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        # images
+        "avif",
+        "bmp",
+        "gif",
+        "heic",
+        "heif",
+        "ico",
+        "jpeg",
+        "jpg",
+        "png",
+        "svg",
+        "tif",
+        "tiff",
+        "webp",
+        # audio
+        "aac",
+        "flac",
+        "m4a",
+        "mp3",
+        "oga",
+        "ogg",
+        "opus",
+        "wav",
+        "3gp",
+        # video
+        "avi",
+        "m4v",
+        "mkv",
+        "mov",
+        "mp4",
+        "mpeg",
+        "mpg",
+        "ogv",
+        "webm",
+        # documents, data and Obsidian's own non-markdown files
+        "base",
+        "canvas",
+        "csv",
+        "doc",
+        "docx",
+        "epub",
+        "excalidraw",
+        "html",
+        "ipynb",
+        "json",
+        "odp",
+        "ods",
+        "odt",
+        "pdf",
+        "ppt",
+        "pptx",
+        "rtf",
+        "tsv",
+        "txt",
+        "xls",
+        "xlsx",
+        "xml",
+        "yaml",
+        "yml",
+        # archives and code
+        "7z",
+        "css",
+        "gz",
+        "js",
+        "tar",
+        "zip",
+    }
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Heading:
@@ -27,7 +101,8 @@ class Link:
     `target` is what the link names with alias and heading stripped: for a
     wikilink the note name or partial path as typed (`Some Note`,
     `folder/Note`); for a relative markdown link the vault-relative path it
-    points to, already normalised against the note's folder.
+    points to, already normalised against the note's folder (a wikilink
+    written as a relative path, `../Note`, is normalised the same way).
     `key` is the normalised lookup key used to resolve it (see
     `jarvisd.markdown.link_key`).
     """
@@ -38,6 +113,13 @@ class Link:
     heading: str | None = None
     alias: str | None = None
     line: int = 0
+
+    @property
+    def targets_note(self) -> bool:
+        """False for an attachment (`image.png`, `file.pdf`); True for a note name or `.md`."""
+        name = self.target.rpartition("/")[2]
+        stem, dot, extension = name.rpartition(".")
+        return not (dot and stem and extension.lower() in ATTACHMENT_EXTENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +148,6 @@ class ParsedNote:
     headings: tuple[Heading, ...] = ()
     links: tuple[Link, ...] = ()
     chunks: tuple[Chunk, ...] = ()
+    # Problems that did not stop the note from being indexed (malformed
+    # frontmatter, an invalid tag), one readable sentence each.
+    warnings: tuple[str, ...] = ()

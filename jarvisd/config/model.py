@@ -1,37 +1,28 @@
-"""jarvis.yaml as a value: the pydantic model, loading with located errors, and diffs.
+"""The pydantic model of jarvis.yaml: every setting's type, default, unit and doc.
 
-The model below is the single source of truth for every setting: its type,
-default, unit and documentation. `etc/jarvis.yaml` is generated from it
-(`jarvisd --print-default-config`) and a test fails when the two disagree.
-
-Loading never half-applies anything: `load_config` returns a complete, valid
-`Config` or raises `ConfigError` naming the key path and line.
+This model is the single source of truth. `etc/jarvis.yaml` is generated from
+it (`jarvisd --print-default-config`) and a test fails when the two disagree.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from jarvisd.paths import default_data_dir, default_socket_path
 from jarvisd.units import format_duration, format_size, parse_duration, parse_size
-
-EX_CONFIG = 78  # sysexits.h: configuration error
 
 Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
@@ -50,9 +41,9 @@ UserPath = Annotated[Path, BeforeValidator(_expand_path), PlainSerializer(str, r
 _CRON_FIELD = re.compile(r"^[\w*/,\-?]+$")
 
 
-def parse_schedule(value: str | None) -> tuple[Literal["interval"], float] | tuple[
-    Literal["cron"], str
-] | None:
+def parse_schedule(
+    value: str | None,
+) -> tuple[Literal["interval"], float] | tuple[Literal["cron"], str] | None:
     """`15m` -> an interval in seconds; `0 3 * * sun` -> a crontab; null/`off` -> None."""
     if value is None or value.strip().lower() in {"off", "never", "none", ""}:
         return None
@@ -403,18 +394,15 @@ class AlertRule(Section):
 
 
 def _default_rules() -> list[AlertRule]:
-    return [
-        AlertRule(name="memory_high", metric="memory_percent", threshold=80, for_=60.0),
-        AlertRule(
-            name="cpu_high", metric="cpu_percent", threshold=90, for_=300.0, severity="warning"
-        ),
-        AlertRule(name="search_slow", metric="search_latency_p95_seconds", threshold=2.0),
-        AlertRule(name="errors_high", metric="error_rate", threshold=0.05, for_=60.0),
-        AlertRule(
-            name="index_stale", metric="index_staleness_seconds", threshold=7200.0, for_=0.0
-        ),
-        AlertRule(name="job_failing", metric="job_failures", threshold=0.0, severity="critical"),
+    rules: list[dict[str, Any]] = [
+        {"name": "memory_high", "metric": "memory_percent", "threshold": 80, "for": "1m"},
+        {"name": "cpu_high", "metric": "cpu_percent", "threshold": 90, "for": "5m"},
+        {"name": "search_slow", "metric": "search_latency_p95_seconds", "threshold": 2.0},
+        {"name": "errors_high", "metric": "error_rate", "threshold": 0.05, "for": "1m"},
+        {"name": "index_stale", "metric": "index_staleness_seconds", "threshold": 7200},
+        {"name": "job_failing", "metric": "job_failures", "threshold": 0, "severity": "critical"},
     ]
+    return [AlertRule.model_validate(rule) for rule in rules]
 
 
 class AlertsConfig(Section):
@@ -460,7 +448,7 @@ class ControlConfig(Section):
         default=1_000_000, description="Largest request body accepted (bytes)."
     )
     rate_limit: float = Field(
-        default=200.0, ge=0.0, description="Requests per second accepted on the socket; 0: no limit."
+        default=200.0, ge=0.0, description="Requests per second accepted on the socket; 0: none."
     )
 
 
@@ -470,7 +458,8 @@ class MetricsConfig(Section):
         description="HOST:PORT of the metrics endpoint; null disables it. Needs a restart.",
     )
     allow_mutations: bool = Field(
-        default=False, description="Allow POST /metrics/{sample,gc,reset} on TCP (always on the socket)."
+        default=False,
+        description="Allow POST /metrics/{sample,gc,reset} on TCP (always on the socket).",
     )
 
     @field_validator("listen")
@@ -546,242 +535,3 @@ class Config(Section):
 
 
 # ------------------------------------------------------------------- default paths
-
-
-def default_data_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("jarvis", appauthor=False))
-
-
-def default_socket_path() -> Path:
-    """`$XDG_RUNTIME_DIR/jarvis/jarvisd.sock`, or a private folder under /tmp without one.
-
-    Kept free of heavy imports: jarvisctl calls it on every command.
-    """
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir():
-        return Path(runtime) / "jarvis" / "jarvisd.sock"
-    if os.uname().sysname == "Darwin":
-        return Path.home() / "Library" / "Caches" / "TemporaryItems" / "jarvis" / "jarvisd.sock"
-    return Path(f"/tmp/jarvis-{os.getuid()}") / "jarvisd.sock"
-
-
-# ------------------------------------------------------------------------- loading
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used, with where and why."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
-
-    def __str__(self) -> str:
-        if len(self.problems) == 1:
-            return f"{self.source}: {self.problems[0]}"
-        return f"{self.source}:\n" + "\n".join(f"  - {problem}" for problem in self.problems)
-
-
-def _key_lines(text: str) -> dict[tuple[str | int, ...], int]:
-    """Map each key path in a YAML document to its 1-based line, for error messages."""
-    lines: dict[tuple[str | int, ...], int] = {}
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                lines[(*path, key)] = key_node.start_mark.line + 1
-                walk(value_node, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, (*path, index))
-
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
-def _format_location(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out or "(top level)"
-
-
-def _problems(error: ValidationError, lines: Mapping[tuple[str | int, ...], int]) -> list[str]:
-    problems = []
-    for item in error.errors():
-        loc = tuple(part for part in item["loc"] if not _is_internal_loc(part))
-        # `for` is spelled for_ in the model; show the user's spelling.
-        loc = tuple("for" if part == "for_" else part for part in loc)
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling against etc/jarvis.yaml)"
-        line = None
-        probe = loc
-        while probe and line is None:
-            line = lines.get(probe)
-            probe = probe[:-1]
-        where = _format_location(loc)
-        at = f" (line {line})" if line else ""
-        problems.append(f"{where}{at}: {message}")
-    return problems
-
-
-def _is_internal_loc(part: object) -> bool:
-    # pydantic adds the tagged-union/function names to some locations
-    return isinstance(part, str) and (part.startswith("function-") or "[" in part)
-
-
-def parse_config(text: str, source: str = "<config>") -> Config:
-    """Validate YAML text into a Config, or raise ConfigError with key paths and lines."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(source, [f"malformed YAML{where}: {problem}"]) from error
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(source, ["the top level must be a mapping of sections (vaults:, ...)"])
-    try:
-        return Config.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(source, _problems(error, _key_lines(text))) from error
-
-
-def load_config(path: Path | None) -> Config:
-    """The config in `path`, or all defaults when `path` is None."""
-    if path is None:
-        return Config()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as error:
-        raise ConfigError(str(path), ["file not found"]) from error
-    except OSError as error:
-        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from error
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(str(path), [f"not UTF-8 text (byte {error.start})"]) from error
-    return parse_config(text, str(path))
-
-
-# --------------------------------------------------------------------------- diffs
-
-RESTART_REQUIRED: frozenset[str] = frozenset(
-    {"storage.database", "control.socket", "metrics.listen", "graph.backend"}
-)
-
-
-def flatten(config: Config) -> dict[str, Any]:
-    """Dotted key -> value for every leaf setting; lists are leaves."""
-    out: dict[str, Any] = {}
-
-    def walk(value: Any, prefix: str) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, f"{prefix}.{key}" if prefix else key)
-        else:
-            out[prefix] = value
-
-    walk(config.model_dump(mode="json", by_alias=True), "")
-    return out
-
-
-@dataclass(frozen=True)
-class ConfigDiff:
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    restart_required: list[str] = field(default_factory=list)
-
-    def touches(self, *prefixes: str) -> bool:
-        """Whether any applied change is at or below one of these dotted prefixes."""
-        keys = self.added + self.changed + self.removed
-        return any(key == p or key.startswith(p + ".") for key in keys for p in prefixes)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.added or self.changed or self.removed or self.restart_required)
-
-    def as_dict(self) -> dict[str, list[str]]:
-        return {
-            "added": self.added,
-            "changed": self.changed,
-            "removed": self.removed,
-            "restart_required": self.restart_required,
-        }
-
-
-def diff_configs(old: Config, new: Config) -> tuple[Config, ConfigDiff]:
-    """What changed from old to new, and the config to apply.
-
-    The config to apply is `new` with every restart-only key kept at its old
-    value: those are reported, not applied.
-    """
-    before, after = flatten(old), flatten(new)
-    restart = sorted(
-        key for key in RESTART_REQUIRED if before.get(key) != after.get(key)
-    )
-    applied = new
-    if restart:
-        updates: dict[str, Any] = {}
-        for key in restart:
-            section, leaf = key.split(".", 1)
-            current = updates.get(section, getattr(applied, section))
-            updates[section] = current.model_copy(update={leaf: _get(old, key)})
-        applied = applied.model_copy(update=updates)
-    before_keys, after_keys = set(before), set(after)
-    changed = sorted(
-        key for key in before_keys & after_keys if before[key] != after[key] and key not in restart
-    )
-    return applied, ConfigDiff(
-        added=sorted(after_keys - before_keys),
-        changed=changed,
-        removed=sorted(before_keys - after_keys),
-        restart_required=restart,
-    )
-
-
-def _get(config: Config, dotted: str) -> Any:
-    value: Any = config
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
-
-
-# --------------------------------------------------------------- masked view & docs
-
-MASK = "********"
-
-
-def masked(config: Config) -> dict[str, Any]:
-    """The effective config as JSON-able data with secrets replaced by a mask."""
-    data = config.model_dump(mode="json", by_alias=True)
-    for path in _secret_paths(Config):
-        node: Any = data
-        for part in path[:-1]:
-            node = node[part]
-        if node.get(path[-1]) is not None:
-            node[path[-1]] = MASK
-    return data
-
-
-def _secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    for name, info in model.model_fields.items():
-        extra = info.json_schema_extra
-        if isinstance(extra, dict) and extra.get("secret"):
-            yield (*prefix, name)
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from _secret_paths(annotation, (*prefix, name))

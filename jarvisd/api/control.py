@@ -1,0 +1,223 @@
+"""The control socket: aiohttp on a Unix socket, JSON in and out, versioned paths.
+
+Only the daemon's own uid may talk to it (peer credentials, checked on every
+request), bodies are bounded, requests are rate limited, and every error is
+`{"error": {"code", "message"}}` with a fitting status. Handlers talk to the
+services through the `ControlTarget` Protocol, never to DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from jarvisd.api.errors import HTTP_CODES, ApiError, bad_request, error_response, json_ok
+from jarvisd.api.peercred import peer_uid
+from jarvisd.config import Config
+from jarvisd.jobs import JobError
+from jarvisd.logs import get_logger
+from jarvisd.metrics import Metrics
+
+log = get_logger("jarvisd.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ControlTarget(Protocol):
+    """What the control API needs from the daemon."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def reload(self, source: str) -> dict[str, Any]: ...
+
+    def effective_config(self) -> dict[str, Any]: ...
+
+    def jobs_report(self) -> list[dict[str, Any]]: ...
+
+    def run_job(self, job_id: str) -> dict[str, Any]: ...
+
+    def record_request(self, endpoint: str, status: int, seconds: float) -> None: ...
+
+
+TARGET: web.AppKey[ControlTarget] = web.AppKey("target")
+# aiohttp's own body ceiling; the configured (reloadable) limit is enforced below it.
+HARD_BODY_LIMIT = 64 * 1024 * 1024
+
+
+class TokenBucket:
+    """`rate` requests per second with a burst of twice that; rate 0 means no limit."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._tokens = rate * 2
+        self._updated = time.monotonic()
+
+    def allow(self, rate: float) -> bool:
+        if rate != self.rate:
+            self.rate = rate
+            self._tokens = min(self._tokens, rate * 2)
+        if rate <= 0:
+            return True
+        now = time.monotonic()
+        self._tokens = min(rate * 2, self._tokens + (now - self._updated) * rate)
+        self._updated = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+def endpoint_of(request: web.Request) -> str:
+    """The route template (`/v1/jobs/{id}/run`), never the raw path: bounded labels."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, error JSON, metrics and one log line per request."""
+    target = request.app[TARGET]
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    try:
+        response = await _respond(request, handler)
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    elapsed = time.perf_counter() - started
+    response.headers["X-Request-Id"] = request_id
+    endpoint = endpoint_of(request)
+    target.metrics.requests.labels(endpoint, request.method, str(response.status)).inc()
+    target.metrics.request_duration.labels(endpoint).observe(elapsed)
+    target.record_request(endpoint, response.status, elapsed)
+    log.info(
+        "request",
+        request_id=request_id,
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        ms=round(elapsed * 1000, 2),
+    )
+    return response
+
+
+async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message, **error.details)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = HTTP_CODES.get(error.status, "error")
+        return error_response(error.status, code, error.reason or code)
+    except Exception as error:
+        log.error("request.failed", path=request.path, exc_info=True)
+        return error_response(500, "internal", f"{type(error).__name__}: {error}")
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Peer uid, rate limit and body size, before any handler runs."""
+    target = request.app[TARGET]
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None and sock.family == socket.AF_UNIX:
+        try:
+            uid = peer_uid(sock)
+        except OSError as error:
+            raise ApiError(403, "forbidden", f"cannot verify the peer: {error}") from error
+        if uid != os.getuid():
+            log.warning("control.peer_refused", peer_uid=uid)
+            raise ApiError(403, "forbidden", f"uid {uid} may not use this socket")
+    if not request.app[BUCKET].allow(target.config.control.rate_limit):
+        raise ApiError(429, "rate_limited", "too many requests; slow down")
+    limit = target.config.control.max_request_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(
+            413, "request_too_large", f"request body over {limit} bytes (control.max_request_bytes)"
+        )
+    return await handler(request)
+
+
+BUCKET: web.AppKey[TokenBucket] = web.AppKey("bucket")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The JSON object in the body ({} when empty), bounded by control.max_request_bytes."""
+    limit = request.app[TARGET].config.control.max_request_bytes
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(
+            413, "request_too_large", f"request body over {limit} bytes (control.max_request_bytes)"
+        )
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise bad_request(f"body is not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise bad_request("body must be a JSON object")
+    return value
+
+
+# ------------------------------------------------------------------------ routes
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/status")
+async def get_status(request: web.Request) -> web.Response:
+    return json_ok(request.app[TARGET].status())
+
+
+@routes.post("/v1/reload")
+async def post_reload(request: web.Request) -> web.Response:
+    outcome = await request.app[TARGET].reload("request")
+    if not outcome.get("ok"):
+        raise ApiError(
+            422, "invalid_config", outcome.get("error", "invalid config"), result=outcome
+        )
+    return json_ok(outcome)
+
+
+@routes.get("/v1/config")
+async def get_config(request: web.Request) -> web.Response:
+    return json_ok(request.app[TARGET].effective_config())
+
+
+@routes.get("/v1/jobs")
+async def get_jobs(request: web.Request) -> web.Response:
+    return json_ok({"jobs": request.app[TARGET].jobs_report()})
+
+
+@routes.post("/v1/jobs/{job_id}/run")
+async def post_job_run(request: web.Request) -> web.Response:
+    try:
+        started = request.app[TARGET].run_job(request.match_info["job_id"])
+    except JobError as error:
+        status = 404 if error.code == "not_found" else 409
+        raise ApiError(status, error.code, str(error)) from error
+    return json_ok(started, status=202)
+
+
+def create_control_app(target: ControlTarget) -> web.Application:
+    app = web.Application(middlewares=[observe, guard], client_max_size=HARD_BODY_LIMIT)
+    app[TARGET] = target
+    app[BUCKET] = TokenBucket(target.config.control.rate_limit)
+    app.add_routes(routes)
+    return app

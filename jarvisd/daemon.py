@@ -1,0 +1,251 @@
+"""The daemon's lifecycle: lock, start, serve, signals, reload, shutdown, sd_notify.
+
+Signal handlers only enqueue the signal's name; one task dispatches them to
+`handle_hup` / `handle_term` (the gunicorn arbiter's shape), so reloads and
+shutdowns run as ordinary coroutines, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from jarvisd import __version__, logs
+from jarvisd.api.control import create_control_app
+from jarvisd.api.server import AppServer, prepare_socket_path
+from jarvisd.config import Config, ConfigError, diff_configs, load_config, masked
+from jarvisd.jobs import JobScheduler
+from jarvisd.lifecycle import State
+from jarvisd.lockfile import LockFile
+from jarvisd.metrics import Metrics
+from jarvisd.pools import Pools
+from jarvisd.systemd import Notifier
+
+log = logs.get_logger("jarvisd.daemon")
+
+SHUTDOWN_DEADLINE = 20.0  # seconds for everything; systemd's TimeoutStopSec is above it
+_SIGNALS = {signal.SIGHUP: "hup", signal.SIGTERM: "term", signal.SIGINT: "int"}
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: Path | None) -> None:
+        self._config = config
+        self.config_path = config_path
+        self.metrics = Metrics()
+        self.state = State.STARTING
+        self.started_at = time.time()
+        self.notifier = Notifier()
+        self.pools = Pools(config.threads)
+        self.jobs = JobScheduler(config.schedule, self.metrics)
+        self._locks = [
+            LockFile(config.socket_path.with_name(config.socket_path.name + ".lock")),
+            LockFile(config.database_path.with_name(config.database_path.name + ".lock")),
+        ]
+        self._control: AppServer | None = None
+        self._signals: asyncio.Queue[str] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.last_reload: dict[str, Any] | None = None
+        self.metrics.uptime.set_function(lambda: time.time() - self.started_at)
+        self.metrics.config_last_reload_successful.set(1)
+        self.metrics.config_last_reload_success_timestamp.set(time.time())
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; the process exit code."""
+        for lock in self._locks:
+            lock.acquire()
+        try:
+            await self._start()
+            await self._stop.wait()
+            await self._shutdown()
+        finally:
+            for lock in reversed(self._locks):
+                lock.release()
+        return 0
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum, name in _SIGNALS.items():
+            loop.add_signal_handler(signum, self._signals.put_nowait, name)
+        self._tasks.append(loop.create_task(self._dispatch_signals(), name="signals"))
+        gc.set_threshold(*self._config.gc.thresholds)
+
+        self.jobs.register(
+            "memory_sample",
+            self.sample,
+            schedule_key="memory_sample",
+            description="Sample memory and CPU; evaluate alert rules",
+        )
+        await self.jobs.start()
+
+        prepare_socket_path(self._config.socket_path)
+        self._control = AppServer(create_control_app(self), shutdown_timeout=SHUTDOWN_DEADLINE / 2)
+        await self._control.start_unix(self._config.socket_path)
+
+        self.state = State.RUNNING
+        if self._config.gc.freeze_after_startup:
+            gc.freeze()  # start-up objects live forever; stop rescanning them
+        self.notifier.ready()
+        interval = self.notifier.watchdog_interval
+        if interval:
+            self._tasks.append(loop.create_task(self._watchdog(interval), name="watchdog"))
+        log.info(
+            "daemon.ready",
+            pid=os.getpid(),
+            version=__version__,
+            socket=str(self._config.socket_path),
+            config=str(self.config_path) if self.config_path else None,
+        )
+
+    async def _dispatch_signals(self) -> None:
+        while True:
+            name = await self._signals.get()
+            handler = getattr(self, f"handle_{name}")
+            try:
+                await handler()
+            except Exception:
+                log.error("daemon.signal_handler_failed", signal=name, exc_info=True)
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    # -------------------------------------------------------------- signals
+
+    async def handle_hup(self) -> None:
+        logs.reopen()
+        await self.reload("SIGHUP")
+
+    async def handle_term(self) -> None:
+        self._request_stop("SIGTERM")
+
+    async def handle_int(self) -> None:
+        self._request_stop("SIGINT")
+
+    def _request_stop(self, reason: str) -> None:
+        if self.state is State.STOPPING:
+            log.warning("daemon.stop_already_requested", signal=reason)
+            return
+        log.info("daemon.stopping", reason=reason)
+        self.state = State.STOPPING
+        self.notifier.stopping()
+        self._stop.set()
+
+    async def _shutdown(self) -> None:
+        """Stop serving (letting in-flight requests finish), jobs, then storage."""
+        deadline = time.monotonic() + SHUTDOWN_DEADLINE
+        steps: list[tuple[str, Any]] = []
+        if self._control is not None:
+            steps.append(("control", self._control.stop()))
+        steps.append(("jobs", self.jobs.stop(timeout=SHUTDOWN_DEADLINE / 2)))
+        for name, step in steps:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(step, timeout=remaining)
+            except TimeoutError:
+                log.warning("daemon.stop_timeout", component=name)
+            except Exception:
+                log.error("daemon.stop_failed", component=name, exc_info=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.pools.shutdown(wait=False)
+        socket_path = self._config.socket_path
+        if socket_path.exists():
+            socket_path.unlink()
+        self.state = State.STOPPED
+        log.info("daemon.stopped", uptime_seconds=round(time.time() - self.started_at, 3))
+
+    # --------------------------------------------------------------- reload
+
+    async def reload(self, source: str) -> dict[str, Any]:
+        """Validate the whole file, then apply key by key; an invalid file changes nothing."""
+        async with self._reload_lock:
+            self.state = State.RELOADING
+            self.notifier.reloading()
+            try:
+                return await self._reload(source)
+            finally:
+                if self.state is State.RELOADING:
+                    self.state = State.RUNNING
+                self.notifier.ready()
+
+    async def _reload(self, source: str) -> dict[str, Any]:
+        try:
+            new = await self.pools.run("io", load_config, self.config_path)
+        except ConfigError as error:
+            self.metrics.config_last_reload_successful.set(0)
+            outcome = {"ok": False, "source": source, "error": str(error), "at": time.time()}
+            self.last_reload = outcome
+            log.error("config.reload_failed", source=source, reason=str(error))
+            return outcome
+        applied, diff = diff_configs(self._config, new)
+        self._apply(applied, diff)
+        self.metrics.config_last_reload_successful.set(1)
+        self.metrics.config_last_reload_success_timestamp.set(time.time())
+        outcome = {"ok": True, "source": source, "at": time.time(), **diff.as_dict()}
+        self.last_reload = outcome
+        log.info("config.reloaded", **outcome)
+        if diff.restart_required:
+            log.warning("config.restart_required", keys=diff.restart_required)
+        return outcome
+
+    def _apply(self, config: Config, diff: Any) -> None:
+        old = self._config
+        self._config = config
+        if old.logging != config.logging:
+            logs.configure(config.logging.level, config.logging.format, config.logging.file)
+        if old.threads != config.threads:
+            self.pools.reconfigure(config.threads)
+        if old.gc.thresholds != config.gc.thresholds:
+            gc.set_threshold(*config.gc.thresholds)
+        if old.schedule != config.schedule:
+            self.jobs.reconfigure(config.schedule)
+
+    # ------------------------------------------------------------ services
+
+    async def sample(self) -> None:
+        """The memory_sample job."""
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "pid": os.getpid(),
+            "version": __version__,
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "started_at": self.started_at,
+            "config_path": str(self.config_path) if self.config_path else None,
+            "socket": str(self._config.socket_path),
+            "database": str(self._config.database_path),
+            "memory_mode": "FULL",
+            "threads": self.pools.sizes(),
+            "jobs": self.jobs.describe(),
+            "last_reload": self.last_reload,
+        }
+
+    def effective_config(self) -> dict[str, Any]:
+        return {"path": str(self.config_path) if self.config_path else None,
+                "config": masked(self._config)}  # fmt: skip
+
+    def jobs_report(self) -> list[dict[str, Any]]:
+        return self.jobs.describe()
+
+    def run_job(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs.run_now(job_id)
+        return {"id": job.id, "started": True}
+
+    def record_request(self, endpoint: str, status: int, seconds: float) -> None:
+        pass

@@ -1,0 +1,116 @@
+"""structlog, configured once at the entry point.
+
+JSON lines when stderr is not a terminal (systemd, launchd), a readable console
+format when it is. An optional file gets JSON lines too and is reopened on
+SIGHUP so logrotate can move it away. The level can change on reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}  # fmt: skip
+
+
+class _FileSink:
+    """An append-mode log file that can be reopened after rotation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._path: Path | None = None
+        self._stream: TextIO | None = None
+
+    def open(self, path: Path | None) -> None:
+        with self._lock:
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None
+            self._path = path
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._stream = path.open("a", encoding="utf-8", buffering=1)
+
+    def reopen(self) -> None:
+        self.open(self._path)
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            if self._stream is not None:
+                self._stream.write(line + "\n")
+
+
+class _Output:
+    """Renders each event once for stderr (JSON or console) and once for the file."""
+
+    def __init__(self, console: bool) -> None:
+        self.console = console
+        self.file = _FileSink()
+        self._json = structlog.processors.JSONRenderer(sort_keys=False)
+        self._console = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        self._lock = threading.Lock()
+
+    def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> str:
+        as_json = str(self._json(logger, method, dict(event)))
+        self.file.write(as_json)
+        if self.console:
+            return str(self._console(logger, method, event))
+        return as_json
+
+
+_output: _Output | None = None
+_level = logging.INFO
+
+
+def _filter_level(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    if _LEVELS.get(method, logging.INFO if method != "critical" else logging.CRITICAL) < _level:
+        raise structlog.DropEvent
+    return event
+
+
+def configure(level: str = "info", fmt: str = "auto", file: Path | None = None) -> None:
+    """Set up structlog for the process. Call once, from the entry point."""
+    global _output, _level
+    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    _output = _Output(console)
+    _output.file.open(file)
+    _level = _LEVELS[level]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _filter_level,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _output,
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def set_level(level: str) -> None:
+    global _level
+    _level = _LEVELS[level]
+
+
+def set_file(file: Path | None) -> None:
+    if _output is not None:
+        _output.file.open(file)
+
+
+def reopen() -> None:
+    """Reopen the log file (logrotate moved it); a no-op without one."""
+    if _output is not None:
+        _output.file.reopen()
+
+
+def get_logger(name: str, **initial: Any) -> Any:
+    return structlog.get_logger(name, **initial)

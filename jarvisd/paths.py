@@ -1,0 +1,35 @@
+"""Default locations, kept free of heavy imports: jarvisctl resolves them on every command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """Where the database lives by default (platformdirs' user data dir)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("jarvis", appauthor=False))
+
+
+def default_socket_path() -> Path:
+    """`$XDG_RUNTIME_DIR/jarvis/jarvisd.sock`; a private folder elsewhere without one."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "jarvis" / "jarvisd.sock"
+    if sys.platform == "darwin":
+        # launchd gives no runtime dir; the per-user cache folder is private to the user.
+        return Path.home() / "Library" / "Caches" / "jarvis" / "jarvisd.sock"
+    return Path(f"/tmp/jarvis-{os.getuid()}") / "jarvisd.sock"
+
+
+def default_config_path() -> Path | None:
+    """$JARVIS_CONFIG, else ~/.config/jarvis/jarvis.yaml when it exists, else none."""
+    env = os.environ.get("JARVIS_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    candidate = Path(xdg) / "jarvis" / "jarvis.yaml"
+    return candidate if candidate.exists() else None
