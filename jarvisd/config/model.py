@@ -113,7 +113,7 @@ class VaultConfig(Section):
 
 
 def example_vault_path() -> Path:
-    return Path(__file__).resolve().parent / "example_vault"
+    return Path(__file__).resolve().parents[1] / "example_vault"
 
 
 # -------------------------------------------------------------------------- storage

@@ -1,0 +1,235 @@
+"""The real jarvisd as a subprocess: socket, signals, reload, locking, sd_notify."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import DaemonProcess, base_config
+from jarvisd.client import ControlClient, DaemonError
+
+pytestmark = pytest.mark.serial
+
+Start = Callable[..., DaemonProcess]
+
+
+def test_status_over_the_socket(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    status = daemon.client.get("/v1/status")
+    assert status["state"] == "running"
+    assert status["pid"] == daemon.process.pid
+    assert status["config_path"] == str(daemon.config_path)
+    assert {job["id"] for job in status["jobs"]} >= {"memory_sample"}
+    assert status["memory_mode"] in {"FULL", "LITE", "MINIMAL"}
+
+
+def test_socket_is_private(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o600
+    assert stat.S_IMODE(daemon.socket.parent.stat().st_mode) == 0o700
+    assert stat.S_ISSOCK(daemon.socket.stat().st_mode)
+
+
+def test_sighup_applies_a_valid_change(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    assert daemon.client.get("/v1/config")["config"]["search"]["default_limit"] == 10
+    daemon.rewrite(search={"default_limit": 7}, logging={"level": "debug", "format": "json"})
+    daemon.signal(signal.SIGHUP)
+    reloaded = daemon.wait_event("config.reloaded")[-1]
+    assert "search.default_limit" in reloaded["changed"]
+    assert "logging.level" in reloaded["changed"]
+    assert daemon.client.get("/v1/config")["config"]["search"]["default_limit"] == 7
+    assert daemon.client.get("/v1/status")["last_reload"]["ok"] is True
+
+
+def test_sighup_with_broken_yaml_keeps_the_old_config(start_daemon: Start) -> None:
+    daemon = start_daemon(search={"default_limit": 9})
+    daemon.config_path.write_text("search: {default_limit: [\n", encoding="utf-8")
+    daemon.signal(signal.SIGHUP)
+    failed = daemon.wait_event("config.reload_failed")[-1]
+    assert "malformed YAML" in failed["reason"]
+    status = daemon.client.get("/v1/status")
+    assert status["state"] == "running"
+    assert status["last_reload"]["ok"] is False
+    assert daemon.client.get("/v1/config")["config"]["search"]["default_limit"] == 9
+
+
+def test_reload_request_reports_an_invalid_file(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    daemon.config_path.write_text("search:\n  max_limit: 0\n", encoding="utf-8")
+    with pytest.raises(DaemonError) as caught:
+        daemon.client.post("/v1/reload")
+    assert caught.value.status == 422
+    assert caught.value.code == "invalid_config"
+    assert "search.max_limit (line 2)" in caught.value.message
+
+
+def test_restart_only_keys_are_reported_and_kept(start_daemon: Start, short_tmp: Path) -> None:
+    daemon = start_daemon()
+    daemon.rewrite(
+        control={"socket": str(short_tmp / "elsewhere" / "other.sock")},
+        search={"default_limit": 3},
+    )
+    outcome = daemon.client.post("/v1/reload")
+    assert outcome["restart_required"] == ["control.socket"]
+    assert outcome["changed"] == ["search.default_limit"]
+    # still serving on the old socket, with the old value of the restart-only key
+    effective = daemon.client.get("/v1/config")["config"]
+    assert effective["control"]["socket"] == str(daemon.socket)
+    assert effective["search"]["default_limit"] == 3
+    assert daemon.wait_event("config.restart_required")[-1]["keys"] == ["control.socket"]
+
+
+def test_second_instance_is_refused(start_daemon: Start) -> None:
+    first = start_daemon()
+    second = subprocess.run(
+        [sys.executable, "-m", "jarvisd", "--config", str(first.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 73
+    assert "another jarvisd" in second.stderr
+    assert str(first.process.pid) in second.stderr
+    assert first.client.get("/v1/status")["state"] == "running"
+
+
+def test_stale_socket_is_removed(start_daemon: Start, short_tmp: Path) -> None:
+    run = short_tmp / "run"
+    run.mkdir(mode=0o700)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(run / "jarvisd.sock"))
+    stale.close()  # the file stays behind, as after a crash
+    daemon = start_daemon()
+    assert daemon.client.get("/v1/status")["state"] == "running"
+    assert daemon.wait_event("control.stale_socket_removed")
+
+
+def test_rate_limit_and_request_size(start_daemon: Start) -> None:
+    daemon = start_daemon(control={"rate_limit": 5, "max_request_bytes": "1KB"})
+    statuses = []
+    for _ in range(30):
+        try:
+            daemon.client.get("/v1/status")
+            statuses.append(200)
+        except DaemonError as error:
+            statuses.append(error.status)
+            assert error.code == "rate_limited"
+    assert 200 in statuses and 429 in statuses
+    time.sleep(1.0)
+    with pytest.raises(DaemonError) as caught:
+        daemon.client.post("/v1/reload", body={"padding": "x" * 5000})
+    assert caught.value.status == 413
+    assert "control.max_request_bytes" in caught.value.message
+
+
+def test_sigterm_exits_zero_and_removes_the_socket(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.process.wait(30) == 0
+    assert not daemon.socket.exists()
+    assert daemon.events("daemon.stopped")
+
+
+def test_sigint_exits_zero(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    daemon.signal(signal.SIGINT)
+    assert daemon.process.wait(30) == 0
+    assert not daemon.socket.exists()
+
+
+def test_concurrent_status_during_reloads_all_answered(start_daemon: Start) -> None:
+    daemon = start_daemon(control={"rate_limit": 0})
+    errors: list[BaseException] = []
+    answered = 0
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        nonlocal answered
+        client = ControlClient(daemon.socket)
+        while not stop.is_set():
+            try:
+                assert client.get("/v1/status")["pid"] == daemon.process.pid
+                with lock:
+                    answered += 1
+            except BaseException as error:  # collected and asserted below
+                errors.append(error)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for limit in (5, 6, 7, 8, 9):
+        daemon.rewrite(search={"default_limit": limit})
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_event("config.reloaded", count=limit - 4)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors[:3]
+    assert answered > 50
+
+
+def test_sd_notify_ready_reloading_watchdog_stopping(start_daemon: Start, short_tmp: Path) -> None:
+    notify_path = short_tmp / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(30)
+    messages: list[str] = []
+
+    def until(prefix: str) -> str:
+        while True:
+            message = listener.recv(4096).decode()
+            messages.append(message)
+            if message.startswith(prefix):
+                return message
+
+    daemon = start_daemon(env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"})
+    assert until("READY=1")
+    assert until("WATCHDOG=1")
+    daemon.signal(signal.SIGHUP)
+    reloading = until("RELOADING=1")
+    assert "MONOTONIC_USEC=" in reloading
+    assert until("READY=1")
+    daemon.signal(signal.SIGTERM)
+    assert until("STOPPING=1")
+    assert daemon.process.wait(30) == 0
+    listener.close()
+
+
+def test_log_file_is_reopened_on_sighup(start_daemon: Start, short_tmp: Path) -> None:
+    log_file = short_tmp / "logs" / "jarvisd.log"
+    daemon = start_daemon(logging={"level": "info", "format": "json", "file": str(log_file)})
+    assert "daemon.ready" in log_file.read_text(encoding="utf-8")
+    rotated = log_file.with_suffix(".log.1")
+    log_file.rename(rotated)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_event("config.reloaded")
+    deadline = time.monotonic() + 10
+    while not log_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "config.reloaded" in log_file.read_text(encoding="utf-8")
+    assert "config.reloaded" not in rotated.read_text(encoding="utf-8")
+
+
+def test_every_log_line_is_structured(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    daemon.client.get("/v1/status")
+    daemon.stop()
+    records = daemon.events()
+    assert records, daemon.output()
+    for record in records:
+        assert {"event", "level", "timestamp"} <= record.keys()
+    requests = [record for record in records if record["event"] == "request"]
+    assert requests and all(record.get("request_id") for record in requests)
