@@ -132,7 +132,9 @@ class Metrics:
             "jarvis_cpu_percent", "CPU used by the daemon, percent of one core, sampled", registry=r
         )
         self.memory_mode = Gauge(
-            "jarvis_memory_mode", "1 for the current memory mode, 0 for the others", ["mode"],
+            "jarvis_memory_mode",
+            "1 for the current memory mode, 0 for the others",
+            ["mode"],
             registry=r,
         )
         for mode in MEMORY_MODES:
@@ -181,7 +183,9 @@ class Metrics:
             "jarvis_model_loaded", "1 while the model is loaded", ["model"], registry=r
         )
         self.model_memory = Gauge(
-            "jarvis_model_memory_bytes", "Memory the loaded model holds (estimate)", ["model"],
+            "jarvis_model_memory_bytes",
+            "Memory the loaded model holds (estimate)",
+            ["model"],
             registry=r,
         )
         for model in MODELS:
