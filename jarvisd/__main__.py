@@ -78,6 +78,10 @@ def _serve(config: object, config_path: Path | None) -> int:
     from jarvisd.lockfile import LockHeld
 
     assert isinstance(config, Config)
+    import prometheus_client
+
+    # `*_created` series double every counter for little use; off for the whole process.
+    prometheus_client.disable_created_metrics()
     logs.configure(config.logging.level, config.logging.format, config.logging.file)
     log = logs.get_logger("jarvisd")
 

@@ -17,12 +17,14 @@ from typing import Any
 
 from jarvisd import __version__, logs
 from jarvisd.api.control import create_control_app
-from jarvisd.api.server import AppServer, prepare_socket_path
+from jarvisd.api.metrics import add_mutation_routes, create_metrics_app
+from jarvisd.api.server import AppServer, SocketError, prepare_socket_path
 from jarvisd.config import Config, ConfigError, diff_configs, load_config, masked
 from jarvisd.jobs import JobScheduler
 from jarvisd.lifecycle import State
 from jarvisd.lockfile import LockFile
 from jarvisd.metrics import Metrics
+from jarvisd.observer import Observer
 from jarvisd.pools import Pools
 from jarvisd.systemd import Notifier
 
@@ -42,17 +44,18 @@ class Daemon:
         self.notifier = Notifier()
         self.pools = Pools(config.threads)
         self.jobs = JobScheduler(config.schedule, self.metrics)
+        self.observer = Observer(config, self.metrics, self.pools, ready=self.ready)
         self._locks = [
             LockFile(config.socket_path.with_name(config.socket_path.name + ".lock")),
             LockFile(config.database_path.with_name(config.database_path.name + ".lock")),
         ]
         self._control: AppServer | None = None
+        self._metrics_server: AppServer | None = None
         self._signals: asyncio.Queue[str] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
         self.last_reload: dict[str, Any] | None = None
-        self.metrics.uptime.set_function(lambda: time.time() - self.started_at)
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp.set(time.time())
 
@@ -80,19 +83,16 @@ class Daemon:
         for signum, name in _SIGNALS.items():
             loop.add_signal_handler(signum, self._signals.put_nowait, name)
         self._tasks.append(loop.create_task(self._dispatch_signals(), name="signals"))
-        gc.set_threshold(*self._config.gc.thresholds)
-
+        await self.observer.sample()  # the first sample sets the memory mode
         self.jobs.register(
             "memory_sample",
-            self.sample,
+            self.observer.sample,
             schedule_key="memory_sample",
             description="Sample memory and CPU; evaluate alert rules",
         )
         await self.jobs.start()
-
-        prepare_socket_path(self._config.socket_path)
-        self._control = AppServer(create_control_app(self), shutdown_timeout=SHUTDOWN_DEADLINE / 2)
-        await self._control.start_unix(self._config.socket_path)
+        await self._serve_control()
+        await self._serve_metrics()
 
         self.state = State.RUNNING
         if self._config.gc.freeze_after_startup:
@@ -108,6 +108,36 @@ class Daemon:
             socket=str(self._config.socket_path),
             config=str(self.config_path) if self.config_path else None,
         )
+
+    async def _serve_control(self) -> None:
+        prepare_socket_path(self._config.socket_path)
+        app = create_control_app(self)
+        # The metrics port's POST operations are always allowed on the socket: its peer
+        # is the daemon's own user.
+        for prefix in ("/metrics", "/v1/metrics"):
+            add_mutation_routes(app, self.observer, prefix, allowed=True)
+        self._control = AppServer(app, shutdown_timeout=SHUTDOWN_DEADLINE / 2)
+        await self._control.start_unix(self._config.socket_path)
+
+    async def _serve_metrics(self) -> None:
+        address = self._config.metrics.host_port
+        if address is None:
+            return
+        app = create_metrics_app(
+            self.observer, allow_mutations=lambda: self._config.metrics.allow_mutations
+        )
+        self._metrics_server = AppServer(app, shutdown_timeout=2.0)
+        try:
+            await self._metrics_server.start_tcp(*address)
+        except OSError as error:
+            raise SocketError(
+                f"cannot listen on {self._config.metrics.listen} (metrics.listen): "
+                f"{error.strerror}; pick another port or set it to null"
+            ) from error
+        log.info("metrics.listening", address=self._config.metrics.listen)
+
+    def ready(self) -> bool:
+        return self.state in (State.RUNNING, State.RELOADING)
 
     async def _dispatch_signals(self) -> None:
         while True:
@@ -150,6 +180,8 @@ class Daemon:
         steps: list[tuple[str, Any]] = []
         if self._control is not None:
             steps.append(("control", self._control.stop()))
+        if self._metrics_server is not None:
+            steps.append(("metrics", self._metrics_server.stop()))
         steps.append(("jobs", self.jobs.stop(timeout=SHUTDOWN_DEADLINE / 2)))
         for name, step in steps:
             remaining = max(0.1, deadline - time.monotonic())
@@ -210,15 +242,12 @@ class Daemon:
             logs.configure(config.logging.level, config.logging.format, config.logging.file)
         if old.threads != config.threads:
             self.pools.reconfigure(config.threads)
-        if old.gc.thresholds != config.gc.thresholds:
-            gc.set_threshold(*config.gc.thresholds)
+        if (old.memory, old.alerts, old.gc) != (config.memory, config.alerts, config.gc):
+            self.observer.reconfigure(config)
         if old.schedule != config.schedule:
             self.jobs.reconfigure(config.schedule)
 
     # ------------------------------------------------------------ services
-
-    async def sample(self) -> None:
-        """The memory_sample job."""
 
     def status(self) -> dict[str, Any]:
         return {
@@ -230,7 +259,8 @@ class Daemon:
             "config_path": str(self.config_path) if self.config_path else None,
             "socket": str(self._config.socket_path),
             "database": str(self._config.database_path),
-            "memory_mode": "FULL",
+            "memory_mode": self.observer.mode.value,
+            "alerts_firing": [alert["rule"] for alert in self.observer.alerts.firing()],
             "threads": self.pools.sizes(),
             "jobs": self.jobs.describe(),
             "last_reload": self.last_reload,
@@ -247,5 +277,11 @@ class Daemon:
         job = self.jobs.run_now(job_id)
         return {"id": job.id, "started": True}
 
-    def record_request(self, endpoint: str, status: int, seconds: float) -> None:
-        pass
+    def alerts_report(self) -> dict[str, Any]:
+        return {
+            "firing": self.observer.alerts.firing(),
+            "recent": self.observer.alerts.recent(),
+            "rules": [
+                rule.model_dump(mode="json", by_alias=True) for rule in self.observer.alerts.rules
+            ],
+        }

@@ -50,7 +50,7 @@ class ControlTarget(Protocol):
 
     def run_job(self, job_id: str) -> dict[str, Any]: ...
 
-    def record_request(self, endpoint: str, status: int, seconds: float) -> None: ...
+    def alerts_report(self) -> dict[str, Any]: ...
 
 
 TARGET: web.AppKey[ControlTarget] = web.AppKey("target")
@@ -101,9 +101,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     elapsed = time.perf_counter() - started
     response.headers["X-Request-Id"] = request_id
     endpoint = endpoint_of(request)
-    target.metrics.requests.labels(endpoint, request.method, str(response.status)).inc()
-    target.metrics.request_duration.labels(endpoint).observe(elapsed)
-    target.record_request(endpoint, response.status, elapsed)
+    target.metrics.observe_request(endpoint, request.method, response.status, elapsed)
     log.info(
         "request",
         request_id=request_id,
@@ -213,6 +211,11 @@ async def post_job_run(request: web.Request) -> web.Response:
         status = 404 if error.code == "not_found" else 409
         raise ApiError(status, error.code, str(error)) from error
     return json_ok(started, status=202)
+
+
+@routes.get("/v1/alerts")
+async def get_alerts(request: web.Request) -> web.Response:
+    return json_ok(request.app[TARGET].alerts_report())
 
 
 def create_control_app(target: ControlTarget) -> web.Application:

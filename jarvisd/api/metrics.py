@@ -169,14 +169,16 @@ def add_mutation_routes(
     provider: ObservabilityProvider,
     prefix: str = "/metrics",
     *,
-    allowed: bool = True,
+    allowed: bool | Callable[[], bool] = True,
 ) -> None:
     """Mount POST {prefix}/sample, {prefix}/gc and {prefix}/reset on `app`.
 
     With allowed=False the routes exist but answer 403, so a client learns why
     rather than getting a 404. The control socket mounts them with
-    allowed=True (e.g. prefix "/v1/metrics").
+    allowed=True (e.g. prefix "/v1/metrics"). A callable is asked on every
+    request, so `metrics.allow_mutations` changes on reload.
     """
+    is_allowed = allowed if callable(allowed) else (lambda: bool(allowed))
 
     async def sample(request: web.Request) -> web.Response:
         return json_ok(await provider.sample())
@@ -191,13 +193,20 @@ def add_mutation_routes(
     base = prefix.rstrip("/")
     for name, handler in handlers.items():
         path = f"{base}/{name}"
-        app.router.add_post(path, handler if allowed else _forbidden(path))
+        app.router.add_post(path, _guarded(handler, is_allowed, _forbidden(path)))
+
+
+def _guarded(handler: Handler, is_allowed: Callable[[], bool], refuse: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        return await (handler if is_allowed() else refuse)(request)
+
+    return guarded
 
 
 def create_metrics_app(
     provider: ObservabilityProvider,
     *,
-    allow_mutations: bool,
+    allow_mutations: bool | Callable[[], bool],
     health_cache: HealthCache | None = None,
 ) -> web.Application:
     """The metrics-port application; the daemon binds it to `metrics.listen`."""

@@ -1,0 +1,117 @@
+"""The daemon watching itself: memory sampling, memory modes, alert rules, reports.
+
+Owns the MemoryMonitor and the AlertEngine, runs one sample-and-evaluate step
+for the `memory_sample` job, and answers the metrics port's reports. It only
+observes: what a mode change does to other components is the daemon's
+business (it registers callbacks with `on_mode_change`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jarvisd import __version__
+from jarvisd.alerts import AlertEngine, AlertInputs
+from jarvisd.config import Config
+from jarvisd.logs import get_logger
+from jarvisd.memory import (
+    MemoryMode,
+    MemoryMonitor,
+    ModeCallback,
+    accelerator_memory,
+    apply_gc,
+    gc_collect,
+)
+from jarvisd.metrics import Metrics
+from jarvisd.pools import Pools
+
+log = get_logger("jarvisd.observer")
+
+
+class Observer:
+    """Implements the metrics port's ObservabilityProvider for the daemon."""
+
+    def __init__(self, config: Config, metrics: Metrics, pools: Pools,
+                 ready: Callable[[], bool]) -> None:  # fmt: skip
+        self._metrics = metrics
+        self._pools = pools
+        self._ready = ready
+        self.memory = MemoryMonitor(config.memory, metrics)
+        self.alerts = AlertEngine(config.alerts, metrics)
+        self._inputs = AlertInputs(metrics)
+        self._model_memory: dict[str, Callable[[], dict[str, Any]]] = {}
+        apply_gc(config.gc)
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
+
+    @property
+    def mode(self) -> MemoryMode:
+        return self.memory.mode
+
+    def on_mode_change(self, callback: ModeCallback) -> None:
+        self.memory.on_mode_change(callback)
+
+    def add_model_memory(self, name: str, report: Callable[[], dict[str, Any]]) -> None:
+        """A component that holds a model reports its memory here (for /metrics/memory)."""
+        self._model_memory[name] = report
+
+    def reconfigure(self, config: Config) -> None:
+        self.memory.reconfigure(config.memory)
+        self.alerts.reconfigure(config.alerts)
+        apply_gc(config.gc)
+
+    # ------------------------------------------------------------- sampling
+
+    def sample_now(self) -> dict[str, Any]:
+        """One sample, then every alert rule evaluated on it (the memory_sample job)."""
+        sample = self.memory.sample()
+        self.alerts.evaluate(self._inputs.collect(sample))
+        return sample.as_dict()
+
+    async def sample(self) -> dict[str, Any]:
+        # psutil reads /proc: fast, but still file I/O, so off the loop.
+        return await self._pools.run("io", self.sample_now)
+
+    async def collect_garbage(self) -> dict[str, Any]:
+        result = gc_collect()
+        log.info("memory.gc", **result)
+        return result
+
+    async def reset_metrics(self) -> dict[str, Any]:
+        return self._metrics.reset()
+
+    # -------------------------------------------------------------- reports
+
+    def ready(self) -> bool:
+        return self._ready()
+
+    def status_summary(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "uptime_seconds": round(self._metrics.uptime_seconds(), 3),
+            "memory_mode": self.memory.mode.value,
+            "alerts_firing": [alert["rule"] for alert in self.alerts.firing()],
+        }
+
+    def memory_report(self) -> dict[str, Any]:
+        latest = self.memory.latest()
+        models = {name: report() for name, report in self._model_memory.items()}
+        return {
+            "mode": self.memory.mode.value,
+            "latest": latest.as_dict() if latest else None,
+            "trend": self.memory.trend(),
+            "models": models,
+            "accelerator": accelerator_memory(),
+            "thresholds": self.memory.config.modes.model_dump(mode="json"),
+            "at": time.time(),
+        }
+
+    def latency_report(self) -> dict[str, Any]:
+        return {"operations": self._metrics.latency.percentiles()}
+
+    def requests_report(self) -> dict[str, Any]:
+        return self._metrics.request_stats.summary()
