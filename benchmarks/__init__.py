@@ -1,0 +1,1 @@
+"""Runnable benchmarks: each prints JSON; none is a test."""

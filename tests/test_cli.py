@@ -1,0 +1,121 @@
+"""jarvisctl against the real daemon: commands, --json, exit codes, light imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import DaemonProcess
+
+from jarvisd.cli import resolve_socket
+
+pytestmark = pytest.mark.serial
+Start = Callable[..., DaemonProcess]
+
+
+def ctl(*args: str, socket: Path | None = None, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    command = [sys.executable, "-m", "jarvisd.cli"]
+    if socket is not None:
+        command += ["--socket", str(socket)]
+    environment = {k: v for k, v in os.environ.items() if k != "JARVIS_SOCKET"}
+    environment.update(env or {})
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60,
+                          env=environment, check=False)  # fmt: skip
+
+
+def test_status_table_and_json(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    table = ctl("status", socket=daemon.socket)
+    assert table.returncode == 0, table.stderr
+    assert "running" in table.stdout and "memory_sample" in table.stdout
+    as_json = ctl("status", "--json", socket=daemon.socket)
+    assert json.loads(as_json.stdout)["pid"] == daemon.process.pid
+
+
+def test_socket_from_environment(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    result = ctl("status", "--json", env={"JARVIS_SOCKET": str(daemon.socket)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "running"
+
+
+def test_socket_from_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JARVIS_SOCKET", raising=False)
+    config = tmp_path / "jarvis.yaml"
+    config.write_text("control: {socket: ~/custom/j.sock}\n", encoding="utf-8")
+    assert resolve_socket(None, config) == Path.home() / "custom" / "j.sock"
+    assert resolve_socket(Path("/x.sock"), config) == Path("/x.sock")
+    monkeypatch.setenv("JARVIS_SOCKET", "/env.sock")
+    assert resolve_socket(None, config) == Path("/env.sock")
+
+
+def test_reload_config_and_jobs(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    daemon.rewrite(search={"default_limit": 4}, control={"socket": "/tmp/elsewhere.sock"})
+    reload = ctl("reload", "--json", socket=daemon.socket)
+    assert reload.returncode == 0, reload.stderr
+    outcome = json.loads(reload.stdout)
+    assert outcome["changed"] == ["search.default_limit"]
+    assert outcome["restart_required"] == ["control.socket"]
+    readable = ctl("reload", socket=daemon.socket)
+    assert "no changes" in readable.stdout or "restart" in readable.stdout
+
+    shown = ctl("config", "show", socket=daemon.socket)
+    assert "default_limit: 4" in shown.stdout
+    assert json.loads(ctl("config", "show", "--json", socket=daemon.socket).stdout)["config"]
+
+    jobs = json.loads(ctl("jobs", "--json", socket=daemon.socket).stdout)["jobs"]
+    assert [job["id"] for job in jobs] == ["memory_sample"]
+    run = ctl("jobs", "run", "memory_sample", socket=daemon.socket)
+    assert run.returncode == 0 and "started" in run.stdout
+
+
+def test_reload_of_a_broken_file_exits_1_with_the_reason(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    daemon.config_path.write_text("storage:\n  threads: none\n", encoding="utf-8")
+    result = ctl("reload", socket=daemon.socket)
+    assert result.returncode == 1
+    assert "storage.threads (line 2)" in result.stderr
+    as_json = ctl("reload", "--json", socket=daemon.socket)
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["error"]["code"] == "invalid_config"
+
+
+def test_exit_codes(start_daemon: Start, tmp_path: Path) -> None:
+    daemon = start_daemon()
+    assert ctl("jobs", "run", "nope", socket=daemon.socket).returncode == 1
+    assert ctl("no-such-command", socket=daemon.socket).returncode == 2
+    missing = ctl("status", socket=tmp_path / "absent.sock")
+    assert missing.returncode == 3
+    assert "is jarvisd running?" in missing.stderr and "absent.sock" in missing.stderr
+
+
+def test_config_check_needs_no_daemon(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("search: {max_limit: 50}\n", encoding="utf-8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: {max_limit: 0}\n", encoding="utf-8")
+    assert ctl("config", "check", str(good)).returncode == 0
+    failed = ctl("config", "check", str(bad), "--json")
+    assert failed.returncode == 1
+    assert "search.max_limit" in json.loads(failed.stdout)["problems"][0]
+
+
+def test_jarvisctl_imports_nothing_heavy(start_daemon: Start) -> None:
+    daemon = start_daemon()
+    probe = (
+        "import sys; from jarvisd.cli import main; code = main(['--socket', sys.argv[1], "
+        "'status', '--json']); heavy = sorted(m for m in ('torch', 'duckdb', "
+        "'sentence_transformers', 'pandas', 'numpy', 'pydantic', 'aiohttp') if m in "
+        "sys.modules); print('HEAVY', heavy, file=sys.stderr); sys.exit(code)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(daemon.socket)],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stderr
