@@ -277,6 +277,11 @@ class Daemon:
         job = self.jobs.run_now(job_id)
         return {"id": job.id, "started": True}
 
+    def memory_history(self) -> dict[str, Any]:
+        report = self.observer.memory_report()
+        report["history"] = [sample.as_dict() for sample in self.observer.memory.history()]
+        return report
+
     def alerts_report(self) -> dict[str, Any]:
         return {
             "firing": self.observer.alerts.firing(),

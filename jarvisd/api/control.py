@@ -52,6 +52,8 @@ class ControlTarget(Protocol):
 
     def alerts_report(self) -> dict[str, Any]: ...
 
+    def memory_history(self) -> dict[str, Any]: ...
+
 
 TARGET: web.AppKey[ControlTarget] = web.AppKey("target")
 # aiohttp's own body ceiling; the configured (reloadable) limit is enforced below it.
@@ -216,6 +218,11 @@ async def post_job_run(request: web.Request) -> web.Response:
 @routes.get("/v1/alerts")
 async def get_alerts(request: web.Request) -> web.Response:
     return json_ok(request.app[TARGET].alerts_report())
+
+
+@routes.get("/v1/memory")
+async def get_memory(request: web.Request) -> web.Response:
+    return json_ok(request.app[TARGET].memory_history())
 
 
 def create_control_app(target: ControlTarget) -> web.Application:

@@ -69,9 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]
 ]:
-    from jarvisd.cli import core
+    import importlib
 
-    return [core.register]
+    registrars = []
+    # Each command group lives in its own module; a group not (yet) present is skipped.
+    for name in ("core", "observe", "index", "search"):
+        try:
+            module = importlib.import_module(f"jarvisd.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"jarvisd.cli.{name}":
+                raise
+            continue
+        registrars.append(module.register)
+    return registrars
 
 
 def main(argv: list[str] | None = None) -> int:
