@@ -1,0 +1,271 @@
+"""Walking a vault: which notes exist, how big and how new, and reading one safely.
+
+`scan_vault` costs one `stat` per note and never opens a file, so that an
+unchanged vault is cheap to re-scan: the indexer compares (path, size,
+mtime_ns) with what it stored and reads only what differs. Excluded folders
+are pruned, not walked.
+
+The vault folder is a boundary. Like Obsidian, the scan does not follow a
+symlink from one place in the vault to another (that would index notes twice
+and can loop); unlike Obsidian, it does not follow one that leads outside
+either, so a vault cannot pull in files its owner did not put in it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "FileInfo",
+    "PathOutsideVault",
+    "ScanResult",
+    "SkipReason",
+    "Skipped",
+    "VaultError",
+    "compile_excludes",
+    "read_note_bytes",
+    "resolve_in_vault",
+    "scan_vault",
+]
+
+SkipReason = Literal["symlink_outside", "symlink_inside", "too_large", "unreadable"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str  # relative to the vault, POSIX separators
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    path: str
+    reason: SkipReason
+    detail: str
+
+
+@dataclass(slots=True)
+class ScanResult:
+    files: list[FileInfo] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+class VaultError(ValueError):
+    """The vault folder itself cannot be scanned."""
+
+
+class PathOutsideVault(ValueError):
+    """A note path that would leave the vault folder."""
+
+
+# ----------------------------------------------------------------------- excludes
+
+
+def _glob_to_regex(pattern: str) -> str:
+    """One gitignore-style glob as a regex over vault-relative POSIX paths.
+
+    `*` and `?` stay within one folder, `**` spans folders, `[abc]` is a class.
+    A pattern without a slash matches a name at any depth (`*.excalidraw.md`);
+    a pattern that matches a folder excludes everything below it.
+    """
+    pattern = pattern.strip().replace("\\", "/").lstrip("/")
+    if pattern.startswith("./"):
+        pattern = pattern[2:]
+    pattern = pattern.rstrip("/")
+    # `folder/**` also matches the folder itself, so that it is pruned, not walked.
+    while pattern.endswith("/**"):
+        pattern = pattern[:-3]
+    anchored = "/" in pattern
+    out: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if pattern.startswith("**/", index):
+            out.append("(?:.*/)?")
+            index += 3
+            continue
+        if pattern.startswith("**", index):
+            out.append(".*")
+            index += 2
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and "]" in pattern[index + 1 :]:
+            end = pattern.index("]", index + 1)
+            body = pattern[index + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            index = end
+        else:
+            out.append(re.escape(char))
+        index += 1
+    prefix = "" if anchored else "(?:.*/)?"
+    return prefix + "".join(out) + "(?:/.*)?"
+
+
+def compile_excludes(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    """All exclude globs as one regex (None when there are none)."""
+    parts = [_glob_to_regex(pattern) for pattern in patterns if pattern.strip()]
+    if not parts:
+        return None
+    return re.compile("|".join(f"(?:{part})" for part in parts))
+
+
+# --------------------------------------------------------------------------- scan
+
+
+def _human_size(size: int) -> str:
+    if size < 1000:
+        return f"{size} bytes"
+    value = size / 1000
+    for unit in ("KB", "MB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def _is_inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class _Walker:
+    """One scan's state: the vault root (resolved), the exclusions, the results."""
+
+    def __init__(self, root: str, exclude: re.Pattern[str] | None, max_file_bytes: int) -> None:
+        self.root = root
+        self.exclude = exclude
+        self.max_file_bytes = max_file_bytes
+        self.result = ScanResult()
+        # The permission bits are in the stat already, so judging readability
+        # from them costs nothing (ACLs are not consulted; a read still may fail).
+        self.uid = os.geteuid() if hasattr(os, "geteuid") else -1
+        self.groups = set(os.getgroups()) | {os.getegid()} if hasattr(os, "getegid") else set()
+
+    def skip(self, path: str, reason: SkipReason, detail: str) -> None:
+        self.result.skipped.append(Skipped(path, reason, detail))
+
+    def readable(self, info: os.stat_result) -> bool:
+        if self.uid in (0, -1):
+            return True
+        if info.st_uid == self.uid:
+            return bool(info.st_mode & stat.S_IRUSR)
+        if info.st_gid in self.groups:
+            return bool(info.st_mode & stat.S_IRGRP)
+        return bool(info.st_mode & stat.S_IROTH)
+
+    def walk(self) -> None:
+        pending: list[tuple[str, str]] = [(self.root, "")]
+        while pending:
+            folder, prefix = pending.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        self.visit(entry, prefix + entry.name, pending)
+            except PermissionError:
+                self.skip(prefix.rstrip("/") or ".", "unreadable", "permission denied on folder")
+            except FileNotFoundError:
+                continue  # removed while we walked; the next scan will not see it
+
+    def visit(self, entry: os.DirEntry[str], relative: str, pending: list[tuple[str, str]]) -> None:
+        if self.exclude is not None and self.exclude.fullmatch(relative):
+            return
+        try:
+            if entry.is_symlink():
+                self.visit_symlink(entry, relative)
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append((entry.path, relative + "/"))
+            elif entry.name.lower().endswith(".md") and entry.is_file(follow_symlinks=False):
+                self.add_note(entry.path, relative, entry.stat(follow_symlinks=False))
+        except PermissionError:
+            self.skip(relative, "unreadable", "permission denied")
+        except FileNotFoundError:
+            return
+
+    def visit_symlink(self, entry: os.DirEntry[str], relative: str) -> None:
+        target = os.path.realpath(entry.path)
+        if not os.path.exists(target):
+            return  # a dangling link names nothing to index
+        is_note = entry.name.lower().endswith(".md")
+        if not (is_note or os.path.isdir(target)):
+            return
+        if not _is_inside(self.root, target):
+            self.skip(relative, "symlink_outside", f"points outside the vault, to {target}")
+        else:
+            inside = os.path.relpath(target, self.root).replace(os.sep, "/")
+            self.skip(relative, "symlink_inside", f"points to {inside}, indexed under its own path")
+
+    def add_note(self, path: str, relative: str, info: os.stat_result) -> None:
+        if info.st_size > self.max_file_bytes:
+            detail = (
+                f"{_human_size(info.st_size)}, over the {_human_size(self.max_file_bytes)} "
+                "limit (indexing.max_file_bytes)"
+            )
+            self.skip(relative, "too_large", detail)
+        elif not self.readable(info):
+            self.skip(relative, "unreadable", "no read permission for this user")
+        else:
+            self.result.files.append(FileInfo(relative, info.st_size, info.st_mtime_ns))
+
+
+def scan_vault(root: Path, exclude: Sequence[str], max_file_bytes: int) -> ScanResult:
+    """Every `*.md` note under `root` (sorted by path) and every file left out, with why."""
+    try:
+        real_root = os.path.realpath(root, strict=True)
+    except (FileNotFoundError, NotADirectoryError) as error:
+        raise VaultError(f"vault folder {root} does not exist; check vaults[].path") from error
+    except OSError as error:
+        raise VaultError(f"vault folder {root} cannot be opened: {error.strerror}") from error
+    if not os.path.isdir(real_root):
+        raise VaultError(f"vault path {root} is a file, not a folder; check vaults[].path")
+    walker = _Walker(real_root, compile_excludes(exclude), max_file_bytes)
+    walker.walk()
+    walker.result.files.sort(key=lambda info: info.path)
+    walker.result.skipped.sort(key=lambda skipped: skipped.path)
+    return walker.result
+
+
+# ---------------------------------------------------------------------- one note
+
+
+def resolve_in_vault(root: Path, rel: str) -> Path:
+    """The file on disk for a vault-relative path, refusing any path that leaves the vault."""
+    if not rel or "\x00" in rel:
+        raise PathOutsideVault(f"{rel!r} is not a usable note path")
+    posix = rel.replace("\\", "/")
+    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix) or Path(rel).is_absolute():
+        raise PathOutsideVault(
+            f"{rel!r} is an absolute path; give a path relative to the vault folder"
+        )
+    parts = [part for part in posix.split("/") if part not in ("", ".")]
+    if not parts:
+        raise PathOutsideVault(f"{rel!r} names the vault folder itself, not a note")
+    depth = 0
+    for part in parts:
+        depth += -1 if part == ".." else 1
+        if depth < 0:
+            raise PathOutsideVault(f"{rel!r} climbs out of the vault folder with '..'")
+    real_root = os.path.realpath(root)
+    real_path = os.path.realpath(os.path.join(real_root, *parts))
+    if not _is_inside(real_root, real_path):
+        raise PathOutsideVault(
+            f"{rel!r} is or passes through a symlink that leads outside the vault, to {real_path}"
+        )
+    return Path(real_path)
+
+
+def read_note_bytes(root: Path, rel_path: str) -> bytes:
+    """The bytes of one note, after `resolve_in_vault` has vouched for its path.
+
+    Raises PathOutsideVault, or the OSError of the read (FileNotFoundError,
+    PermissionError, IsADirectoryError) for the caller to report per note.
+    """
+    return resolve_in_vault(root, rel_path).read_bytes()
