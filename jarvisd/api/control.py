@@ -225,6 +225,30 @@ async def get_memory(request: web.Request) -> web.Response:
     return json_ok(request.app[TARGET].memory_history())
 
 
+# The metrics port's latency and request reports, also on the socket: the port may be
+# off (metrics.listen: null) and `jarvisctl top` must still see them. Same shapes as
+# Observer.latency_report() / requests_report(), read from the same Metrics object.
+@routes.get("/v1/metrics/latency")
+async def get_latency(request: web.Request) -> web.Response:
+    return json_ok({"operations": request.app[TARGET].metrics.latency.percentiles()})
+
+
+@routes.get("/v1/metrics/requests")
+async def get_requests(request: web.Request) -> web.Response:
+    """Recent requests per endpoint; `?window=SECONDS` narrows the 300 s default."""
+    stats = request.app[TARGET].metrics.request_stats
+    raw = request.query.get("window", "300")
+    try:
+        window = float(raw)
+    except ValueError:
+        window = 0.0
+    if not 1 <= window <= stats.horizon_seconds:
+        raise bad_request(
+            f"window must be seconds between 1 and {stats.horizon_seconds}, got {raw!r}"
+        )
+    return json_ok(stats.summary(window))
+
+
 def create_control_app(target: ControlTarget) -> web.Application:
     app = web.Application(middlewares=[observe, guard], client_max_size=HARD_BODY_LIMIT)
     app[TARGET] = target

@@ -1,0 +1,359 @@
+"""jarvisctl alerts | memory [--export FILE] | gc (and `top`, from jarvisd.cli.top).
+
+Also the pieces `top` shares: value formatting per alert metric and block-character
+charts. Everything here is stdlib or lazily imported rich, so jarvisctl stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jarvisd.cli import render
+from jarvisd.client import ControlClient
+from jarvisd.units import human_bytes
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+EXIT_USAGE = 2
+EXPORT_SUFFIXES = (".json", ".csv")
+# The columns of an exported sample, in the order of jarvisd.memory.Sample (a test keeps
+# them in step; importing jarvisd.memory here would pull in psutil and pydantic).
+EXPORT_FIELDS = (
+    "time", "timestamp", "rss", "vms", "available", "total", "percent", "cpu_percent", "mode",
+)  # fmt: skip
+# Eighths of a cell, from empty to full: one chart row holds 9 levels.
+BLOCKS = " ▁▂▃▄▅▆▇█"
+SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+MODE_STYLES = {"FULL": "green", "LITE": "yellow", "MINIMAL": "bold red"}
+
+
+def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
+    alerts = commands.add_parser(
+        "alerts", parents=[common], help="firing alerts and recent alert events"
+    )
+    alerts.set_defaults(handler=cmd_alerts)
+
+    memory = commands.add_parser(
+        "memory", parents=[common], help="memory mode, latest sample, trend, model memory"
+    )
+    memory.add_argument(
+        "--export",
+        type=Path,
+        metavar="FILE",
+        help="write the sampled history to FILE.json or FILE.csv",
+    )
+    memory.set_defaults(handler=cmd_memory)
+
+    gc = commands.add_parser("gc", parents=[common], help="run a full garbage collection now")
+    gc.set_defaults(handler=cmd_gc)
+
+    # top lives in its own module; imported here, not at the top, because it imports
+    # this module's helpers.
+    from jarvisd.cli import top
+
+    top.register(commands, common)
+
+
+# ------------------------------------------------------------------------ formatting
+
+
+def metric_value(metric: str, value: float | None) -> str:
+    """A sampled alert metric for people, in the unit its name says."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if metric.endswith("_bytes"):
+        return human_bytes(value)
+    if metric.endswith("_percent"):
+        return f"{value:.1f} %"
+    if metric.endswith("_seconds"):
+        return render.duration(value)
+    if metric == "error_rate":
+        return f"{value * 100:.1f} %"
+    return f"{value:g}"
+
+
+def seconds_since(iso: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from an ISO time to now (negative: in the future); None if unparsable."""
+    if not iso:
+        return None
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return ((now or datetime.now(UTC)) - moment).total_seconds()
+
+
+def ago(iso: str | None) -> str:
+    elapsed = seconds_since(iso)
+    return "-" if elapsed is None else f"{render.duration(max(0.0, elapsed))} ago"
+
+
+def escape(text: object) -> str:
+    """Text safe inside rich markup (a rule named `[x]` must not be read as a style)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))
+
+
+def styled(text: object, style: str | None) -> str:
+    return f"[{style}]{escape(text)}[/]" if style else escape(text)
+
+
+# ---------------------------------------------------------------------------- charts
+
+
+def downsample(values: Sequence[float], width: int) -> list[float]:
+    """At most `width` values: the peak of each run, so a short spike stays visible."""
+    count = len(values)
+    if count <= width:
+        return list(values)
+    return [max(values[i * count // width : (i + 1) * count // width]) for i in range(width)]
+
+
+def bar_chart(
+    values: Sequence[float],
+    width: int,
+    height: int,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+) -> list[str]:
+    """`height` rows of `width` block characters, newest value at the right edge.
+
+    The vertical scale runs from `low` (default: the smallest value) to `high`
+    (default: the largest); every value present gets at least the lowest block, so
+    a flat series still shows how far back the data goes.
+    """
+    if width <= 0 or height <= 0:
+        return [""] * max(height, 0)
+    columns = downsample(values, width)
+    bottom = low if low is not None else min(columns, default=0.0)
+    top = high if high is not None else max(columns, default=0.0)
+    steps = height * 8
+    levels = []
+    for value in columns:
+        share = (value - bottom) / (top - bottom) if top > bottom else 0.0
+        levels.append(1 + round(min(1.0, max(0.0, share)) * (steps - 1)))
+    pad = width - len(levels)
+    rows = []
+    for row in range(height - 1, -1, -1):
+        cells = (BLOCKS[min(8, max(0, level - row * 8))] for level in levels)
+        rows.append(" " * pad + "".join(cells))
+    return rows
+
+
+def sparkline(values: Sequence[float], width: int) -> str:
+    return bar_chart(values, width, 1)[0]
+
+
+# ---------------------------------------------------------------------------- alerts
+
+
+def cmd_alerts(client: ControlClient, args: argparse.Namespace) -> int:
+    report = client.get("/v1/alerts")
+    if args.json:
+        render.print_json(report)
+        return 0
+    out = render.console()
+    firing = report.get("firing", [])
+    if firing:
+        out.print(firing_table(firing, title=f"firing ({len(firing)})"))
+    else:
+        out.print("[green]no alerts firing[/green]")
+    out.print()
+    recent = report.get("recent", [])
+    if recent:
+        out.print(_events_table(recent))
+    else:
+        out.print("no alert events since the daemon started")
+    rules = report.get("rules", [])
+    out.print(f"\n{len(rules)} rule{'s' if len(rules) != 1 else ''} configured (alerts.rules)")
+    return 0
+
+
+def firing_table(firing: list[dict[str, Any]], title: str | None, *, compact: bool = False) -> Any:
+    """The firing alerts; `compact` (for top): no box, and how long ago, not the clock time."""
+    rows = []
+    for alert in firing:
+        metric = alert.get("metric", "")
+        severity = alert.get("severity", "")
+        since = alert.get("since")
+        threshold = f"{alert.get('op', '')} {metric_value(metric, alert.get('threshold'))}"
+        rows.append(
+            [
+                escape(alert.get("rule")),
+                metric,
+                metric_value(metric, alert.get("value")),
+                threshold,
+                styled(severity, SEVERITY_STYLES.get(severity)),
+                ago(since) if compact else render.when(since),
+            ]
+        )
+    columns = ["rule", "metric", "value", "threshold", "severity", "since"]
+    table = render.table(title, columns, rows)
+    if compact:
+        table.box = None  # the header rule would cost a row the alerts need
+    return table
+
+
+def _events_table(events: list[dict[str, Any]]) -> Any:
+    rows = []
+    for event in events:
+        metric = event.get("metric", "")
+        kind = event.get("kind", "")
+        severity = event.get("severity", "")
+        label = "resolved" if kind == "resolved" else ("repeat" if event.get("repeat") else kind)
+        rows.append(
+            [
+                render.when(event.get("time")),
+                styled(label, "green" if kind == "resolved" else "red"),
+                escape(event.get("rule")),
+                metric_value(metric, event.get("value")),
+                f"{event.get('op', '')} {metric_value(metric, event.get('threshold'))}",
+                styled(severity, SEVERITY_STYLES.get(severity)),
+            ]
+        )
+    columns = ["time", "event", "rule", "value", "threshold", "severity"]
+    return render.table("recent events (newest first)", columns, rows)
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def cmd_memory(client: ControlClient, args: argparse.Namespace) -> int:
+    export: Path | None = args.export.expanduser() if args.export else None
+    if export is not None and export.suffix.lower() not in EXPORT_SUFFIXES:
+        # Refused before asking the daemon: a wrong name is a usage error, not a failure.
+        print(
+            f"jarvisctl: cannot export to {str(export)!r}: the file name must end in "
+            f"{' or '.join(EXPORT_SUFFIXES)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    report = client.get("/v1/memory")
+    if export is not None:
+        return _export(report.get("history", []), export, as_json=args.json)
+    if args.json:
+        render.print_json(report)
+        return 0
+    pairs = memory_pairs(report)
+    history = [float(sample["rss"]) for sample in report.get("history", [])]
+    if len(history) > 1:
+        pairs.append(("rss history", f"[cyan]{sparkline(history, 60)}[/cyan]"))
+    models, devices = report.get("models") or {}, report.get("accelerator") or {}
+    pairs += [(f"model {name}", _describe(value)) for name, value in models.items()]
+    pairs += [(f"device {name}", _describe(value)) for name, value in devices.items()]
+    if not models:
+        pairs.append(("models", "none reporting memory"))
+    render.console().print(render.key_values(pairs))
+    return 0
+
+
+def memory_pairs(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The readable `jarvisctl memory`: mode and thresholds, latest sample, trend."""
+    mode = report.get("mode", "-")
+    modes = report.get("thresholds") or {}
+    thresholds = (
+        f"FULL at {modes.get('full_min_available', '?')} available, "
+        f"LITE at {modes.get('lite_min_available', '?')}, "
+        f"hysteresis {modes.get('hysteresis', '?')}"
+    )
+    pairs: list[tuple[str, Any]] = [
+        ("mode", f"{styled(mode, MODE_STYLES.get(mode))}  ({thresholds})")
+    ]
+    latest = report.get("latest") or {}
+    if latest:
+        available = human_bytes(latest["available"])
+        total = human_bytes(latest["total"])
+        pairs += [
+            ("rss", human_bytes(latest["rss"])),
+            ("vms", human_bytes(latest["vms"])),
+            ("available", f"{available} of {total} ({latest.get('percent')} % in use)"),
+            ("cpu", f"{latest['cpu_percent']:.1f} % of one core"),
+            ("sampled", render.when(latest.get("time"))),
+        ]
+    trend = report.get("trend") or {}
+    rss, cpu = trend.get("rss_bytes"), trend.get("cpu_percent")
+    if rss:
+        slope = rss.get("slope_bytes_per_minute", 0.0)
+        sign = "+" if slope >= 0 else "-"
+        span = render.duration(trend.get("span_seconds"))
+        pairs.append(
+            (
+                "rss trend",
+                f"{human_bytes(rss['min'])} .. {human_bytes(rss['max'])}, "
+                f"{sign}{human_bytes(abs(slope))}/min over {trend['samples']} samples ({span})",
+            )
+        )
+    if cpu:
+        pairs.append(("cpu trend", f"mean {cpu['mean']:.1f} %, peak {cpu['max']:.1f} %"))
+    return pairs
+
+
+def _describe(value: Any) -> str:
+    """A model's or device's memory report on one line, sizes in human units."""
+    if not isinstance(value, dict):
+        return str(value)
+    parts = []
+    for key, item in value.items():
+        if key.endswith("_bytes") and isinstance(item, int | float):
+            item = human_bytes(item)
+        elif isinstance(item, dict):
+            item = f"({_describe(item)})"
+        parts.append(f"{key} {item}")
+    return escape(", ".join(parts))
+
+
+def _export(history: list[dict[str, Any]], path: Path, *, as_json: bool) -> int:
+    """Write the history the daemon sent; atomically, so a reader never sees half a file."""
+    kind = path.suffix.lower().lstrip(".")
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("w", newline="", encoding="utf-8") as handle:
+            if kind == "json":
+                handle.write(json.dumps(history, indent=2) + "\n")
+            else:
+                extra = sorted({key for sample in history for key in sample} - set(EXPORT_FIELDS))
+                writer = csv.DictWriter(handle, fieldnames=[*EXPORT_FIELDS, *extra], restval="")
+                writer.writeheader()
+                writer.writerows(history)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        print(f"jarvisctl: cannot write {path}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    if as_json:
+        render.print_json({"file": str(path), "format": kind, "samples": len(history)})
+    else:
+        print(f"wrote {len(history)} sample{'s' if len(history) != 1 else ''} to {path} ({kind})")
+    return 0
+
+
+# -------------------------------------------------------------------------------- gc
+
+
+def cmd_gc(client: ControlClient, args: argparse.Namespace) -> int:
+    result = client.post("/v1/metrics/gc")
+    if args.json:
+        render.print_json(result)
+        return 0
+    print(
+        f"collected {result.get('collected', 0)} objects in "
+        f"{result.get('duration_seconds', 0.0) * 1000:.1f} ms; "
+        f"RSS {human_bytes(result.get('rss_before_bytes', 0))} -> "
+        f"{human_bytes(result.get('rss_after_bytes', 0))} "
+        f"(freed {human_bytes(result.get('freed_bytes', 0))})"
+    )
+    return 0
