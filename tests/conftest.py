@@ -58,6 +58,10 @@ def base_config(root: Path, **overrides: Any) -> dict[str, Any]:
         "metrics": {"listen": None},
         "logging": {"level": "info", "format": "json"},
         "gc": {"freeze_after_startup": False},
+        # Lean by default: tests of indexing and search opt in to the model and the runs.
+        "embedding": {"preload": False},
+        "indexing": {"on_start": False, "watch": False},
+        "schedule": {"index": None, "maintenance": None, "memory_sample": "10s"},
     }
     return merged(config, overrides)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import stat
@@ -14,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import DaemonProcess
 
-from conftest import DaemonProcess, base_config
 from jarvisd.client import ControlClient, DaemonError
 
 pytestmark = pytest.mark.serial

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from conftest import DaemonProcess
+
 from jarvisd.api.control import create_control_app
 from jarvisd.api.server import AppServer, prepare_socket_path
 from jarvisd.client import ControlClient, DaemonError, DaemonUnreachable
