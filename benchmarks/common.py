@@ -31,13 +31,20 @@ def percentiles(values: list[float]) -> dict[str, float]:
         index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
         return ordered[index]
 
-    return {"n": len(ordered), "p50": rank(50), "p95": rank(95), "p99": rank(99),
-            "min": ordered[0], "max": ordered[-1]}  # fmt: skip
+    return {
+        "n": len(ordered),
+        "p50": rank(50),
+        "p95": rank(95),
+        "p99": rank(99),
+        "min": ordered[0],
+        "max": ordered[-1],
+    }
 
 
 @contextmanager
-def running_daemon(config: dict[str, Any], ready_timeout: float = 600.0,
-                   root: Path | None = None) -> Iterator[tuple[ControlClient, subprocess.Popen[bytes], Path]]:  # fmt: skip
+def running_daemon(
+    config: dict[str, Any], ready_timeout: float = 600.0, root: Path | None = None
+) -> Iterator[tuple[ControlClient, subprocess.Popen[bytes], Path]]:
     """jarvisd on `config` (socket and database placed in a temp dir unless given)."""
     workdir = root or Path(tempfile.mkdtemp(prefix="jb-", dir="/tmp"))
     config = dict(config)
@@ -49,8 +56,12 @@ def running_daemon(config: dict[str, Any], ready_timeout: float = 600.0,
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     log = (workdir / "daemon.log").open("wb")
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JARVIS_SOCKET")}
-    process = subprocess.Popen([sys.executable, "-m", "jarvisd", "--config", str(path)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jarvisd", "--config", str(path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     client = ControlClient(Path(config["control"]["socket"]), timeout=600)
     try:
         deadline = time.monotonic() + ready_timeout

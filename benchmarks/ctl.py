@@ -25,20 +25,26 @@ def main() -> None:
         wall: list[float] = []
         for _ in range(args.runs):
             started = time.perf_counter()
-            subprocess.run([jarvisctl, "--socket", socket, "status", "--json"],
-                           check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [jarvisctl, "--socket", socket, "status", "--json"], check=True, capture_output=True
+            )
             wall.append(time.perf_counter() - started)
         in_process: list[float] = []
         for _ in range(args.runs):
             started = time.perf_counter()
             client.get("/v1/status")
             in_process.append(time.perf_counter() - started)
-    print(json.dumps({
-        "benchmark": "jarvisctl status",
-        "target_seconds": 0.5,
-        "process_wall_seconds": percentiles(wall),
-        "request_only_seconds": percentiles(in_process),
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "jarvisctl status",
+                "target_seconds": 0.5,
+                "process_wall_seconds": percentiles(wall),
+                "request_only_seconds": percentiles(in_process),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

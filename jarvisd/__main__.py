@@ -81,7 +81,7 @@ def _serve(config: object, config_path: Path | None) -> int:
     import prometheus_client
 
     # `*_created` series double every counter for little use; off for the whole process.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     logs.configure(config.logging.level, config.logging.format, config.logging.file)
     log = logs.get_logger("jarvisd")
 

@@ -163,10 +163,17 @@ class AlertEngine:
             self._metrics.alerts.labels(rule.name).inc()
         state.last_logged = now
         event = AlertEvent(
-            kind="fired", rule=rule.name, metric=rule.metric, value=value,
-            threshold=rule.threshold, op=rule.op, severity=rule.severity,
-            timestamp=now, since=since, repeat=repeat,
-        )  # fmt: skip
+            kind="fired",
+            rule=rule.name,
+            metric=rule.metric,
+            value=value,
+            threshold=rule.threshold,
+            op=rule.op,
+            severity=rule.severity,
+            timestamp=now,
+            since=since,
+            repeat=repeat,
+        )
         # critical alerts log at error so level-based log alerting catches them;
         # the rest at warning. Resolutions log at info.
         log = _log.error if rule.severity == "critical" else _log.warning
@@ -195,10 +202,18 @@ class AlertEngine:
         state.fired_at = None
         self._metrics.alerts_firing.labels(rule.name).set(0)
         event = AlertEvent(
-            kind="resolved", rule=rule.name, metric=rule.metric, value=value,
-            threshold=rule.threshold, op=rule.op, severity=rule.severity,
-            timestamp=now, since=since, duration_seconds=duration, reason=reason,
-        )  # fmt: skip
+            kind="resolved",
+            rule=rule.name,
+            metric=rule.metric,
+            value=value,
+            threshold=rule.threshold,
+            op=rule.op,
+            severity=rule.severity,
+            timestamp=now,
+            since=since,
+            duration_seconds=duration,
+            reason=reason,
+        )
         fields: dict[str, Any] = {"reason": reason} if reason is not None else {}
         _log.info(
             "alert.resolved",

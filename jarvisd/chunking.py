@@ -277,4 +277,3 @@ def title_chunk(title: str, headings: list[Heading], count: TokenCounter) -> Chu
     """A note with no prose still gets one chunk, so its title (and outline) is findable."""
     text = "\n".join([title, *(display_text(heading.text) for heading in headings)])
     return Chunk(0, (), text, text, count(text), 1, max([1, *(h.line for h in headings)]))
-

@@ -17,10 +17,13 @@ from typing import Any
 
 from jarvisd import __version__, logs
 from jarvisd.api.control import create_control_app
+from jarvisd.api.index import add_index_routes
 from jarvisd.api.metrics import add_mutation_routes, create_metrics_app
 from jarvisd.api.server import AppServer, SocketError, prepare_socket_path
-from jarvisd.config import Config, ConfigError, diff_configs, load_config, masked
+from jarvisd.config import Config, ConfigDiff, ConfigError, diff_configs, load_config, masked
+from jarvisd.indexer import Indexer, RunReport
 from jarvisd.jobs import JobScheduler
+from jarvisd.knowledge import Knowledge
 from jarvisd.lifecycle import State
 from jarvisd.lockfile import LockFile
 from jarvisd.metrics import Metrics
@@ -45,6 +48,9 @@ class Daemon:
         self.pools = Pools(config.threads)
         self.jobs = JobScheduler(config.schedule, self.metrics)
         self.observer = Observer(config, self.metrics, self.pools, ready=self.ready)
+        self.knowledge = Knowledge(config, self.metrics, self.pools, self.jobs)
+        self.observer.on_mode_change(self.knowledge.on_memory_mode)
+        self.observer.add_model_memory("embedding", self.knowledge.embedder.memory_report)
         self._locks = [
             LockFile(config.socket_path.with_name(config.socket_path.name + ".lock")),
             LockFile(config.database_path.with_name(config.database_path.name + ".lock")),
@@ -90,6 +96,7 @@ class Daemon:
             schedule_key="memory_sample",
             description="Sample memory and CPU; evaluate alert rules",
         )
+        await self.knowledge.start()
         await self.jobs.start()
         await self._serve_control()
         await self._serve_metrics()
@@ -98,6 +105,7 @@ class Daemon:
         if self._config.gc.freeze_after_startup:
             gc.freeze()  # start-up objects live forever; stop rescanning them
         self.notifier.ready()
+        self.knowledge.after_ready()
         interval = self.notifier.watchdog_interval
         if interval:
             self._tasks.append(loop.create_task(self._watchdog(interval), name="watchdog"))
@@ -112,6 +120,7 @@ class Daemon:
     async def _serve_control(self) -> None:
         prepare_socket_path(self._config.socket_path)
         app = create_control_app(self)
+        add_index_routes(app, self)
         # The metrics port's POST operations are always allowed on the socket: its peer
         # is the daemon's own user.
         for prefix in ("/metrics", "/v1/metrics"):
@@ -183,6 +192,7 @@ class Daemon:
         if self._metrics_server is not None:
             steps.append(("metrics", self._metrics_server.stop()))
         steps.append(("jobs", self.jobs.stop(timeout=SHUTDOWN_DEADLINE / 2)))
+        steps.append(("knowledge", self.knowledge.stop()))
         for name, step in steps:
             remaining = max(0.1, deadline - time.monotonic())
             try:
@@ -194,7 +204,7 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.pools.shutdown(wait=False)
+        self.pools.shutdown(wait=True)
         socket_path = self._config.socket_path
         if socket_path.exists():
             socket_path.unlink()
@@ -235,7 +245,7 @@ class Daemon:
             log.warning("config.restart_required", keys=diff.restart_required)
         return outcome
 
-    def _apply(self, config: Config, diff: Any) -> None:
+    def _apply(self, config: Config, diff: ConfigDiff) -> None:
         old = self._config
         self._config = config
         if old.logging != config.logging:
@@ -244,6 +254,7 @@ class Daemon:
             self.pools.reconfigure(config.threads)
         if (old.memory, old.alerts, old.gc) != (config.memory, config.alerts, config.gc):
             self.observer.reconfigure(config)
+        self.knowledge.reconfigure(config, diff)
         if old.schedule != config.schedule:
             self.jobs.reconfigure(config.schedule)
 
@@ -262,13 +273,16 @@ class Daemon:
             "memory_mode": self.observer.mode.value,
             "alerts_firing": [alert["rule"] for alert in self.observer.alerts.firing()],
             "threads": self.pools.sizes(),
+            **self.knowledge.status(),
             "jobs": self.jobs.describe(),
             "last_reload": self.last_reload,
         }
 
     def effective_config(self) -> dict[str, Any]:
-        return {"path": str(self.config_path) if self.config_path else None,
-                "config": masked(self._config)}  # fmt: skip
+        return {
+            "path": str(self.config_path) if self.config_path else None,
+            "config": masked(self._config),
+        }
 
     def jobs_report(self) -> list[dict[str, Any]]:
         return self.jobs.describe()
@@ -276,6 +290,16 @@ class Daemon:
     def run_job(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.run_now(job_id)
         return {"id": job.id, "started": True}
+
+    @property
+    def indexer(self) -> Indexer:
+        return self.knowledge.indexer
+
+    def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[RunReport]:
+        return self.knowledge.start_index_run(full, trigger)
+
+    async def run_maintenance(self) -> dict[str, Any]:
+        return await self.knowledge.run_maintenance()
 
     def memory_history(self) -> dict[str, Any]:
         report = self.observer.memory_report()

@@ -31,9 +31,24 @@ from jarvisd.latency import LatencyTracker, RequestStats
 
 # Latency buckets from 1 ms to 30 s: fine at the low end, where searches live.
 LATENCY_BUCKETS = (
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5,
-    1.0, 2.0, 5.0, 10.0, 30.0,
-)  # fmt: skip
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+)
 JOB_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
 # Label values of jarvis_memory_mode; jarvisd.memory.MemoryMode uses the same

@@ -33,8 +33,9 @@ log = get_logger("jarvisd.observer")
 class Observer:
     """Implements the metrics port's ObservabilityProvider for the daemon."""
 
-    def __init__(self, config: Config, metrics: Metrics, pools: Pools,
-                 ready: Callable[[], bool]) -> None:  # fmt: skip
+    def __init__(
+        self, config: Config, metrics: Metrics, pools: Pools, ready: Callable[[], bool]
+    ) -> None:
         self._metrics = metrics
         self._pools = pools
         self._ready = ready

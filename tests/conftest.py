@@ -74,8 +74,13 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 class DaemonProcess:
     """The real jarvisd, started as a subprocess on a config file."""
 
-    def __init__(self, root: Path, config: dict[str, Any], env: dict[str, str] | None = None,
-                 user: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        config: dict[str, Any],
+        env: dict[str, str] | None = None,
+        user: int | None = None,
+    ) -> None:
         self.root = root
         self.config = config
         self.config_path = write_config(root / "jarvis.yaml", config)
@@ -156,9 +161,14 @@ class DaemonProcess:
 def start_daemon(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def start(config: dict[str, Any] | None = None, *, wait: bool = True,
-              env: dict[str, str] | None = None, user: int | None = None,
-              **overrides: Any) -> DaemonProcess:  # fmt: skip
+    def start(
+        config: dict[str, Any] | None = None,
+        *,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        user: int | None = None,
+        **overrides: Any,
+    ) -> DaemonProcess:
         """Start jarvisd on `config`, or on base_config(tmp, **overrides)."""
         chosen = config or base_config(short_tmp, **overrides)
         daemon = DaemonProcess(short_tmp, chosen, env=env, user=user)

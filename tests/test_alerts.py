@@ -19,9 +19,7 @@ def alerts_config(*rules: dict[str, Any], cooldown: str = "10m") -> AlertsConfig
 
 
 MEMORY_RULE = {"name": "memory_high", "metric": "memory_percent", "threshold": 80, "for": "1m"}
-JOB_RULE = {
-    "name": "job_failing", "metric": "job_failures", "threshold": 0, "severity": "critical"
-}  # fmt: skip
+JOB_RULE = {"name": "job_failing", "metric": "job_failures", "threshold": 0, "severity": "critical"}
 
 
 def firing_gauge(metrics: Metrics, rule: str) -> float | None:
@@ -136,8 +134,10 @@ def test_ops_compare_as_written() -> None:
     ]
     engine = AlertEngine(alerts_config(*rules), Metrics())
     assert sorted(e.rule for e in engine.evaluate({"cpu_percent": 5}, now=T0)) == [
-        "at_least", "at_most", "low"
-    ]  # fmt: skip
+        "at_least",
+        "at_most",
+        "low",
+    ]
 
 
 def test_firing_and_recent() -> None:

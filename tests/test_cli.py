@@ -18,15 +18,19 @@ pytestmark = pytest.mark.serial
 Start = Callable[..., DaemonProcess]
 
 
-def ctl(*args: str, socket: Path | None = None, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def ctl(
+    *args: str,
+    socket: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "jarvisd.cli"]
     if socket is not None:
         command += ["--socket", str(socket)]
     environment = {k: v for k, v in os.environ.items() if k != "JARVIS_SOCKET"}
     environment.update(env or {})
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60,
-                          env=environment, check=False)  # fmt: skip
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=60, env=environment, check=False
+    )
 
 
 def test_status_table_and_json(start_daemon: Start) -> None:
@@ -115,7 +119,12 @@ def test_jarvisctl_imports_nothing_heavy(start_daemon: Start) -> None:
         "'sentence_transformers', 'pandas', 'numpy', 'pydantic', 'aiohttp') if m in "
         "sys.modules); print('HEAVY', heavy, file=sys.stderr); sys.exit(code)"
     )
-    result = subprocess.run([sys.executable, "-c", probe, str(daemon.socket)],
-                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(daemon.socket)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stderr

@@ -42,15 +42,19 @@ QUIET: dict[str, Any] = {
 RSS_RULE = {"name": "rss_any", "metric": "rss_bytes", "threshold": 1, "for": "0s"}
 
 
-def ctl(*args: str, socket: Path | None = None, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def ctl(
+    *args: str,
+    socket: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "jarvisd.cli"]
     if socket is not None:
         command += ["--socket", str(socket)]
     environment = {k: v for k, v in os.environ.items() if k != "JARVIS_SOCKET"}
     environment.update(env or {})
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60,
-                          env=environment, check=False)  # fmt: skip
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=60, env=environment, check=False
+    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -98,35 +102,71 @@ def test_metric_values_read_in_their_units() -> None:
 def synthetic_view(samples: int, firing: int) -> View:
     """A frame's input built by hand: shapes as the daemon sends them."""
     history = [
-        {"timestamp": 1000.0 + i, "rss": 50_000_000 + i * 1000, "cpu_percent": float(i % 9),
-         "available": 8_000_000_000, "total": 16_000_000_000}
+        {
+            "timestamp": 1000.0 + i,
+            "rss": 50_000_000 + i * 1000,
+            "cpu_percent": float(i % 9),
+            "available": 8_000_000_000,
+            "total": 16_000_000_000,
+        }
         for i in range(samples)
-    ]  # fmt: skip
+    ]
     alerts = [
-        {"rule": f"rule_{i}", "metric": "rss_bytes", "value": 5e7, "threshold": 1.0, "op": ">",
-         "severity": "critical", "since": "2026-01-01T00:00:00+00:00"}
+        {
+            "rule": f"rule_{i}",
+            "metric": "rss_bytes",
+            "value": 5e7,
+            "threshold": 1.0,
+            "op": ">",
+            "severity": "critical",
+            "since": "2026-01-01T00:00:00+00:00",
+        }
         for i in range(firing)
-    ]  # fmt: skip
+    ]
     snapshot = Snapshot(
-        status={"version": "0.1.0", "pid": 1, "uptime_seconds": 5.0, "state": "running",
-                "memory_mode": "LITE", "alerts_firing": [a["rule"] for a in alerts],
-                "jobs": [{"id": "memory_sample", "schedule": "10s", "runs": 3, "failures": 1,
-                          "last_result": "error", "next_run": None}]},
+        status={
+            "version": "0.1.0",
+            "pid": 1,
+            "uptime_seconds": 5.0,
+            "state": "running",
+            "memory_mode": "LITE",
+            "alerts_firing": [a["rule"] for a in alerts],
+            "jobs": [
+                {
+                    "id": "memory_sample",
+                    "schedule": "10s",
+                    "runs": 3,
+                    "failures": 1,
+                    "last_result": "error",
+                    "next_run": None,
+                }
+            ],
+        },
         memory={"mode": "LITE", "history": history, "latest": history[-1] if history else None},
         alerts={"firing": alerts, "recent": []},
-        latency={"operations": {f"request:/v1/op{i}": {"count": 3, "p50": 0.001, "p90": 0.002,
-                                                       "p95": 0.003, "p99": 0.5}
-                                for i in range(30)}},
+        latency={
+            "operations": {
+                f"request:/v1/op{i}": {
+                    "count": 3,
+                    "p50": 0.001,
+                    "p90": 0.002,
+                    "p95": 0.003,
+                    "p99": 0.5,
+                }
+                for i in range(30)
+            }
+        },
         requests={"rate_per_second": 1.5, "error_rate": 0.1, "count": 90, "endpoints": {}},
         at=1000.0,
-    )  # fmt: skip
+    )
     return View(snapshot, interval=2.0, rates=(1.0, 2.0, 1.5))
 
 
 @pytest.mark.parametrize(("width", "height"), [(80, 24), (132, 43), (50, 14)])
 @pytest.mark.parametrize(("samples", "firing"), [(0, 0), (1, 1), (2000, 9)])
-def test_frame_fills_the_terminal_exactly(width: int, height: int, samples: int,
-                                          firing: int) -> None:  # fmt: skip
+def test_frame_fills_the_terminal_exactly(
+    width: int, height: int, samples: int, firing: int
+) -> None:
     from rich.console import Console
 
     console = Console(file=io.StringIO(), width=width, height=height, color_system=None)
@@ -263,8 +303,17 @@ def test_top_once_json(start_daemon: Start) -> None:
 @serial
 def test_top_json_stream_stops_on_ctrl_c_with_exit_0(start_daemon: Start) -> None:
     daemon = start_daemon(**QUIET)
-    command = [sys.executable, "-m", "jarvisd.cli", "--socket", str(daemon.socket),
-               "top", "--json", "--interval", "0.2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "jarvisd.cli",
+        "--socket",
+        str(daemon.socket),
+        "top",
+        "--json",
+        "--interval",
+        "0.2",
+    ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as top:
         assert top.stdout is not None
         first, second = json.loads(top.stdout.readline()), json.loads(top.stdout.readline())
@@ -280,10 +329,19 @@ def test_top_live_on_a_terminal_exits_0_on_ctrl_c(start_daemon: Start) -> None:
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     environment["TERM"] = "xterm-256color"
-    command = [sys.executable, "-m", "jarvisd.cli", "--socket", str(daemon.socket),
-               "top", "--interval", "0.2"]  # fmt: skip
-    top = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
-                           env=environment)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "jarvisd.cli",
+        "--socket",
+        str(daemon.socket),
+        "top",
+        "--interval",
+        "0.2",
+    ]
+    top = subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, env=environment
+    )
     os.close(terminal)
     screen = b""
     try:
@@ -325,7 +383,12 @@ def test_observe_commands_import_nothing_heavy(start_daemon: Start) -> None:
         "'duckdb', 'sentence_transformers', 'numpy', 'pydantic', 'aiohttp', 'psutil') "
         "if m in sys.modules); print('HEAVY', heavy, codes, file=sys.stderr)"
     )
-    result = subprocess.run([sys.executable, "-c", probe, str(daemon.socket)],
-                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(daemon.socket)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "HEAVY [] [0, 0, 0, 0, 0]" in result.stderr

@@ -179,8 +179,9 @@ def test_secrets_are_masked() -> None:
 
 def test_paths_expand_user_and_vars(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JARVIS_TEST_DIR", "/srv/notes")
-    config = parse_config("vaults: [{name: a, path: $JARVIS_TEST_DIR/vault}]\n"
-                          "storage: {database: ~/j.duckdb}\n")  # fmt: skip
+    config = parse_config(
+        "vaults: [{name: a, path: $JARVIS_TEST_DIR/vault}]\nstorage: {database: ~/j.duckdb}\n"
+    )
     assert config.vaults[0].root == Path("/srv/notes/vault")
     assert config.database_path == Path.home() / "j.duckdb"
 

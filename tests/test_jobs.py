@@ -121,10 +121,20 @@ async def test_exclusive_group_serialises_jobs() -> None:
 
         return job
 
-    scheduler.register("index", make("index"), schedule_key="index", description="t",  # type: ignore[arg-type]
-                       exclusive_group="store")  # fmt: skip
-    scheduler.register("maintenance", make("maint"), schedule_key="maintenance",  # type: ignore[arg-type]
-                       description="t", exclusive_group="store")  # fmt: skip
+    scheduler.register(
+        "index",
+        make("index"),
+        schedule_key="index",
+        description="t",  # type: ignore[arg-type]
+        exclusive_group="store",
+    )
+    scheduler.register(
+        "maintenance",
+        make("maint"),
+        schedule_key="maintenance",  # type: ignore[arg-type]
+        description="t",
+        exclusive_group="store",
+    )
     await scheduler.start()
     first = scheduler.run_now("index")
     second = scheduler.run_now("maintenance")

@@ -66,9 +66,10 @@ def test_a_partial_path_matches_the_end_of_a_path() -> None:
 def test_ambiguity_goes_to_the_shallowest_then_shortest_path_then_alphabetical() -> None:
     # fewest folders first, then fewest characters
     assert resolve("Templates") == "Coffee/Templates.md"
-    assert LinkResolver.from_notes([("A/B/Note.md", []), ("Long folder/Note.md", [])]).resolve(
-        "note"
-    ) == "Long folder/Note.md"
+    assert (
+        LinkResolver.from_notes([("A/B/Note.md", []), ("Long folder/Note.md", [])]).resolve("note")
+        == "Long folder/Note.md"
+    )
     assert resolve("Dup") == "Beta/Dup.md"
 
 

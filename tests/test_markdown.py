@@ -196,8 +196,11 @@ def test_malformed_frontmatter_keeps_the_body_and_says_where() -> None:
     [
         ("- a list\n- not a mapping", "not a mapping"),
         ("when: 2024-13-45", "could not be read"),
-        ("a: &a [*a, *a]\nb: &b [*a, *a]\nc: &c [*b, *b]\nd: &d [*c, *c]\n"
-         "e: &e [*d, *d]\nf: &f [*e, *e]\ng: &g [*f, *f]\nh: [*g, *g, *g, *g]", "too large"),
+        (
+            "a: &a [*a, *a]\nb: &b [*a, *a]\nc: &c [*b, *b]\nd: &d [*c, *c]\n"
+            "e: &e [*d, *d]\nf: &f [*e, *e]\ng: &g [*f, *f]\nh: [*g, *g, *g, *g]",
+            "too large",
+        ),
     ],
 )
 def test_unusable_frontmatter_is_ignored_with_a_warning(yaml_text: str, fragment: str) -> None:

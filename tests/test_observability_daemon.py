@@ -61,8 +61,14 @@ QUIET: dict[str, dict[str, Any]] = {
     "indexing": {"on_start": False, "watch": False},
 }
 
-RSS_RULE = {"name": "rss_any", "metric": "rss_bytes", "op": ">", "threshold": 1,
-            "for": "0s", "severity": "warning"}  # fmt: skip
+RSS_RULE = {
+    "name": "rss_any",
+    "metric": "rss_bytes",
+    "op": ">",
+    "threshold": 1,
+    "for": "0s",
+    "severity": "warning",
+}
 
 
 def observed(start_daemon: Start, **sections: dict[str, Any]) -> tuple[DaemonProcess, int]:

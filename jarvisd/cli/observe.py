@@ -29,8 +29,16 @@ EXPORT_SUFFIXES = (".json", ".csv")
 # The columns of an exported sample, in the order of jarvisd.memory.Sample (a test keeps
 # them in step; importing jarvisd.memory here would pull in psutil and pydantic).
 EXPORT_FIELDS = (
-    "time", "timestamp", "rss", "vms", "available", "total", "percent", "cpu_percent", "mode",
-)  # fmt: skip
+    "time",
+    "timestamp",
+    "rss",
+    "vms",
+    "available",
+    "total",
+    "percent",
+    "cpu_percent",
+    "mode",
+)
 # Eighths of a cell, from empty to full: one chart row holds 9 levels.
 BLOCKS = " ▁▂▃▄▅▆▇█"
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}

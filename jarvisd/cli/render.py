@@ -58,11 +58,16 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
 
 
-def when(iso: str | None) -> str:
-    if not iso:
+def when(value: str | float | None) -> str:
+    """An ISO timestamp or Unix seconds, in local time."""
+    if value is None or value == "":
         return "-"
     try:
-        moment = datetime.fromisoformat(iso)
-    except ValueError:
-        return iso
+        moment = (
+            datetime.fromtimestamp(value)
+            if isinstance(value, int | float)
+            else datetime.fromisoformat(value)
+        )
+    except (ValueError, OverflowError, OSError):
+        return str(value)
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")

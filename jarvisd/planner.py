@@ -1,0 +1,179 @@
+"""What an indexing run has to do, and the parse stage of its pipeline.
+
+`plan_vault` compares a scan of the vault with what the store holds: an
+unchanged stat costs nothing more; a changed stat costs a read and a hash, which
+tells a touch (same content) and a rename (known content, new path) from a
+real change. `read_and_parse` turns a window of changed files into parsed notes
+plus the list of chunk texts that actually need the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jarvisd.config import IndexingConfig, VaultConfig
+from jarvisd.markdown import NoteError, parse_note
+from jarvisd.notes import ParsedNote
+from jarvisd.store import Store, text_hash
+from jarvisd.vault import FileInfo, PathOutsideVault, Skipped, read_note_bytes, scan_vault
+
+HASH_BLOCK = 1 << 20
+
+
+@dataclass
+class Plan:
+    files_seen: int = 0
+    unchanged: list[FileInfo] = field(default_factory=list)
+    touched: list[FileInfo] = field(default_factory=list)
+    renamed: list[tuple[str, FileInfo]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    to_index: list[FileInfo] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        """Changes to what the index holds (a touch changes only a stat)."""
+        return len(self.renamed) + len(self.deleted) + len(self.to_index)
+
+
+def file_digest(path_on_disk: Path) -> str:
+    digest = hashlib.sha256()
+    with path_on_disk.open("rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def plan_vault(store: Store, vault: VaultConfig, max_file_bytes: int, full: bool) -> Plan:
+    scan = scan_vault(vault.root, vault.exclude, max_file_bytes)
+    states = store.file_states(vault.name)
+    plan = Plan(files_seen=len(scan.files) + len(scan.skipped), skipped=list(scan.skipped))
+    # A skipped file is still there: its indexed version stays rather than vanish.
+    present = {info.path for info in scan.files} | {item.path for item in scan.skipped}
+    gone = {path: known for path, known in states.items() if path not in present}
+    gone_by_hash: dict[str, list[str]] = {}
+    for path, known in gone.items():
+        gone_by_hash.setdefault(known.content_hash, []).append(path)
+    for info in scan.files:
+        state = states.get(info.path)
+        if (
+            state is not None
+            and not full
+            and (state.size, state.mtime_ns)
+            == (
+                info.size,
+                info.mtime_ns,
+            )
+        ):
+            plan.unchanged.append(info)
+            continue
+        if full:
+            plan.to_index.append(info)
+            continue
+        try:
+            digest = file_digest(vault.root / info.path)
+        except OSError as error:
+            plan.skipped.append(Skipped(info.path, "unreadable", error.strerror or str(error)))
+            continue
+        if state is not None and digest == state.content_hash:
+            plan.touched.append(info)
+        elif state is None and gone_by_hash.get(digest):
+            old_path = gone_by_hash[digest].pop()
+            del gone[old_path]
+            plan.renamed.append((old_path, info))
+        else:
+            plan.to_index.append(info)
+    plan.deleted = sorted(gone)
+    return plan
+
+
+@dataclass
+class ParsedItem:
+    info: FileInfo
+    note: ParsedNote
+    # Per chunk: >= 0 is a row of the window's encoded texts; < 0 is -1 - a reused vector.
+    slots: list[int]
+
+
+@dataclass
+class ParsedBatch:
+    notes: list[ParsedItem] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    reused_vectors: list[np.ndarray] = field(default_factory=list)
+    reused: int = 0
+
+    def vectors_for(self, item: ParsedItem, encoded: np.ndarray) -> np.ndarray:
+        rows = [
+            encoded[slot] if slot >= 0 else self.reused_vectors[-1 - slot] for slot in item.slots
+        ]
+        return np.vstack(rows).astype(np.float32, copy=False)
+
+
+def read_and_parse(
+    store: Store,
+    vault: VaultConfig,
+    window: Sequence[FileInfo],
+    indexing: IndexingConfig,
+    count_tokens: Callable[[str], int] | None,
+    *,
+    reuse_vectors: bool,
+) -> ParsedBatch:
+    batch = ParsedBatch()
+    parsed: list[tuple[FileInfo, ParsedNote]] = []
+    for info in window:
+        try:
+            raw = read_note_bytes(vault.root, info.path)
+            note = parse_note(
+                info.path,
+                raw,
+                chunk_tokens=indexing.chunk_tokens,
+                chunk_overlap=indexing.chunk_overlap,
+                count_tokens=count_tokens,
+            )
+        except NoteError as error:
+            batch.failed.append((info.path, error.reason, str(error)))
+            continue
+        except (OSError, PathOutsideVault) as error:
+            batch.failed.append((info.path, "unreadable", str(error)))
+            continue
+        # The stat that goes with these bytes: the file may have changed since the scan.
+        parsed.append((FileInfo(info.path, len(raw), info.mtime_ns), note))
+    hashes = [text_hash(chunk.embed_text) for _, note in parsed for chunk in note.chunks]
+    known = store.vectors_for_hashes(sorted(set(hashes))) if reuse_vectors and hashes else {}
+    _assign_slots(batch, parsed, hashes, known)
+    return batch
+
+
+def _assign_slots(
+    batch: ParsedBatch,
+    parsed: list[tuple[FileInfo, ParsedNote]],
+    hashes: list[str],
+    known: dict[str, np.ndarray],
+) -> None:
+    """Each chunk gets a stored vector, or a row of the texts to encode (deduplicated)."""
+    text_rows: dict[str, int] = {}
+    reused_rows: dict[str, int] = {}
+    position = 0
+    for info, note in parsed:
+        slots = []
+        for chunk in note.chunks:
+            digest = hashes[position]
+            position += 1
+            if digest in known:
+                if digest not in reused_rows:
+                    reused_rows[digest] = len(batch.reused_vectors)
+                    batch.reused_vectors.append(known[digest])
+                slots.append(-1 - reused_rows[digest])
+                batch.reused += 1
+            else:
+                if digest not in text_rows:
+                    text_rows[digest] = len(batch.texts)
+                    batch.texts.append(chunk.embed_text)
+                slots.append(text_rows[digest])
+        batch.notes.append(ParsedItem(info, note, slots))

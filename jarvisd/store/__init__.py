@@ -1,0 +1,49 @@
+"""The DuckDB store: schema and migrations, one transaction per note, reads, FTS/HNSW, upkeep.
+
+`Store` is the facade; the modules beside it hold one concern each:
+`connection` (settings, extensions from their wheels), `schema` (migrations,
+embedding identity), `writes` (a note's rows), `linking` (bulk link
+resolution), `reads`, `indexes` (BM25 and HNSW), `maintenance`.
+"""
+
+from __future__ import annotations
+
+from jarvisd.store.errors import (
+    EmbeddingMismatchError,
+    ExtensionMissingError,
+    NoteWriteError,
+    SchemaTooNewError,
+    StoreClosedError,
+    StoreError,
+)
+from jarvisd.store.facade import Store
+from jarvisd.store.records import (
+    Backlink,
+    ChunkMatrix,
+    FileState,
+    LinkKey,
+    NoteDetail,
+    OutgoingLink,
+)
+from jarvisd.store.schema import FTS_SCHEMA, LATEST_VERSION, VECTOR_INDEX
+from jarvisd.store.writes import text_hash
+
+__all__ = [
+    "FTS_SCHEMA",
+    "LATEST_VERSION",
+    "VECTOR_INDEX",
+    "Backlink",
+    "ChunkMatrix",
+    "EmbeddingMismatchError",
+    "ExtensionMissingError",
+    "FileState",
+    "LinkKey",
+    "NoteDetail",
+    "NoteWriteError",
+    "OutgoingLink",
+    "SchemaTooNewError",
+    "Store",
+    "StoreClosedError",
+    "StoreError",
+    "text_hash",
+]

@@ -1,0 +1,375 @@
+"""`Store`: the one object the rest of jarvisd uses to reach DuckDB.
+
+Synchronous and thread-safe; callers run it in the thread pools. One writer
+connection serialised by a lock (DuckDB allows one writer anyway, and a single
+writer never meets a write-write conflict), and one read cursor per thread
+(`connection.cursor()` is a separate connection to the same database instance:
+readers see committed snapshots and never wait for the writer).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+
+from jarvisd.config import StorageConfig, VaultConfig
+from jarvisd.logs import get_logger
+from jarvisd.notes import ParsedNote
+from jarvisd.store import indexes, linking, reads, schema, writes
+from jarvisd.store.connection import apply_settings, open_database
+from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError
+from jarvisd.store.maintenance import Step, maintenance, timed
+from jarvisd.store.records import ChunkMatrix, FileState, LinkKey, NoteDetail
+
+log = get_logger("jarvisd.store")
+
+T = TypeVar("T")
+Connection = duckdb.DuckDBPyConnection
+FTS_TASK = "fts"
+
+
+def links_task(vault: str) -> str:
+    return f"links:{vault}"
+
+
+class Store:
+    """The notes database: schema, per-note transactions, reads, search indexes, upkeep."""
+
+    def __init__(
+        self,
+        path: Path,
+        config: StorageConfig,
+        dimension: int = 384,
+        model: str | None = None,
+        *,
+        reset_vectors: bool = False,
+    ) -> None:
+        self._path = Path(path)
+        self._config = config
+        self._dimension = int(dimension)
+        self._write_lock = threading.RLock()
+        self._cursor_lock = threading.Lock()
+        self._local = threading.local()
+        self._cursors: list[tuple[threading.Thread, Connection]] = []
+        self._closed = False
+        self._root = _open(self._path, config)
+        try:
+            # The root only spawns cursors; writes go through their own cursor.
+            self._writer = self._root.cursor()
+            self._schema_version = schema.migrate(self._writer, self._path, self._dimension)
+            if schema.check_embedding(
+                self._writer, self._path, self._dimension, model, reset_vectors
+            ):
+                log.warning(
+                    "store.vectors_reset", path=str(self._path), dimension=dimension, model=model
+                )
+            rows = self._writer.execute("SELECT task FROM pending_work").fetchall()
+            self._pending: set[str] = {str(row[0]) for row in rows}
+        except BaseException:
+            self._root.close()
+            raise
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def schema_version(self) -> int:
+        return self._schema_version
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def reader(self) -> Connection:
+        """This thread's read cursor, for read-only SQL of search and graph modules."""
+        cursor: Connection | None = getattr(self._local, "cursor", None)
+        if cursor is None or self._closed:
+            with self._cursor_lock:
+                self._check_open()
+                # Threads of a replaced pool are gone: their cursors can go too.
+                for thread, old in self._cursors:
+                    if not thread.is_alive():
+                        old.close()
+                self._cursors = [item for item in self._cursors if item[0].is_alive()]
+                cursor = self._root.cursor()
+                self._cursors.append((threading.current_thread(), cursor))
+            self._local.cursor = cursor
+        return cursor
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"the store {self._path} is closed")
+
+    def _transaction(self, action: Callable[[Connection], T], tasks: Iterable[str] = ()) -> T:
+        """Run `action` in one transaction on the writer, recording the derived work it owes."""
+        with self._write_lock:
+            self._check_open()
+            connection = self._writer
+            new_tasks = [task for task in tasks if task not in self._pending]
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                result = action(connection)
+                for task in new_tasks:
+                    connection.execute("INSERT OR IGNORE INTO pending_work VALUES (?)", [task])
+                connection.execute("COMMIT")
+            except BaseException:
+                _rollback(connection)
+                raise
+            self._pending.update(new_tasks)
+            return result
+
+    def _done(self, connection: Connection, task: str) -> None:
+        connection.execute("DELETE FROM pending_work WHERE task = ?", [task])
+
+    # -------------------------------------------------------------------- writes
+
+    def write_note(
+        self,
+        vault: str,
+        note: ParsedNote,
+        vectors: npt.NDArray[np.float32],
+        size: int,
+        mtime_ns: int,
+    ) -> int:
+        """Replace everything stored for (vault, note.path) in one transaction; the note id."""
+        checked = self._checked_vectors(vault, note, vectors)
+        try:
+            return self._transaction(
+                lambda c: writes.write_note(c, vault, note, checked, size, mtime_ns),
+                (FTS_TASK, links_task(vault)),
+            )
+        except duckdb.Error as error:
+            raise NoteWriteError(
+                f"could not write {vault}:{note.path}, its previous version is kept: {error}"
+            ) from error
+
+    def _checked_vectors(
+        self, vault: str, note: ParsedNote, vectors: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        array = np.asarray(vectors)
+        expected = (len(note.chunks), self._dimension)
+        if not note.chunks and array.size == 0:
+            return np.zeros(expected, dtype=np.float32)
+        if array.shape != expected:
+            raise NoteWriteError(
+                f"{vault}:{note.path}: got vectors of shape {array.shape}, expected {expected} "
+                f"(one {self._dimension}-dimensional vector per chunk); nothing was written"
+            )
+        if not np.isfinite(array).all():
+            raise NoteWriteError(
+                f"{vault}:{note.path}: the vectors hold NaN or infinite values (a model "
+                "problem); nothing was written"
+            )
+        return array.astype(np.float32, copy=False)
+
+    def touch_note(self, vault: str, path: str, size: int, mtime_ns: int) -> bool:
+        """Record a new stat for unchanged content; False when the note is not stored."""
+        return self._transaction(lambda c: writes.touch_note(c, vault, path, size, mtime_ns))
+
+    def rename_note(
+        self, vault: str, old_path: str, new_path: str, size: int, mtime_ns: int
+    ) -> bool:
+        """Move a note, keeping its chunks and vectors; False when old_path is not stored."""
+        if old_path == new_path:
+            return self.touch_note(vault, new_path, size, mtime_ns)
+        return self._transaction(
+            lambda c: writes.rename_note(c, vault, old_path, new_path, size, mtime_ns),
+            (FTS_TASK, links_task(vault)),
+        )
+
+    def delete_note(self, vault: str, path: str) -> bool:
+        """Delete a note and all it owns; links to it become unresolved."""
+        return self.delete_notes(vault, [path]) > 0
+
+    def delete_notes(self, vault: str, paths: Sequence[str]) -> int:
+        """Delete many notes in ONE transaction; returns how many were stored.
+
+        One transaction: a folder deleted on disk disappears from the index at
+        once (and one commit is far cheaper than thousands); each note is still
+        all-or-nothing, and a failed batch changes nothing and can be retried.
+        """
+        if not paths:
+            return 0
+        return self._transaction(
+            lambda c: writes.delete_notes(c, vault, paths), (FTS_TASK, links_task(vault))
+        )
+
+    # --------------------------------------------------------------------- links
+
+    def link_keys(self, vault: str) -> list[LinkKey]:
+        """Distinct (linking note path, key) pairs of the vault's note links."""
+        self._check_open()
+        return linking.link_keys(self.reader(), vault)
+
+    def note_paths_and_aliases(self, vault: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(path, aliases) per note: the input of `LinkResolver.from_notes`."""
+        self._check_open()
+        return linking.note_paths_and_aliases(self.reader(), vault)
+
+    def set_link_targets(self, vault: str, mapping: Mapping[LinkKey, str | None]) -> int:
+        """Point links at note paths (None: unresolved) in one transaction; links changed."""
+        return self._transaction(lambda c: linking.set_link_targets(c, vault, mapping))
+
+    def resolve_links(self, vault: str) -> int:
+        """Resolve every link of the vault with `LinkResolver`; links whose target changed."""
+
+        def resolve(connection: Connection) -> int:
+            changed = linking.resolve_vault_links(connection, vault)
+            self._done(connection, links_task(vault))
+            return changed
+
+        changed = self._transaction(resolve)
+        self._pending.discard(links_task(vault))
+        return changed
+
+    # --------------------------------------------------------------------- reads
+
+    def file_states(self, vault: str) -> dict[str, FileState]:
+        self._check_open()
+        return reads.file_states(self.reader(), vault)
+
+    def paths_by_hash(self, vault: str, content_hash: str) -> list[str]:
+        self._check_open()
+        return reads.paths_by_hash(self.reader(), vault, content_hash)
+
+    def vectors_for_hashes(self, hashes: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
+        """Stored vectors of chunks whose embed_text hash is given, from any note."""
+        self._check_open()
+        return reads.vectors_for_hashes(self.reader(), hashes, self._dimension)
+
+    def get_note(self, vault: str, path: str) -> NoteDetail | None:
+        self._check_open()
+        return reads.get_note(self.reader(), vault, path)
+
+    def chunk_matrix(self) -> ChunkMatrix:
+        """Every chunk id and vector (float32, rows L2-normalised by the embedder)."""
+        self._check_open()
+        return reads.chunk_matrix(self.reader(), self._dimension)
+
+    def stats(self) -> dict[str, int]:
+        """Counts of notes, chunks, links, unresolved note links, tags; the file's size."""
+        self._check_open()
+        counts = reads.stats(self.reader())
+        counts["vector_index"] = int(self.has_vector_index)
+        counts["pending_work"] = len(self._pending)
+        counts["database_bytes"] = sum(
+            file.stat().st_size
+            for file in (self._path, self._path.with_name(self._path.name + ".wal"))
+            if file.exists()
+        )
+        return counts
+
+    # ------------------------------------------------------------------- indexes
+
+    @property
+    def has_vector_index(self) -> bool:
+        self._check_open()
+        return indexes.has_vector_index(self.reader())
+
+    @property
+    def has_fts_index(self) -> bool:
+        self._check_open()
+        return indexes.has_fts_index(self.reader())
+
+    def rebuild_fts(self) -> None:
+        """Rebuild BM25 over every chunk's text and its note's title, in one transaction."""
+
+        def rebuild(connection: Connection) -> None:
+            indexes.rebuild_fts(connection)
+            self._done(connection, FTS_TASK)
+
+        self._transaction(rebuild)
+        self._pending.discard(FTS_TASK)
+
+    def ensure_vector_index(self) -> bool:
+        """Create or drop the HNSW index as `storage.hnsw` asks; True when it exists after."""
+        hnsw = self._config.hnsw
+        return self._transaction(lambda c: indexes.ensure_vector_index(c, hnsw))
+
+    def finalize(self, vaults: Iterable[VaultConfig | str], force: bool = False) -> list[Step]:
+        """Derived work after an index run: link targets, BM25, HNSW; each step timed.
+
+        Only what writes left pending (recorded in the database, so a crash
+        between the writes and this still gets it done), or everything with force.
+        """
+        steps: list[Step] = []
+        names = [vault if isinstance(vault, str) else vault.name for vault in vaults]
+        for name in names:
+            if force or links_task(name) in self._pending:
+                steps.append(timed(links_task(name), partial(self.resolve_links, name)))
+        if force or FTS_TASK in self._pending:
+            steps.append(timed("fts_rebuild", self.rebuild_fts))
+        steps.append(timed("vector_index", self.ensure_vector_index))
+        return steps
+
+    # --------------------------------------------------------------- maintenance
+
+    def maintenance(self) -> list[Step]:
+        """ANALYZE, HNSW compaction, FTS rebuild, CHECKPOINT: (step, seconds) each."""
+        with self._write_lock:
+            self._check_open()
+            return maintenance(self._writer, self.rebuild_fts)
+
+    def checkpoint(self) -> None:
+        with self._write_lock:
+            self._check_open()
+            self._writer.execute("CHECKPOINT")
+
+    def reconfigure(self, config: StorageConfig) -> None:
+        """threads, memory_limit, temp_directory and ef_search now; other HNSW keys at finalize."""
+        with self._write_lock:
+            self._check_open()
+            apply_settings(self._writer, self._path, config)
+            self._config = config
+
+    def close(self) -> None:
+        """Checkpoint and close every connection; a second call does nothing."""
+        with self._write_lock:
+            if self._closed:
+                return
+            try:
+                self._writer.execute("CHECKPOINT")
+            except duckdb.Error as error:
+                log.warning("store.checkpoint_failed", path=str(self._path), error=str(error))
+            self._closed = True
+            with self._cursor_lock:
+                for _, cursor in self._cursors:
+                    cursor.close()
+                self._cursors.clear()
+            self._writer.close()
+            self._root.close()
+
+
+def _open(path: Path, config: StorageConfig) -> Connection:
+    try:
+        return open_database(path, config)
+    except duckdb.IOException as error:
+        raise StoreError(
+            f"cannot open the database {path}: {error}. If another jarvisd (or any DuckDB "
+            "client) has it open, stop that first; otherwise check the file's permissions"
+        ) from error
+    except duckdb.Error as error:
+        raise StoreError(f"cannot open the database {path}: {error}") from error
+
+
+def _rollback(connection: Connection) -> None:
+    try:
+        connection.execute("ROLLBACK")
+    except duckdb.Error as error:
+        # Nothing to roll back (the failure ended the transaction) is fine; anything
+        # else is logged, the original error is the one worth raising.
+        log.debug("store.rollback", error=str(error))

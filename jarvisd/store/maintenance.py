@@ -1,0 +1,42 @@
+"""Periodic upkeep, each step timed.
+
+- ANALYZE refreshes the optimizer's statistics after many writes.
+- `hnsw_compact_index` removes the nodes deletes only marked (when the index exists).
+- The FTS rebuild folds every write since the last one into BM25 and drops the
+  terms of deleted chunks.
+- CHECKPOINT writes the WAL into the file and frees blocks of deleted rows for
+  reuse. A plain CHECKPOINT runs beside open read transactions in DuckDB 1.5,
+  so FORCE CHECKPOINT (which aborts them: searches would fail) is never used.
+
+VACUUM is left out on purpose: in DuckDB it does nothing (VACUUM ANALYZE is
+ANALYZE), and the file does not shrink short of copying the database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import duckdb
+
+from jarvisd.store.indexes import compact_vector_index, has_vector_index
+
+Step = tuple[str, float]
+
+
+def timed(name: str, action: Callable[[], object]) -> Step:
+    started = time.perf_counter()
+    action()
+    return (name, time.perf_counter() - started)
+
+
+def maintenance(
+    connection: duckdb.DuckDBPyConnection, rebuild_fts: Callable[[], object]
+) -> list[Step]:
+    """Every step with its duration in seconds; the caller holds the write lock."""
+    steps = [timed("analyze", lambda: connection.execute("ANALYZE"))]
+    if has_vector_index(connection):
+        steps.append(timed("hnsw_compact", lambda: compact_vector_index(connection)))
+    steps.append(timed("fts_rebuild", rebuild_fts))
+    steps.append(timed("checkpoint", lambda: connection.execute("CHECKPOINT")))
+    return steps

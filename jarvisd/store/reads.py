@@ -1,0 +1,153 @@
+"""Read queries. Each takes a cursor: the store gives every thread its own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+
+from jarvisd.notes import Heading, LinkKind
+from jarvisd.store.records import Backlink, ChunkMatrix, FileState, NoteDetail, OutgoingLink
+
+
+def file_states(cursor: duckdb.DuckDBPyConnection, vault: str) -> dict[str, FileState]:
+    rows = cursor.execute(
+        "SELECT path, size, mtime_ns, content_hash FROM notes WHERE vault = ?", [vault]
+    ).fetchall()
+    return {
+        str(path): FileState(int(size), int(mtime), str(digest))
+        for path, size, mtime, digest in rows
+    }
+
+
+def paths_by_hash(cursor: duckdb.DuckDBPyConnection, vault: str, content_hash: str) -> list[str]:
+    rows = cursor.execute(
+        "SELECT path FROM notes WHERE vault = ? AND content_hash = ? ORDER BY path",
+        [vault, content_hash],
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def vectors_for_hashes(
+    cursor: duckdb.DuckDBPyConnection, hashes: Sequence[str], dimension: int
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Stored vectors by embed_text hash, from any note of any vault."""
+    if not hashes:
+        return {}
+    result = cursor.execute(
+        "SELECT embed_text_hash, any_value(embedding) AS embedding FROM chunks "
+        "WHERE embed_text_hash IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]'))) "
+        "GROUP BY embed_text_hash",
+        [json.dumps(list(hashes))],
+    ).fetchnumpy()
+    found = result["embed_text_hash"]
+    if len(found) == 0:
+        return {}
+    vectors = _stack(result["embedding"], dimension)
+    return {str(digest): vectors[row] for row, digest in enumerate(found)}
+
+
+def chunk_matrix(cursor: duckdb.DuckDBPyConnection, dimension: int) -> ChunkMatrix:
+    result = cursor.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchnumpy()
+    ids = np.asarray(result["id"], dtype=np.int64)
+    return ChunkMatrix(ids=ids, vectors=_stack(result["embedding"], dimension))
+
+
+def _stack(column: Any, dimension: int) -> npt.NDArray[np.float32]:
+    """fetchnumpy gives a FLOAT[n] column as an object array of arrays: one matrix of it."""
+    if len(column) == 0:
+        return np.zeros((0, dimension), dtype=np.float32)
+    return np.stack(list(column)).astype(np.float32, copy=False)
+
+
+def stats(cursor: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    row = cursor.execute("""
+        SELECT (SELECT count(*) FROM notes),
+               (SELECT count(*) FROM chunks),
+               (SELECT count(*) FROM links),
+               (SELECT count(*) FROM links WHERE targets_note AND target_note_id IS NULL),
+               (SELECT count(DISTINCT tag) FROM tags),
+               (SELECT count(DISTINCT vault) FROM notes)
+    """).fetchone()
+    assert row is not None
+    names = ("notes", "chunks", "links", "unresolved_links", "tags", "vaults")
+    return {name: int(value) for name, value in zip(names, row, strict=True)}
+
+
+def get_note(cursor: duckdb.DuckDBPyConnection, vault: str, path: str) -> NoteDetail | None:
+    row = cursor.execute(
+        """
+        SELECT id, title, content_hash, size, mtime_ns, indexed_at, frontmatter, aliases,
+               headings, warnings,
+               (SELECT count(*) FROM chunks WHERE note_id = notes.id),
+               (SELECT list(tag ORDER BY tag) FROM tags WHERE note_id = notes.id)
+        FROM notes WHERE vault = ? AND path = ?
+        """,
+        [vault, path],
+    ).fetchone()
+    if row is None:
+        return None
+    identifier = int(row[0])
+    headings = tuple(
+        Heading(int(h["level"]), str(h["text"]), int(h["line"])) for h in json.loads(row[8])
+    )
+    return NoteDetail(
+        vault=vault,
+        path=path,
+        title=str(row[1]),
+        content_hash=str(row[2]),
+        size=int(row[3]),
+        mtime_ns=int(row[4]),
+        indexed_at=float(row[5]),
+        frontmatter=json.loads(row[6]),
+        aliases=tuple(row[7] or ()),
+        headings=headings,
+        warnings=tuple(row[9] or ()),
+        chunk_count=int(row[10]),
+        tags=tuple(row[11] or ()),
+        links=_outgoing(cursor, identifier),
+        backlinks=_backlinks(cursor, identifier),
+    )
+
+
+def _outgoing(cursor: duckdb.DuckDBPyConnection, identifier: int) -> tuple[OutgoingLink, ...]:
+    rows = cursor.execute(
+        """
+        SELECT l.target, l.key, l.kind, l.heading, l.alias, l.line, l.targets_note, t.path
+        FROM links l LEFT JOIN notes t ON t.id = l.target_note_id
+        WHERE l.note_id = ? ORDER BY l.ordinal
+        """,
+        [identifier],
+    ).fetchall()
+    return tuple(
+        OutgoingLink(
+            str(target),
+            str(key),
+            cast(LinkKind, kind),
+            heading,
+            alias,
+            int(line),
+            bool(targets_note),
+            resolved,
+        )
+        for target, key, kind, heading, alias, line, targets_note, resolved in rows
+    )
+
+
+def _backlinks(cursor: duckdb.DuckDBPyConnection, identifier: int) -> tuple[Backlink, ...]:
+    rows = cursor.execute(
+        """
+        SELECT s.path, s.title, l.kind, l.line, l.heading, l.alias
+        FROM links l JOIN notes s ON s.id = l.note_id
+        WHERE l.target_note_id = ? ORDER BY s.path, l.ordinal
+        """,
+        [identifier],
+    ).fetchall()
+    return tuple(
+        Backlink(str(path), str(title), cast(LinkKind, kind), int(line), heading, alias)
+        for path, title, kind, line, heading, alias in rows
+    )

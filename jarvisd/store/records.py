@@ -1,0 +1,86 @@
+"""What the store hands back: small frozen dataclasses, never raw tuples."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from jarvisd.notes import Heading, LinkKind
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What the indexer compares with a file on disk to skip unchanged notes."""
+
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkKey:
+    """One link key as seen from one note: resolution depends on the linking note's folder."""
+
+    source_path: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingLink:
+    target: str
+    key: str
+    kind: LinkKind
+    heading: str | None
+    alias: str | None
+    line: int
+    targets_note: bool
+    # The vault-relative path of the note it resolves to; None when unresolved.
+    resolved_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Backlink:
+    source_path: str
+    source_title: str
+    kind: LinkKind
+    line: int
+    heading: str | None
+    alias: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NoteDetail:
+    """A note's metadata with its links in both directions (no chunk text, no vectors)."""
+
+    vault: str
+    path: str
+    title: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    indexed_at: float
+    chunk_count: int
+    frontmatter: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    headings: tuple[Heading, ...] = ()
+    warnings: tuple[str, ...] = ()
+    links: tuple[OutgoingLink, ...] = ()
+    backlinks: tuple[Backlink, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChunkMatrix:
+    """Every chunk id with its vector, row for row, for an exact numpy search."""
+
+    ids: npt.NDArray[np.int64]
+    vectors: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
