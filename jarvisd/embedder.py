@@ -21,12 +21,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 from cachetools import LRUCache
 
+from jarvisd.allocator import trim
 from jarvisd.config import EmbeddingConfig
 from jarvisd.logs import get_logger
 
@@ -171,16 +172,15 @@ def resolve_batch_size(value: int | str) -> int:
 def _load_model(path: Path, config: EmbeddingConfig, device: str) -> SentenceTransformer:
     try:
         import transformers.utils.logging
-        from sentence_transformers import SentenceTransformer
     except ImportError as error:
         raise ModelLoadError(
-            f"cannot import sentence-transformers ({error}): reinstall jarvisd's dependencies"
+            f"cannot import transformers ({error}): reinstall jarvisd's dependencies"
         ) from error
     # The "Loading weights" bar would land in the daemon's log as noise.
     progress: Any = transformers.utils.logging
     progress.disable_progress_bar()
     try:
-        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        model = _direct_or_sentence_transformer(path, device)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ModelLoadError(f"cannot load the embedding model in {path}: {error}") from error
     model.max_seq_length = config.max_seq_length
@@ -188,6 +188,23 @@ def _load_model(path: Path, config: EmbeddingConfig, device: str) -> SentenceTra
         model = _quantized(model, device)
     model.eval()
     return model
+
+
+def _direct_or_sentence_transformer(path: Path, device: str) -> SentenceTransformer:
+    """A plain Transformer+Pooling folder runs without sentence-transformers (see encoder.py)."""
+    from jarvisd.encoder import TransformerEncoder, plain_layout
+
+    layout = plain_layout(path)
+    if layout is not None:
+        direct: Any = TransformerEncoder(path, layout[0], layout[1], device)
+        return cast("SentenceTransformer", direct)
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as error:
+        raise ModelLoadError(
+            f"cannot import sentence-transformers ({error}): reinstall jarvisd's dependencies"
+        ) from error
+    return SentenceTransformer(str(path), device=device, local_files_only=True)
 
 
 def _quantized(model: SentenceTransformer, device: str) -> SentenceTransformer:
@@ -357,6 +374,7 @@ class Embedder:
             del model
             gc.collect()
             _free_accelerator_memory()
+            trim()
 
     def _ensure_loaded(self) -> SentenceTransformer:
         model = self._model
@@ -410,6 +428,8 @@ class Embedder:
                 show_progress_bar=False,
             )
             result[rows] = np.asarray(vectors, dtype=np.float32)
+        if len(items) > 1:
+            trim()  # the activations just freed would otherwise stay resident
         return result
 
     def encode_query(self, text: str) -> Vector:

