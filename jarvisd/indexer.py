@@ -46,6 +46,7 @@ class RunReport:
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     files_seen: int = 0
+    files_hashed: int = 0
     files_to_index: int = 0
     files_indexed: int = 0
     files_changed: int = 0
@@ -220,6 +221,7 @@ class Indexer:
 
     def _account_plan(self, plan: Plan, report: RunReport) -> None:
         report.files_seen += plan.files_seen
+        report.files_hashed += plan.hashed
         report.files_unchanged += len(plan.unchanged)
         report.files_touched += len(plan.touched)
         report.files_renamed += len(plan.renamed)

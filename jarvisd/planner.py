@@ -28,6 +28,7 @@ HASH_BLOCK = 1 << 20
 @dataclass
 class Plan:
     files_seen: int = 0
+    hashed: int = 0
     unchanged: list[FileInfo] = field(default_factory=list)
     touched: list[FileInfo] = field(default_factory=list)
     renamed: list[tuple[str, FileInfo]] = field(default_factory=list)
@@ -75,6 +76,7 @@ def plan_vault(store: Store, vault: VaultConfig, max_file_bytes: int, full: bool
         if full:
             plan.to_index.append(info)
             continue
+        plan.hashed += 1
         try:
             digest = file_digest(vault.root / info.path)
         except OSError as error:

@@ -434,3 +434,21 @@ def test_set_link_targets_handles_a_large_vault_in_bulk(store: Store) -> None:
     stats = store.stats()
     assert stats["links"] == 2000
     assert stats["unresolved_links"] == 1000
+
+
+def test_checkpoint_after_bm25_rebuild_with_an_idle_reader(tmp_path: Path) -> None:
+    """An idle thread's reader must never hold a transaction that blocks CHECKPOINT."""
+    import numpy as np
+
+    from jarvisd.config import Config
+    from jarvisd.markdown import parse_note
+
+    store = Store(tmp_path / "idle.duckdb", Config().storage, 384)
+    note = parse_note("a.md", b"# A\n\nhello world [[b]]")
+    store.write_note("v", note, np.full((len(note.chunks), 384), 0.05, np.float32), 10, 10)
+    store.stats()  # this thread's reader has run a query and gone idle
+    store.get_note("v", "a.md")
+    store.rebuild_fts()
+    store.checkpoint()
+    assert [step for step, _seconds in store.maintenance()][-1] == "checkpoint"
+    store.close()

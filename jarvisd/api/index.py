@@ -26,6 +26,7 @@ class IndexTarget(Protocol):
     async def run_maintenance(self) -> dict[str, Any]: ...
 
 
+HEARTBEAT_SECONDS = 1.0
 INDEX_TARGET: web.AppKey[IndexTarget] = web.AppKey("index_target")
 routes = web.RouteTableDef()
 
@@ -71,9 +72,16 @@ async def _stream_run(request: web.Request, target: IndexTarget, full: bool) -> 
         task = target.start_index_run(full, "request")
         while not task.done():
             getter = asyncio.ensure_future(events.get())
-            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {getter, task}, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
             if getter not in done:
                 getter.cancel()
+                current = target.indexer.current
+                if not done and current is not None:
+                    # A window of long chunks can take a minute to encode: keep the
+                    # client's bar (elapsed, ETA) moving and the connection alive.
+                    await response.write(_line(current.progress()))
                 continue
             event = getter.result()
             # The final report comes from our own task (a `done` seen here may be the

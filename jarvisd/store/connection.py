@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -90,3 +91,14 @@ def apply_settings(
 def _quote(text: str) -> str:
     """A value for a single-quoted SQL literal (SET and LOAD take no parameters)."""
     return text.replace("'", "''")
+
+
+def first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row of a result, with the result consumed.
+
+    `fetchone()` leaves the result open, and with it the cursor's transaction,
+    until that thread's next statement: an idle search thread would then block
+    every CHECKPOINT (maintenance, shutdown) after a BM25 rebuild.
+    """
+    rows = result.fetchall()
+    return tuple(rows[0]) if rows else None

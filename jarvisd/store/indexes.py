@@ -22,6 +22,7 @@ from __future__ import annotations
 import duckdb
 
 from jarvisd.config import HnswConfig
+from jarvisd.store.connection import first_row
 from jarvisd.store.schema import FTS_SOURCE, VECTOR_INDEX, get_meta, set_meta
 
 _FTS_OPTIONS = (
@@ -44,16 +45,21 @@ def rebuild_fts(connection: duckdb.DuckDBPyConnection) -> None:
 
 
 def has_fts_index(connection: duckdb.DuckDBPyConnection) -> bool:
-    row = connection.execute(
-        "SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ?", [f"fts_main_{FTS_SOURCE}"]
-    ).fetchone()
+    row = first_row(
+        connection.execute(
+            "SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ?",
+            [f"fts_main_{FTS_SOURCE}"],
+        )
+    )
     return row is not None and int(row[0]) > 0
 
 
 def has_vector_index(connection: duckdb.DuckDBPyConnection) -> bool:
-    row = connection.execute(
-        "SELECT count(*) FROM duckdb_indexes() WHERE index_name = ?", [VECTOR_INDEX]
-    ).fetchone()
+    row = first_row(
+        connection.execute(
+            "SELECT count(*) FROM duckdb_indexes() WHERE index_name = ?", [VECTOR_INDEX]
+        )
+    )
     return row is not None and int(row[0]) > 0
 
 
@@ -72,7 +78,7 @@ def ensure_vector_index(connection: duckdb.DuckDBPyConnection, hnsw: HnswConfig)
 
     Runs inside the caller's transaction.
     """
-    row = connection.execute("SELECT count(*) FROM chunks").fetchone()
+    row = first_row(connection.execute("SELECT count(*) FROM chunks"))
     chunk_count = int(row[0]) if row is not None else 0
     wanted = vector_index_wanted(hnsw, chunk_count)
     exists = has_vector_index(connection)

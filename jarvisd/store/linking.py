@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import duckdb
 
 from jarvisd.links import LinkResolver
+from jarvisd.store.connection import first_row
 from jarvisd.store.records import LinkKey
 
 _TARGET_ROWS = '[{"source": "VARCHAR", "key": "VARCHAR", "target": "VARCHAR"}]'
@@ -56,8 +57,9 @@ def set_link_targets(
         {"source": pair.source_path, "key": pair.key, "target": target}
         for pair, target in mapping.items()
     ]
-    row = connection.execute(
-        f"""
+    row = first_row(
+        connection.execute(
+            f"""
         UPDATE links SET target_note_id = resolved.target_id
         FROM (
             SELECT source_note.id AS source_id, wanted.key AS key, target_note.id AS target_id
@@ -71,8 +73,9 @@ def set_link_targets(
           AND links.targets_note
           AND links.target_note_id IS DISTINCT FROM resolved.target_id
         """,
-        {"vault": vault, "rows": json.dumps(rows, ensure_ascii=False)},
-    ).fetchone()
+            {"vault": vault, "rows": json.dumps(rows, ensure_ascii=False)},
+        )
+    )
     return 0 if row is None else int(row[0])
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jarvisd.notes import Heading, LinkKind
+from jarvisd.store.connection import first_row
 from jarvisd.store.records import Backlink, ChunkMatrix, FileState, NoteDetail, OutgoingLink
 
 
@@ -65,30 +66,35 @@ def _stack(column: Any, dimension: int) -> npt.NDArray[np.float32]:
 
 
 def stats(cursor: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    row = cursor.execute("""
+    row = first_row(
+        cursor.execute("""
         SELECT (SELECT count(*) FROM notes),
                (SELECT count(*) FROM chunks),
                (SELECT count(*) FROM links),
+               (SELECT count(*) FROM links WHERE targets_note),
                (SELECT count(*) FROM links WHERE targets_note AND target_note_id IS NULL),
                (SELECT count(DISTINCT tag) FROM tags),
                (SELECT count(DISTINCT vault) FROM notes)
-    """).fetchone()
+    """)
+    )
     assert row is not None
-    names = ("notes", "chunks", "links", "unresolved_links", "tags", "vaults")
+    names = ("notes", "chunks", "links", "note_links", "unresolved_links", "tags", "vaults")
     return {name: int(value) for name, value in zip(names, row, strict=True)}
 
 
 def get_note(cursor: duckdb.DuckDBPyConnection, vault: str, path: str) -> NoteDetail | None:
-    row = cursor.execute(
-        """
+    row = first_row(
+        cursor.execute(
+            """
         SELECT id, title, content_hash, size, mtime_ns, indexed_at, frontmatter, aliases,
                headings, warnings,
                (SELECT count(*) FROM chunks WHERE note_id = notes.id),
                (SELECT list(tag ORDER BY tag) FROM tags WHERE note_id = notes.id)
         FROM notes WHERE vault = ? AND path = ?
         """,
-        [vault, path],
-    ).fetchone()
+            [vault, path],
+        )
+    )
     if row is None:
         return None
     identifier = int(row[0])

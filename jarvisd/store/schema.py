@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from jarvisd.store.connection import first_row
 from jarvisd.store.errors import EmbeddingMismatchError, SchemaTooNewError
 
 VECTOR_INDEX = "chunks_embedding_hnsw"
@@ -108,7 +109,7 @@ def migrate(connection: duckdb.DuckDBPyConnection, path: Path, dimension: int) -
             applied_at DOUBLE NOT NULL
         )
     """)
-    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    row = first_row(connection.execute("SELECT max(version) FROM schema_version"))
     current = int(row[0]) if row is not None and row[0] is not None else 0
     if current > LATEST_VERSION:
         raise SchemaTooNewError(
@@ -138,7 +139,7 @@ def migrate(connection: duckdb.DuckDBPyConnection, path: Path, dimension: int) -
 
 
 def get_meta(connection: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    row = connection.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    row = first_row(connection.execute("SELECT value FROM meta WHERE key = ?", [key]))
     return None if row is None else str(row[0])
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jarvisd.notes import ParsedNote
+from jarvisd.store.connection import first_row
 
 VECTOR_VIEW = "note_vector_values"
 
@@ -123,7 +124,7 @@ def write_note(
         "warnings": list(note.warnings),
         "indexed_at": time.time(),
     }
-    result = connection.execute(_UPSERT_NOTE, [_json([row])]).fetchone()
+    result = first_row(connection.execute(_UPSERT_NOTE, [_json([row])]))
     assert result is not None
     identifier = int(result[0])
     previous_targets = _resolved_keys(connection, identifier)
@@ -276,10 +277,12 @@ def delete_notes(connection: duckdb.DuckDBPyConnection, vault: str, paths: Seque
 def touch_note(
     connection: duckdb.DuckDBPyConnection, vault: str, path: str, size: int, mtime_ns: int
 ) -> bool:
-    row = connection.execute(
-        "UPDATE notes SET size = ?, mtime_ns = ? WHERE vault = ? AND path = ?",
-        [size, mtime_ns, vault, path],
-    ).fetchone()
+    row = first_row(
+        connection.execute(
+            "UPDATE notes SET size = ?, mtime_ns = ? WHERE vault = ? AND path = ?",
+            [size, mtime_ns, vault, path],
+        )
+    )
     return row is not None and int(row[0]) > 0
 
 
@@ -292,9 +295,11 @@ def rename_note(
     mtime_ns: int,
 ) -> bool:
     """Move a note to a new path, keeping its id, chunks and vectors."""
-    row = connection.execute(
-        "SELECT id, frontmatter FROM notes WHERE vault = ? AND path = ?", [vault, old_path]
-    ).fetchone()
+    row = first_row(
+        connection.execute(
+            "SELECT id, frontmatter FROM notes WHERE vault = ? AND path = ?", [vault, old_path]
+        )
+    )
     if row is None:
         return False
     identifier, frontmatter = int(row[0]), json.loads(row[1])

@@ -1,0 +1,215 @@
+"""The indexing pipeline in-process: real model, real DuckDB file, real files on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jarvisd.config import Config
+from jarvisd.embedder import Embedder
+from jarvisd.indexer import Indexer, RunReport
+from jarvisd.metrics import Metrics
+from jarvisd.pools import Pools
+from jarvisd.store import Store
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "jarvisd" / "example_vault"
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Iterator[Embedder]:
+    model = Embedder(Config().embedding)
+    model.load()
+    yield model
+    model.unload()
+
+
+class Harness:
+    def __init__(self, root: Path, embedder: Embedder, **indexing: Any) -> None:
+        self.vault = root / "vault"
+        self.config = Config.model_validate({
+            "vaults": [{"name": "v", "path": str(self.vault),
+                        "exclude": [".obsidian/**", "drafts/**"]}],
+            "storage": {"database": str(root / "db" / "j.duckdb")},
+            "indexing": {"watch": False, "max_file_bytes": "20KB", **indexing},
+        })  # fmt: skip
+        self.pools = Pools(self.config.threads)
+        self.store = Store(self.config.database_path, self.config.storage, 384)
+        self.metrics = Metrics()
+        self.indexer = Indexer(self.config, self.store, embedder, self.pools, self.metrics)
+
+    def run(self, full: bool = False) -> RunReport:
+        return asyncio.run(self.indexer.run(full=full))
+
+    def write(self, path: str, text: str) -> Path:
+        target = self.vault / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        return target
+
+    def chunk_vectors(self, path: str) -> list[bytes]:
+        rows = (
+            self.store.reader()
+            .execute(
+                "SELECT c.embedding::VARCHAR FROM chunks c JOIN notes n ON n.id = c.note_id "
+                "WHERE n.path = ? ORDER BY c.ordinal",
+                [path],
+            )
+            .fetchall()
+        )
+        return [row[0] for row in rows]
+
+    def paths(self) -> set[str]:
+        return {row[0] for row in self.store.reader().execute("SELECT path FROM notes").fetchall()}
+
+    def close(self) -> None:
+        self.store.close()
+        self.pools.shutdown()
+
+
+@pytest.fixture
+def harness(tmp_path: Path, embedder: Embedder) -> Iterator[Harness]:
+    shutil.copytree(EXAMPLE, tmp_path / "vault")
+    made = Harness(tmp_path, embedder)
+    yield made
+    made.close()
+
+
+def test_first_run_indexes_everything_and_resolves_links(harness: Harness) -> None:
+    report = harness.run()
+    assert report.state == "done", report.error
+    notes = len(list(EXAMPLE.rglob("*.md")))
+    assert report.files_changed == notes and report.files_skipped == 0
+    stats = harness.store.stats()
+    assert stats["notes"] == notes
+    assert stats["chunks"] == report.chunks > notes
+    assert stats["note_links"] > 20
+    assert stats["unresolved_links"] == 1  # the example vault has one deliberate dangling link
+
+
+def test_unchanged_files_cost_a_stat_only(harness: Harness) -> None:
+    harness.run()
+    again = harness.run()
+    assert again.files_unchanged == again.files_seen > 0
+    assert again.files_hashed == 0 and again.chunks_encoded == 0 and again.files_changed == 0
+
+
+def test_touch_without_change_is_not_reembedded(harness: Harness) -> None:
+    harness.run()
+    note = next(harness.vault.rglob("*.md"))
+    os.utime(note, ns=(note.stat().st_atime_ns, note.stat().st_mtime_ns + 10**9))
+    report = harness.run()
+    assert report.files_touched == 1 and report.files_hashed == 1
+    assert report.chunks_encoded == 0 and report.files_changed == 0
+    assert harness.run().files_unchanged == report.files_seen
+
+
+def test_edit_reembeds_only_changed_text(harness: Harness) -> None:
+    path = "Notes/Long.md"
+    sections = "\n\n".join(
+        f"## Part {i}\n\nParagraph {i} about grinders and burrs." for i in range(5)
+    )
+    harness.write(path, f"# Long\n\n{sections}\n")
+    harness.run()
+    before = harness.chunk_vectors(path)
+    harness.write(path, f"# Long\n\n{sections}\n\n## Part 9\n\nA brand new section on milk.\n")
+    report = harness.run()
+    assert report.files_changed == 1
+    assert report.chunks_encoded == 1  # only the new section; the others reuse stored vectors
+    assert report.chunks_reused == len(before)
+    assert harness.chunk_vectors(path)[: len(before)] == before
+
+
+def test_delete_removes_the_note_its_chunks_and_links(harness: Harness) -> None:
+    harness.run()
+    stats = harness.store.stats()
+    victim = next(p for p in harness.vault.rglob("*.md") if "[[" in p.read_text(encoding="utf-8"))
+    relative = victim.relative_to(harness.vault).as_posix()
+    chunks = len(harness.chunk_vectors(relative))
+    victim.unlink()
+    report = harness.run()
+    assert report.files_deleted == 1
+    after = harness.store.stats()
+    assert relative not in harness.paths()
+    assert after["notes"] == stats["notes"] - 1
+    assert after["chunks"] == stats["chunks"] - chunks
+    assert after["links"] < stats["links"]
+
+
+def test_rename_and_move_keep_vectors_without_encoding(harness: Harness) -> None:
+    harness.run()
+    source = next(harness.vault.rglob("*.md"))
+    relative = source.relative_to(harness.vault).as_posix()
+    vectors = harness.chunk_vectors(relative)
+    moved = harness.vault / "Archive" / "Renamed note.md"
+    moved.parent.mkdir()
+    source.rename(moved)
+    report = harness.run()
+    assert report.files_renamed == 1 and report.chunks_encoded == 0
+    assert report.files_deleted == 0 and report.files_changed == 0
+    assert relative not in harness.paths()
+    assert harness.chunk_vectors("Archive/Renamed note.md") == vectors
+
+
+def test_excludes_and_bad_files_are_skipped_with_reasons(harness: Harness, tmp_path: Path) -> None:
+    harness.write(".obsidian/workspace.md", "# not a note")
+    harness.write("drafts/secret.md", "# draft")
+    (harness.vault / "binary.md").write_bytes(b"\x00\x01\x02PNG\x00" * 100)
+    (harness.vault / "latin1.md").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    harness.write("huge.md", "# Huge\n\n" + "word " * 10_000)
+    outside = tmp_path / "outside.md"
+    outside.write_text("# outside", encoding="utf-8")
+    (harness.vault / "escape.md").symlink_to(outside)
+    report = harness.run()
+    assert report.state == "done"
+    assert report.skipped_reasons == {
+        "binary": 1, "not_utf8": 1, "too_large": 1, "symlink_outside": 1,
+    }  # fmt: skip
+    paths = harness.paths()
+    assert not {".obsidian/workspace.md", "drafts/secret.md", "binary.md", "latin1.md",
+                "huge.md", "escape.md"} & paths  # fmt: skip
+    assert len(paths) == len(list(EXAMPLE.rglob("*.md")))
+    assert {item["reason"] for item in report.skipped} == set(report.skipped_reasons)
+
+
+def test_a_skipped_file_keeps_its_indexed_version(harness: Harness) -> None:
+    harness.write("flaky.md", "# Flaky\n\nGood content first.")
+    harness.run()
+    (harness.vault / "flaky.md").write_bytes(b"\xff\xfe broken \x00")
+    report = harness.run()
+    assert report.files_skipped == 1
+    assert "flaky.md" in harness.paths()  # nothing is lost to a bad write
+
+
+def test_full_run_reembeds_everything(harness: Harness) -> None:
+    first = harness.run()
+    full = harness.run(full=True)
+    assert full.files_changed == first.files_changed
+    assert full.chunks_encoded == full.chunks == first.chunks
+
+
+def test_a_new_note_resolves_links_that_pointed_nowhere(harness: Harness) -> None:
+    harness.write("Source.md", "# Source\n\nSee [[Not Yet Written]].")
+    harness.run()
+    unresolved = harness.store.stats()["unresolved_links"]
+    harness.write("Later/Not Yet Written.md", "# Finally")
+    harness.run()
+    assert harness.store.stats()["unresolved_links"] == unresolved - 1
+
+
+def test_metrics_are_counted(harness: Harness) -> None:
+    harness.run()
+    harness.run()
+    value = harness.metrics.registry.get_sample_value
+    notes = len(list(EXAMPLE.rglob("*.md")))
+    assert value("jarvis_index_files_total", {"result": "indexed"}) == notes
+    assert value("jarvis_index_files_total", {"result": "unchanged"}) == notes
+    assert value("jarvis_index_notes") == notes
+    assert (value("jarvis_index_chunks_total") or 0) > notes
+    assert (value("jarvis_index_last_success_timestamp_seconds") or 0) > 0
+    assert value("jarvis_index_duration_seconds_count") == 2
