@@ -5,8 +5,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
+# boltkit's stub Bolt server for the wire-level Neo4j tests, in a venv of its own.
+BOLTKIT       := .venv-boltkit
+BOLTKIT_STAMP := $(BOLTKIT)/.installed
 
-.PHONY: run test test-fast lint typecheck bench venv clean
+.PHONY: run test test-fast lint typecheck bench venv boltkit clean
 
 venv: $(STAMP)
 
@@ -18,10 +21,19 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# --no-deps: the stub server is standard library only; boltkit's declared
+# dependencies (boto 2, pyOpenSSL) serve its neoctrl commands, which we never run.
+$(BOLTKIT_STAMP): tests/bolt/requirements.txt
+	test -x $(BOLTKIT)/bin/python || $(PYTHON) -m venv $(BOLTKIT)
+	$(BOLTKIT)/bin/python -m pip --disable-pip-version-check install -q --no-deps -r tests/bolt/requirements.txt
+	touch $(BOLTKIT_STAMP)
+
+boltkit: $(BOLTKIT_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/jarvisd $(if $(CONFIG),--config $(CONFIG),)
 
-test: $(STAMP)
+test: $(STAMP) $(BOLTKIT_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
@@ -34,4 +46,4 @@ lint: $(STAMP)
 typecheck: lint
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BOLTKIT) .pytest_cache .mypy_cache .ruff_cache

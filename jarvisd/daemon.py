@@ -17,8 +17,11 @@ from typing import Any
 
 from jarvisd import __version__, logs
 from jarvisd.api.control import create_control_app
+from jarvisd.api.graph import add_graph_routes
 from jarvisd.api.index import add_index_routes
 from jarvisd.api.metrics import add_mutation_routes, create_metrics_app
+from jarvisd.api.notes import add_notes_routes
+from jarvisd.api.search import add_search_routes
 from jarvisd.api.server import AppServer, SocketError, prepare_socket_path
 from jarvisd.config import Config, ConfigDiff, ConfigError, diff_configs, load_config, masked
 from jarvisd.indexer import Indexer, RunReport
@@ -121,6 +124,9 @@ class Daemon:
         prepare_socket_path(self._config.socket_path)
         app = create_control_app(self)
         add_index_routes(app, self)
+        add_search_routes(app, self.knowledge)
+        add_graph_routes(app, self.knowledge.graph)
+        add_notes_routes(app, self.knowledge.graph.notes)
         # The metrics port's POST operations are always allowed on the socket: its peer
         # is the daemon's own user.
         for prefix in ("/metrics", "/v1/metrics"):

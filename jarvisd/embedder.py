@@ -29,6 +29,7 @@ from cachetools import LRUCache
 
 from jarvisd.allocator import trim
 from jarvisd.config import EmbeddingConfig
+from jarvisd.intraop import IntraOpThreads
 from jarvisd.logs import get_logger
 
 if TYPE_CHECKING:
@@ -288,6 +289,8 @@ class Embedder:
         self._dimension: int | None = None
         self._count: Callable[[str], int] | None = None
         self._load_seconds: float | None = None
+        self.threads = IntraOpThreads()  # torch threads per encode: indexing yields to searches
+        self._scale = 1.0  # memory mode: LITE runs at half batch and half query cache
         self._batch_size = resolve_batch_size(config.batch_size)
         self._capacity = config.query_cache_size
         self._cache: LRUCache[str, Vector] = LRUCache(maxsize=max(1, self._capacity))
@@ -362,7 +365,7 @@ class Embedder:
                 log.warning("embedding.dimension_differs", probed=self._dimension, actual=actual)
             self._dimension = actual
             self._device = device
-            self._batch_size = resolve_batch_size(config.batch_size)
+            self._batch_size = self._scaled_batch(config)
             self._model = model
 
     def unload(self) -> None:
@@ -384,13 +387,23 @@ class Embedder:
             assert model is not None
         return model
 
+    def set_memory_scale(self, scale: float) -> None:
+        """Shrink (LITE: 0.5) or restore (1.0) the batch size and the query cache."""
+        with self._lock:
+            self._scale = scale
+            self._batch_size = self._scaled_batch(self._config)
+            self._resize_cache(max(0, int(self._config.query_cache_size * scale)))
+
+    def _scaled_batch(self, config: EmbeddingConfig) -> int:
+        return max(1, int(resolve_batch_size(config.batch_size) * self._scale))
+
     def reconfigure(self, new: EmbeddingConfig) -> None:
         """Batch and cache sizes apply now; model, device, quantize, max_seq_length on reload."""
         with self._lock:
             old, self._config = self._config, new
-            self._batch_size = resolve_batch_size(new.batch_size)
+            self._batch_size = self._scaled_batch(new)
             if new.query_cache_size != old.query_cache_size:
-                self._resize_cache(new.query_cache_size)
+                self._resize_cache(max(0, int(new.query_cache_size * self._scale)))
             reload = [key for key in RELOAD_KEYS if getattr(old, key) != getattr(new, key)]
             if not reload:
                 return
@@ -409,6 +422,10 @@ class Embedder:
 
     def encode(self, texts: Sequence[str]) -> Vector:
         """(len(texts), dimension) float32, each row L2-normalised, in the order given."""
+        with self.threads.batch():
+            return self._encode(texts)
+
+    def _encode(self, texts: Sequence[str]) -> Vector:
         items = list(texts)
         if not items:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -441,7 +458,8 @@ class Embedder:
                 return cached
             self._misses += 1
             generation = self._generation
-        vector: Vector = self.encode([text])[0]
+        self.threads.query()
+        vector: Vector = self._encode([text])[0]
         vector.setflags(write=False)
         with self._cache_lock:
             if self._capacity > 0 and generation == self._generation:

@@ -62,6 +62,7 @@ class RunReport:
     chunks_reused: int = 0
     duration_seconds: float = 0.0
     error: str | None = None
+    changed: bool = False  # anything in the store changed (also renames and deletes)
 
     def skip(self, path: str, reason: str, detail: str) -> None:
         self.files_skipped += 1
@@ -104,6 +105,7 @@ class Indexer:
         self._change_listeners: list[Callable[[], None]] = []
         self._run_ids = 0
         self._queued: asyncio.Future[RunReport] | None = None
+        self._paused: str | None = None
         self.current: RunReport | None = None
         self.last: RunReport | None = None
         self.stats: dict[str, Any] = {}
@@ -132,6 +134,17 @@ class Indexer:
         return self.stats
 
     # ------------------------------------------------------------------ runs
+
+    def pause(self, reason: str) -> None:
+        """Defer runs (a run going on stops after its current window, all it wrote kept)."""
+        self._paused = reason
+
+    def resume(self) -> None:
+        self._paused = None
+
+    @property
+    def paused(self) -> str | None:
+        return self._paused
 
     @property
     def running(self) -> bool:
@@ -169,19 +182,21 @@ class Indexer:
         report = RunReport(id=self._run_ids, trigger=trigger, full=full)
         self.current = report
         started = time.perf_counter()
+        if self._paused is not None:
+            return self._deferred(report)
         log.info("index.started", run=report.id, trigger=trigger, full=full)
         try:
-            changed = False
             for vault in self._config.vaults:
-                changed |= await self._index_vault(vault, report)
+                report.changed |= await self._index_vault(vault, report)
             report.phase = "finalizing"
             self._emit(report.progress())
-            await self._pools.run("io", self._finalize, changed)
+            await self._pools.run("io", self._finalize, report.changed)
             report.state = "done"
             self._metrics.index_succeeded()
-            if changed:
-                for callback in self._change_listeners:
-                    callback()
+        except _Deferred:
+            report.state = "deferred"
+            report.error = f"deferred: {self._paused}"
+            log.warning("index.deferred", run=report.id, reason=self._paused)
         except Exception as error:
             report.state = "failed"
             report.error = f"{type(error).__name__}: {error}"
@@ -192,9 +207,22 @@ class Indexer:
             self._metrics.index_duration.observe(report.duration_seconds)
             self.current = None
             self.last = report
+            # Whatever was written is in the store even if the run then failed or was
+            # deferred: caches over the store must see it.
+            if report.changed or report.files_indexed:
+                for callback in self._change_listeners:
+                    callback()
             await self.refresh_stats()
             self._emit({"type": "done", "run": report.as_dict()})
         log.info("index.finished", **_summary(report))
+        return report
+
+    def _deferred(self, report: RunReport) -> RunReport:
+        report.state = "deferred"
+        report.error = f"deferred: {self._paused}"
+        report.finished_at = time.time()
+        log.info("index.deferred", run=report.id, reason=self._paused, trigger=report.trigger)
+        self.current = None
         return report
 
     def _finalize(self, changed: bool) -> None:
@@ -215,6 +243,7 @@ class Indexer:
         report.phase = "indexing"
         self._emit(report.progress())
         await self._pools.run("io", self._apply_cheap_changes, vault, plan)
+        report.changed |= plan.changes > len(plan.to_index)
         if plan.to_index:
             await self._pipeline(vault, plan, report)
         return plan.changes > 0 or report.files_indexed > 0
@@ -279,6 +308,8 @@ class Indexer:
                 report.skip(path, reason, detail)
                 self._metrics.index_files.labels(result="skipped").inc()
                 log.warning("index.skipped", path=path, reason=reason, detail=detail)
+            if self._paused is not None:
+                raise _Deferred  # the windows written so far stay; the next run resumes
             vectors = await self._encode(batch.texts)
             if writing is not None:
                 await writing
@@ -309,6 +340,10 @@ class Indexer:
         report.chunks_encoded += len(batch.texts)
         report.chunks_reused += batch.reused
         self._emit(report.progress())
+
+
+class _Deferred(Exception):
+    """Indexing paused mid-run (MINIMAL memory mode): stop between windows."""
 
 
 def _summary(report: RunReport) -> dict[str, Any]:

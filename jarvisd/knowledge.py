@@ -16,12 +16,14 @@ from typing import Any
 
 from jarvisd.config import Config, ConfigDiff
 from jarvisd.embedder import Embedder
+from jarvisd.graph.service import GraphService
 from jarvisd.indexer import Indexer, RunReport
 from jarvisd.jobs import JobScheduler
 from jarvisd.logs import get_logger
 from jarvisd.memory import MemoryMode
 from jarvisd.metrics import Metrics
 from jarvisd.pools import Pools
+from jarvisd.search import SearchService
 from jarvisd.store import Store
 from jarvisd.watcher import VaultWatcher
 
@@ -39,6 +41,10 @@ class Knowledge:
         self.embedder = Embedder(config.embedding)
         self._store: Store | None = None
         self._indexer: Indexer | None = None
+        self._search: SearchService | None = None
+        self._memory_mode = MemoryMode.FULL  # the first sample may set it before start()
+        # Opens nothing until start(): its backend needs the open store.
+        self.graph = GraphService(config, pools, metrics)
         self.watcher = VaultWatcher(config, self._on_files_changed)
         self._background: set[asyncio.Task[Any]] = set()
         self.model_state = "not loaded"
@@ -55,6 +61,12 @@ class Knowledge:
             raise RuntimeError("the indexer is not started yet")
         return self._indexer
 
+    @property
+    def search(self) -> SearchService:
+        if self._search is None:
+            raise RuntimeError("search is not started yet")
+        return self._search
+
     # -------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
@@ -64,6 +76,12 @@ class Knowledge:
         self._store = await self._pools.run("io", self._open_store, dimension, identity)
         self._indexer = Indexer(config, self._store, self.embedder, self._pools, self._metrics)
         await self._indexer.refresh_stats()
+        self._search = SearchService(config, self._store, self.embedder, self._pools, self._metrics)
+        self._search.on_memory_mode(self._memory_mode)
+        # Every index change clears cached results and rebuilds the search snapshot.
+        self._indexer.on_change(self._search.invalidate)
+        await self._search.start()
+        await self.graph.start(self._store, self._indexer)
         self._jobs.register(
             "index",
             self.index_job,
@@ -91,13 +109,18 @@ class Knowledge:
 
     def after_ready(self) -> None:
         """Work that must not delay READY: warming the model, catching up with the vault."""
-        if self._config.embedding.preload:
+        if self._memory_mode is MemoryMode.MINIMAL:
+            self.indexer.pause("memory mode MINIMAL")
+            self.model_state = "not loaded (MINIMAL memory mode)"
+        elif self._config.embedding.preload:
             self._spawn(self.load_model(), "preload")
         if self._config.indexing.on_start:
             self.start_index_run(False, "start")
 
     async def stop(self) -> None:
         await self.watcher.stop()
+        if self._search is not None:
+            await self._search.stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -105,6 +128,7 @@ class Knowledge:
             # A run cancelled mid-window may still have a write on the io pool: let it land.
             async with self._indexer.lock:
                 pass
+        await self.graph.stop()
         if self._store is not None:
             await self._pools.run("io", self._store.close)
             log.info("store.closed", checkpointed=True)
@@ -115,6 +139,9 @@ class Knowledge:
             self.embedder.reconfigure(config.embedding)
         if self._indexer is not None:
             self._indexer.reconfigure(config)
+        if self._search is not None:
+            self._search.reconfigure(config)
+        self.graph.reconfigure(config)
         if diff.touches("storage.hnsw"):
             self.start_index_run(False, "reload")  # a new HNSW setting applies on finalize
         if diff.touches("indexing", "vaults"):
@@ -124,13 +151,23 @@ class Knowledge:
 
     def on_memory_mode(self, old: MemoryMode, new: MemoryMode, reason: str) -> None:
         """MINIMAL frees the embedding model; going back up reloads it lazily."""
-        if new is MemoryMode.MINIMAL and self.embedder.loaded:
-            self._spawn(self._pools.run("index", self.embedder.unload), "unload")
+        self._memory_mode = new
+        if self._search is not None:
+            self._search.on_memory_mode(new)  # before the unload: no search reloads the model
+        self.embedder.set_memory_scale(0.5 if new is MemoryMode.LITE else 1.0)
+        if new is MemoryMode.MINIMAL:
+            # Indexing needs the model: defer runs rather than load it right back.
+            if self._indexer is not None:
+                self._indexer.pause("memory mode MINIMAL")
             self.model_state = "unloaded (MINIMAL memory mode)"
             self._metrics.set_model("embedding", False)
+            self._spawn(self._pools.run("index", self.embedder.unload), "unload")
             log.warning("embedding.unloaded", reason=reason, mode=new.value)
-        elif old is MemoryMode.MINIMAL and new is not MemoryMode.MINIMAL:
+        elif old is MemoryMode.MINIMAL:
             self.model_state = "not loaded (loads on next use)"
+            if self._indexer is not None:
+                self._indexer.resume()
+                self.start_index_run(False, "memory")  # catch up on what was deferred
 
     # ------------------------------------------------------------------ work
 
@@ -163,7 +200,7 @@ class Knowledge:
 
     async def index_job(self) -> None:
         report = await self.indexer.run(trigger="schedule")
-        if report.state != "done":
+        if report.state not in ("done", "deferred"):
             raise RuntimeError(report.error or "indexing failed")
 
     async def _on_files_changed(self) -> None:
@@ -195,4 +232,5 @@ class Knowledge:
                 "model": self._config.embedding.model,
             },
             "watching": self.watcher.active,
+            "graph": self.graph.status(),
         }

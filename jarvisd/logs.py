@@ -86,6 +86,7 @@ def configure(level: str = "info", fmt: str = "auto", file: Path | None = None) 
     _output = _Output(console)
     _output.file.open(file)
     _level = _LEVELS[level]
+    _route_stdlib(level)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -100,9 +101,29 @@ def configure(level: str = "info", fmt: str = "auto", file: Path | None = None) 
     )
 
 
+def _route_stdlib(level: str) -> None:
+    """Third-party stdlib logging (APScheduler, aiohttp) goes out as structlog events too."""
+    handler = logging.Handler()
+
+    def emit(record: logging.LogRecord) -> None:
+        logger = structlog.get_logger(record.name)
+        method = record.levelname.lower() if record.levelname != "CRITICAL" else "critical"
+        getattr(logger, method, logger.info)(record.getMessage(), logger_name=record.name)
+
+    handler.emit = emit  # type: ignore[method-assign]
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(_LEVELS[level])
+    # aiohttp's access log duplicates our request lines; APScheduler's INFO lines
+    # duplicate job.started / job.finished.
+    for noisy in ("aiohttp.access", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def set_level(level: str) -> None:
     global _level
     _level = _LEVELS[level]
+    logging.getLogger().setLevel(_level)
 
 
 def set_file(file: Path | None) -> None:

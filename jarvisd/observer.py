@@ -8,6 +8,7 @@ business (it registers callbacks with `on_mode_change`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,20 @@ class Observer:
         return self.memory.mode
 
     def on_mode_change(self, callback: ModeCallback) -> None:
-        self.memory.on_mode_change(callback)
+        """`callback` runs on the event loop, whichever thread took the sample."""
+        loop = asyncio.get_running_loop()
+
+        def on_loop(old: MemoryMode, new: MemoryMode, reason: str) -> None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                callback(old, new, reason)
+            else:
+                loop.call_soon_threadsafe(callback, old, new, reason)
+
+        self.memory.on_mode_change(on_loop)
 
     def add_model_memory(self, name: str, report: Callable[[], dict[str, Any]]) -> None:
         """A component that holds a model reports its memory here (for /metrics/memory)."""
@@ -74,8 +88,9 @@ class Observer:
         return sample.as_dict()
 
     async def sample(self) -> dict[str, Any]:
-        # psutil reads /proc: fast, but still file I/O, so off the loop.
-        return await self._pools.run("io", self.sample_now)
+        # psutil reads /proc: fast, but still file I/O, so off the loop; not on the io
+        # pool, which indexing keeps busy: a sample must not queue behind a window.
+        return await asyncio.to_thread(self.sample_now)
 
     async def collect_garbage(self) -> dict[str, Any]:
         result = gc_collect()

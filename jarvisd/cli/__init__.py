@@ -73,7 +73,7 @@ def _registrars() -> list[
 
     registrars = []
     # Each command group lives in its own module; a group not (yet) present is skipped.
-    for name in ("core", "observe", "index", "search"):
+    for name in ("core", "observe", "index", "search", "graph"):
         try:
             module = importlib.import_module(f"jarvisd.cli.{name}")
         except ModuleNotFoundError as error:

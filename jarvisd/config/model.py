@@ -226,7 +226,18 @@ class IndexingConfig(Section):
 
 
 class HybridConfig(Section):
-    rrf_k: int = Field(default=60, ge=1, le=10_000, description="Reciprocal-rank-fusion constant.")
+    fusion: Literal["convex", "rrf"] = Field(
+        default="convex",
+        description="How hybrid search combines the modes: convex (semantic_weight * cosine + "
+        "the rest * BM25 over the query's highest possible BM25) or rrf (reciprocal rank "
+        "fusion with rrf_k).",
+    )
+    semantic_weight: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="With fusion: convex, the weight of the cosine."
+    )
+    rrf_k: int = Field(
+        default=60, ge=1, le=10_000, description="With fusion: rrf, the rank-fusion constant."
+    )
     candidates: int = Field(
         default=100, ge=1, le=10_000, description="Results taken from each mode before fusion."
     )

@@ -1,0 +1,46 @@
+"""Control-socket routes for search.
+
+    GET /v1/search?q=...&mode=&limit=&offset=&threshold=&tag=&folder=&vault=&since=&before=
+    GET /v1/search/stats
+
+A request past a bound (query length, limit, offset, threshold, a bad date) is
+a 400 whose message names the bound and the config key that sets it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiohttp import web
+
+from jarvisd.api.errors import ApiError, json_ok
+from jarvisd.search import SearchError, SearchService
+
+
+class SearchTarget(Protocol):
+    @property
+    def search(self) -> SearchService: ...
+
+
+SEARCH_TARGET: web.AppKey[SearchTarget] = web.AppKey("search_target")
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/search")
+async def get_search(request: web.Request) -> web.Response:
+    service = request.app[SEARCH_TARGET].search
+    try:
+        reply = await service.search_params(request.query)
+    except SearchError as error:
+        raise ApiError(400, error.code, error.message, parameter=error.parameter) from error
+    return json_ok(reply)
+
+
+@routes.get("/v1/search/stats")
+async def get_search_stats(request: web.Request) -> web.Response:
+    return json_ok(request.app[SEARCH_TARGET].search.stats())
+
+
+def add_search_routes(app: web.Application, target: SearchTarget) -> None:
+    app[SEARCH_TARGET] = target
+    app.add_routes(routes)

@@ -1,0 +1,209 @@
+"""Reading one note: by vault-relative path or by title, with its links both ways.
+
+Metadata, tags, headings and links come from the store (what the last index
+run saw); the content comes from disk, through `resolve_in_vault`, so a path
+that leaves the vault (`..`, absolute, a symlink out) is refused before any
+file is opened. A title matches case-insensitively on the note's title, its
+file name or an alias; when several notes match, titles beat file names beat
+aliases, then the shortest path wins, and the reply says so.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jarvisd.config import Config, VaultConfig
+from jarvisd.pools import Pools
+from jarvisd.store import NoteDetail, Store
+from jarvisd.store.connection import first_row
+from jarvisd.vault import PathOutsideVault, read_note_bytes, resolve_in_vault
+
+MAX_CANDIDATES = 20
+
+# Rank 0 title, 1 file name, 2 alias; then the shortest path, then alphabetical.
+_BY_TITLE = """
+    SELECT path, rank FROM (
+        SELECT path,
+               CASE WHEN lower(title) = lower($title) THEN 0
+                    WHEN lower(regexp_replace(path, '^.*/|\\.md$', '', 'g')) = lower($title) THEN 1
+                    ELSE 2 END AS rank
+        FROM notes
+        WHERE vault = $vault AND (
+            lower(title) = lower($title)
+            OR lower(regexp_replace(path, '^.*/|\\.md$', '', 'g')) = lower($title)
+            OR list_contains(list_transform(aliases, alias -> lower(alias)), lower($title)))
+    )
+    ORDER BY rank, length(path), path
+    LIMIT $limit
+"""
+_MATCHED_BY = ("title", "file name", "alias")
+_EXISTS = "SELECT 1 FROM notes WHERE vault = $vault AND path = $path"
+
+
+class NoteError(Exception):
+    """Base of the lookup errors; `status` and `code` say how the API answers."""
+
+    status = 500
+    code = "error"
+
+
+class NoteNotFoundError(NoteError):
+    status = 404
+    code = "not_found"
+
+
+class BadNoteRequest(NoteError):
+    status = 400
+    code = "bad_request"
+
+
+@dataclass(frozen=True, slots=True)
+class TitleMatch:
+    """Which note a title picked, how, and every note it could have meant."""
+
+    path: str
+    matched_by: str
+    candidates: tuple[str, ...]
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.candidates) > 1
+
+    def as_dict(self, query: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "query": query,
+            "matched_by": self.matched_by,
+            "ambiguous": self.ambiguous,
+            "candidates": list(self.candidates),
+        }
+        if self.ambiguous:
+            out["message"] = (
+                f"{len(self.candidates)} notes match {query!r}; showing {self.path} "
+                f"(by {self.matched_by}, then the shortest path)"
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class NoteView:
+    """One note for a reader: stored metadata and links, and its text from disk."""
+
+    detail: NoteDetail
+    content: str | None
+    content_error: str | None = None
+    match: dict[str, Any] | None = field(default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self.detail)
+        out["content"] = self.content
+        out["content_error"] = self.content_error
+        if self.match is not None:
+            out["match"] = self.match
+        return out
+
+
+class NotesService:
+    """Note lookups for the API and the graph service; blocking work runs on a pool."""
+
+    def __init__(self, config: Callable[[], Config], store: Store, pools: Pools) -> None:
+        self._config = config
+        self._store = store
+        self._pools = pools
+
+    # ----------------------------------------------------------------- vaults
+
+    def vault(self, name: str | None) -> VaultConfig:
+        """The named vault, or the first one configured when no name is given."""
+        vaults = self._config().vaults
+        if not name:
+            if not vaults:
+                raise NoteNotFoundError("no vault is configured (vaults:)")
+            return vaults[0]
+        for vault in vaults:
+            if vault.name == name:
+                return vault
+        known = ", ".join(vault.name for vault in vaults) or "none"
+        raise NoteNotFoundError(f"no vault named {name!r}; configured: {known}")
+
+    # ---------------------------------------------------------------- lookups
+
+    async def read(self, vault: VaultConfig, path: str) -> NoteView:
+        """The note at this vault-relative path (`.md` may be left off)."""
+        return await self._pools.run("graph", self._read, vault, path, None)
+
+    async def read_by_title(self, vault: VaultConfig, title: str) -> NoteView:
+        match = await self._pools.run("graph", self._match_title, vault.name, title)
+        return await self._pools.run("graph", self._read, vault, match.path, match.as_dict(title))
+
+    async def resolve(self, vault: VaultConfig, reference: str) -> str:
+        """A stored note's path from a path (with or without `.md`) or else a title."""
+        return await self._pools.run("graph", self._resolve, vault.name, reference)
+
+    # --------------------------------------------------------------- blocking
+
+    def _resolve(self, vault: str, reference: str) -> str:
+        cleaned = reference.strip().replace("\\", "/")
+        if not cleaned:
+            raise BadNoteRequest("name a note by its vault-relative path or its title")
+        cursor = self._store.reader()
+        normal = posixpath.normpath(cleaned).lstrip("/") if "/" in cleaned else cleaned
+        for candidate in (normal, f"{normal}.md"):
+            if first_row(cursor.execute(_EXISTS, {"vault": vault, "path": candidate})):
+                return candidate
+        return self._match_title(vault, cleaned).path
+
+    def _match_title(self, vault: str, title: str) -> TitleMatch:
+        wanted = title.strip()
+        if not wanted:
+            raise BadNoteRequest("title must not be empty")
+        rows = (
+            self._store.reader()
+            .execute(_BY_TITLE, {"vault": vault, "title": wanted, "limit": MAX_CANDIDATES})
+            .fetchall()
+        )
+        if not rows:
+            raise NoteNotFoundError(
+                f"no note titled {wanted!r} in vault {vault!r} (titles, file names and "
+                "aliases are compared case-insensitively)"
+            )
+        path, rank = rows[0]
+        return TitleMatch(str(path), _MATCHED_BY[int(rank)], tuple(str(row[0]) for row in rows))
+
+    def _read(self, vault: VaultConfig, path: str, match: dict[str, Any] | None) -> NoteView:
+        stored, detail = self._detail(vault, path)
+        try:
+            raw = read_note_bytes(vault.root, stored)
+        except PathOutsideVault as error:
+            raise BadNoteRequest(str(error)) from error
+        except FileNotFoundError:
+            return NoteView(detail, None, "the file is gone since the last index run", match)
+        except OSError as error:
+            return NoteView(detail, None, f"cannot read the file: {error.strerror}", match)
+        try:
+            return NoteView(detail, raw.decode("utf-8"), None, match)
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="replace")
+            return NoteView(detail, text, "the file is not valid UTF-8 any more", match)
+
+    def _detail(self, vault: VaultConfig, path: str) -> tuple[str, NoteDetail]:
+        """The stored path and its detail; refuses paths that leave the vault."""
+        candidates = [path] if path.lower().endswith(".md") else [path, f"{path}.md"]
+        for candidate in candidates:
+            normal = _inside(vault.root, candidate)
+            detail = self._store.get_note(vault.name, normal)
+            if detail is not None:
+                return normal, detail
+        raise NoteNotFoundError(f"no note {path!r} in vault {vault.name!r}")
+
+
+def _inside(root: Path, path: str) -> str:
+    """The vault-relative POSIX form of `path`, after checking it stays in the vault."""
+    try:
+        resolve_in_vault(root, path)
+    except PathOutsideVault as error:
+        raise BadNoteRequest(str(error)) from error
+    return posixpath.normpath(path.replace("\\", "/"))

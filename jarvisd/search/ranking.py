@@ -1,0 +1,150 @@
+"""One search, start to finish, on one snapshot: modes, fusion, page, snippets.
+
+Blocking (numpy, a DuckDB read for new words' stems, the query encoder): the
+service runs it in the `search` thread pool, one pool hop per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from jarvisd.config import SearchConfig
+from jarvisd.search.fusion import fused_scores
+from jarvisd.search.hits import FloatArray, IntArray, NoteScores, found, top
+from jarvisd.search.keyword import Stemmer, keyword_scores, query_stems
+from jarvisd.search.request import NANOSECONDS, SearchRequest
+from jarvisd.search.semantic import semantic_scores
+from jarvisd.search.snapshot import Snapshot
+from jarvisd.search.snippets import make_snippets
+from jarvisd.store import Store
+
+Encoder = Callable[[str], npt.NDArray[np.float32]]
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """The page of a search, and how many notes matched in all."""
+
+    results: list[dict[str, Any]]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """What each mode said: raw scores, and which notes it found (filters, threshold applied)."""
+
+    semantic: NoteScores | None
+    keyword: NoteScores | None
+    semantic_found: FloatArray | None
+    keyword_found: FloatArray | None
+
+
+def rank(
+    store: Store,
+    stemmer: Stemmer,
+    snapshot: Snapshot,
+    request: SearchRequest,
+    config: SearchConfig,
+    encode: Encoder | None,
+) -> Ranked:
+    """`encode` None: no semantic side (keyword only, e.g. the model is away)."""
+    cursor = store.reader()
+    mask = snapshot.note_mask(request.filters)
+    stems = query_stems(cursor, stemmer, request.query)
+    use_semantic = request.mode != "keyword" and encode is not None
+    use_keyword = request.mode != "semantic" or encode is None
+    semantic = keyword = semantic_found = keyword_found = None
+    if use_semantic and encode is not None:
+        semantic = semantic_scores(snapshot, encode(request.query))
+        semantic_found = semantic.eligible(mask, request.threshold)
+    if use_keyword:
+        keyword = keyword_scores(snapshot, snapshot.postings.score(stems))
+        keyword_found = keyword.eligible(mask)
+    verdicts = Verdicts(semantic, keyword, semantic_found, keyword_found)
+    wanted = request.offset + request.limit
+    if semantic_found is not None and keyword_found is not None:
+        notes, scores, total = _hybrid(verdicts, max(config.hybrid.candidates, wanted), config)
+    else:
+        single = semantic_found if semantic_found is not None else keyword_found
+        assert single is not None
+        notes = top(single, wanted)
+        scores, total = single[notes], found(single)
+    page = range(request.offset, min(wanted, notes.shape[0]))
+    results = [_result(snapshot, verdicts, int(notes[i]), float(scores[i])) for i in page]
+    chunks = [result.pop("chunk") for result in results]
+    texts = [str(snapshot.texts[chunk]) for chunk in chunks]
+    for result, snippet in zip(
+        results, make_snippets(cursor, stemmer, texts, frozenset(stems)), strict=True
+    ):
+        result["snippet"] = snippet.text
+        result["highlights"] = [list(span) for span in snippet.highlights]
+    return Ranked(results, total)
+
+
+def _hybrid(
+    verdicts: Verdicts, keep: int, config: SearchConfig
+) -> tuple[IntArray, FloatArray, int]:
+    semantic, keyword = verdicts.semantic, verdicts.keyword
+    semantic_found, keyword_found = verdicts.semantic_found, verdicts.keyword_found
+    assert semantic and keyword and semantic_found is not None and keyword_found is not None
+    semantic_top, keyword_top = top(semantic_found, keep), top(keyword_found, keep)
+    candidates = np.unique(np.concatenate((semantic_top, keyword_top)))
+    scores = fused_scores(
+        semantic.scores[candidates],
+        _ranks(semantic_top, candidates),
+        keyword_found[candidates],
+        _ranks(keyword_top, candidates),
+        keyword.bound,
+        config.hybrid,
+    )
+    order = np.lexsort((candidates, -scores))
+    total = int(np.count_nonzero(np.isfinite(semantic_found) | np.isfinite(keyword_found)))
+    return candidates[order], scores[order], total
+
+
+def _ranks(listed: IntArray, candidates: IntArray) -> IntArray:
+    """Each candidate's 0-based position in `listed`, -1 where absent."""
+    ranks = np.full(candidates.shape[0], -1, dtype=np.int64)
+    positions = np.searchsorted(candidates, listed)  # candidates is sorted and holds `listed`
+    ranks[positions] = np.arange(listed.shape[0])
+    return ranks
+
+
+def _result(snapshot: Snapshot, verdicts: Verdicts, note_row: int, score: float) -> dict[str, Any]:
+    """One result without its snippet; `chunk` names the chunk the snippet comes from."""
+    modes: list[str] = []
+    scores: dict[str, float] = {}
+    chunk = -1
+    if verdicts.semantic is not None and verdicts.semantic_found is not None:
+        scores["semantic"] = round(float(verdicts.semantic.scores[note_row]), 6)
+        chunk = int(verdicts.semantic.chunks[note_row])
+        if np.isfinite(verdicts.semantic_found[note_row]):
+            modes.append("semantic")
+    if verdicts.keyword_found is not None and np.isfinite(verdicts.keyword_found[note_row]):
+        assert verdicts.keyword is not None
+        modes.append("keyword")
+        scores["keyword"] = round(float(verdicts.keyword.scores[note_row]), 6)
+        # The keyword chunk holds the query's words, so its snippet shows why it matched.
+        chunk = int(verdicts.keyword.chunks[note_row])
+    note = snapshot.notes[note_row]
+    return {
+        "vault": note.vault,
+        "path": note.path,
+        "title": note.title,
+        "score": round(score, 6),
+        "scores": scores,
+        "modes": modes,
+        "chunk": chunk,
+        "snippet": "",
+        "highlights": [],
+        "heading_path": [str(part) for part in snapshot.headings[chunk]],
+        "lines": [int(snapshot.first_lines[chunk]), int(snapshot.last_lines[chunk])],
+        "tags": list(note.tags),
+        "modified": datetime.fromtimestamp(note.mtime_ns / NANOSECONDS).astimezone().isoformat(),
+    }

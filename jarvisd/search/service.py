@@ -1,0 +1,257 @@
+"""`SearchService`: the one object the API asks for searches.
+
+It owns the snapshot (see `snapshot`), the result cache and the memory-mode
+policy, and runs every search as one call in the `search` thread pool, so the
+event loop never blocks. Freshness rule: every index change (the indexer's
+`on_change`) clears the result cache and marks the snapshot stale; a search
+that starts after the change waits for a snapshot built after it, so it can
+never answer with the text an edit replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from jarvisd.config import Config
+from jarvisd.embedder import Embedder, EmbedderError
+from jarvisd.logs import get_logger
+from jarvisd.memory import MemoryMode
+from jarvisd.metrics import Metrics
+from jarvisd.pools import Pools
+from jarvisd.search.cache import ResultCache
+from jarvisd.search.keyword import Stemmer
+from jarvisd.search.ranking import Encoder, Ranked, rank
+from jarvisd.search.request import SearchError, SearchRequest, parse_request
+from jarvisd.search.snapshot import Snapshot, build_snapshot
+from jarvisd.store import Store
+
+log = get_logger("jarvisd.search")
+
+RESULTS_CACHE = "results"
+EMBEDDING_CACHE = "query_embeddings"
+# Share of search.cache.size kept per memory mode.
+CACHE_SCALE = {MemoryMode.FULL: 1.0, MemoryMode.LITE: 0.5, MemoryMode.MINIMAL: 0.25}
+MINIMAL_REASON = (
+    "memory is low (MINIMAL memory mode): the embedding model is unloaded, so this "
+    "answer comes from keyword search only"
+)
+
+
+class SearchService:
+    name = "search"
+
+    def __init__(
+        self, config: Config, store: Store, embedder: Embedder, pools: Pools, metrics: Metrics
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._embedder = embedder
+        self._pools = pools
+        self._metrics = metrics
+        self._stemmer = Stemmer()
+        self.cache = ResultCache(config.search.cache)
+        self._mode = MemoryMode.FULL
+        self._generation = 0  # bumped by every index change
+        self._snapshot: Snapshot | None = None
+        self._refresh: asyncio.Task[Snapshot] | None = None
+        self._embedding_counts = (0, 0)  # query-cache hits and misses already reported
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Warm the snapshot in the background; the first search waits for it if need be."""
+        self._refresh_task()
+
+    async def stop(self) -> None:
+        task, self._refresh = self._refresh, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def invalidate(self) -> None:
+        """After an index change: forget results, rebuild the snapshot before answering."""
+        self._generation += 1
+        self.cache.clear()
+        self._refresh_task()
+
+    def reconfigure(self, config: Config) -> None:
+        old, self._config = self._config, config
+        self.cache.reconfigure(config.search.cache, CACHE_SCALE[self._mode])
+        if old.search != config.search:
+            self.cache.clear()  # thresholds and fusion settings shape every cached answer
+
+    def on_memory_mode(self, mode: MemoryMode) -> None:
+        """LITE halves the result cache; MINIMAL quarters it and drops the vectors."""
+        old, self._mode = self._mode, mode
+        self.cache.reconfigure(self._config.search.cache, CACHE_SCALE[mode])
+        if (old is MemoryMode.MINIMAL) != (mode is MemoryMode.MINIMAL):
+            self.cache.clear()  # cached answers were (or were not) degraded
+        snapshot = self._snapshot
+        if mode is MemoryMode.MINIMAL and snapshot is not None and snapshot.vectors is not None:
+            self._snapshot = snapshot.without_vectors()
+
+    # -------------------------------------------------------------------- snapshot
+
+    def _refresh_task(self) -> asyncio.Task[Snapshot]:
+        if self._refresh is None or self._refresh.done():
+            loop = asyncio.get_running_loop()
+            self._refresh = loop.create_task(self._build(), name="search-snapshot")
+        return self._refresh
+
+    async def _build(self) -> Snapshot:
+        generation = self._generation
+        with_vectors = not self._minimal
+        snapshot = await self._pools.run(
+            "search", build_snapshot, self._store, generation, with_vectors
+        )
+        if self._snapshot is None or self._snapshot.generation <= generation:
+            self._snapshot = snapshot
+        log.info("search.snapshot_built", **snapshot.describe())
+        if self._generation != generation:
+            # Changed again while building: build once more, without waiting for a search.
+            asyncio.get_running_loop().call_soon(self._refresh_task)
+        return snapshot
+
+    async def _fresh_snapshot(self, generation: int, vectors: bool) -> Snapshot:
+        """A snapshot built after index change number `generation` (waits for one)."""
+        while True:
+            snapshot = self._snapshot
+            if (
+                snapshot is not None
+                and snapshot.generation >= generation
+                # Vectors come back with the next build once the model may be used again.
+                and (snapshot.vectors is not None or not vectors or self._minimal)
+            ):
+                return snapshot
+            task = self._refresh_task()
+            try:
+                await asyncio.shield(task)
+            except Exception:
+                # A failed build is not kept: the next search starts another one.
+                if task is self._refresh:
+                    self._refresh = None
+                raise
+
+    @property
+    def _minimal(self) -> bool:
+        return self._mode is MemoryMode.MINIMAL
+
+    # ---------------------------------------------------------------------- search
+
+    async def search_params(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """Parse query parameters and search; SearchError for a request past a bound."""
+        try:
+            request = parse_request(params, self._config.search)
+        except SearchError:
+            mode = params.get("mode") or "hybrid"
+            label = mode if mode in ("hybrid", "semantic", "keyword") else "invalid"
+            self._metrics.observe_search(label, 0.0, "rejected")
+            raise
+        return await self.search(request)
+
+    async def search(self, request: SearchRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        self._embedder.threads.mark_interactive()  # indexing leaves a core free for a while
+        degraded = self._degraded_reason(request)
+        key = (*request.cache_key, degraded)
+        cached = self.cache.get(key)
+        self._metrics.observe_cache(RESULTS_CACHE, cached is not None)
+        if cached is not None:
+            return self._finish(request, cached, started, "cached", cached=True)
+        generation = self._generation
+        try:
+            reply, degraded = await self._answer(request, generation, degraded)
+        except Exception:
+            self._metrics.observe_search(request.mode, time.perf_counter() - started, "error")
+            raise
+        if generation == self._generation:  # no index change while we searched
+            self.cache.put(key, reply)
+        result = "degraded" if degraded else "ok"
+        return self._finish(request, reply, started, result, cached=False)
+
+    def _degraded_reason(self, request: SearchRequest) -> str | None:
+        if request.mode == "keyword":
+            return None
+        if self._minimal:
+            return MINIMAL_REASON
+        return None
+
+    async def _answer(
+        self, request: SearchRequest, generation: int, degraded: str | None
+    ) -> tuple[dict[str, Any], str | None]:
+        semantic = request.mode != "keyword" and degraded is None
+        snapshot = await self._fresh_snapshot(generation, vectors=semantic)
+        encode: Encoder | None = self._embedder.encode_query if semantic else None
+        try:
+            ranked = await self._pools.run("search", self._rank, snapshot, request, encode)
+        except EmbedderError as error:
+            # The model cannot be loaded: still answer, from keywords, and say why.
+            degraded = f"the embedding model is unavailable ({error}); keyword search only"
+            log.warning("search.degraded", reason=degraded)
+            ranked = await self._pools.run("search", self._rank, snapshot, request, None)
+        self._report_embedding_cache()
+        reply: dict[str, Any] = {
+            "query": request.query,
+            "mode": request.mode,
+            "limit": request.limit,
+            "offset": request.offset,
+            "total": ranked.total,
+            "next_offset": _next_offset(request, ranked.total),
+            "filters": request.filters.as_dict() if request.filters.active else None,
+            "degraded": degraded is not None,
+            "results": ranked.results,
+        }
+        if degraded is not None:
+            reply["degraded_reason"] = degraded
+        return reply, degraded
+
+    def _rank(self, snapshot: Snapshot, request: SearchRequest, encode: Encoder | None) -> Ranked:
+        return rank(self._store, self._stemmer, snapshot, request, self._config.search, encode)
+
+    def _finish(
+        self,
+        request: SearchRequest,
+        reply: dict[str, Any],
+        started: float,
+        result: str,
+        *,
+        cached: bool,
+    ) -> dict[str, Any]:
+        seconds = time.perf_counter() - started
+        self._metrics.observe_search(request.mode, seconds, result)
+        self._metrics.cache_entries.labels(RESULTS_CACHE).set(len(self.cache))
+        return {**reply, "cached": cached, "took_ms": round(seconds * 1000, 3)}
+
+    def _report_embedding_cache(self) -> None:
+        """The embedder counts its own LRU; forward the new hits and misses to Prometheus."""
+        stats = self._embedder.cache_stats()
+        hits, misses = self._embedding_counts
+        self._embedding_counts = (stats.hits, stats.misses)
+        if stats.hits > hits:
+            self._metrics.cache_hits.labels(EMBEDDING_CACHE).inc(stats.hits - hits)
+        if stats.misses > misses:
+            self._metrics.cache_misses.labels(EMBEDDING_CACHE).inc(stats.misses - misses)
+        self._metrics.cache_entries.labels(EMBEDDING_CACHE).set(stats.size)
+
+    # ---------------------------------------------------------------------- report
+
+    def stats(self) -> dict[str, Any]:
+        snapshot = self._snapshot
+        return {
+            "memory_mode": self._mode.value,
+            "generation": self._generation,
+            "snapshot": snapshot.describe() if snapshot is not None else None,
+            "caches": {
+                RESULTS_CACHE: self.cache.report().as_dict(),
+                EMBEDDING_CACHE: self._embedder.cache_stats().as_dict(),
+            },
+            "model_loaded": self._embedder.loaded,
+        }
+
+
+def _next_offset(request: SearchRequest, total: int) -> int | None:
+    following = request.offset + request.limit
+    return following if following < total else None

@@ -1,0 +1,251 @@
+"""The in-memory read model searches answer from: every chunk's vector and text, per note.
+
+Why in memory: an exact cosine over a float32 matrix is a few milliseconds even
+at 100k chunks (a numpy matrix product; DuckDB's own exact scan took ten times
+longer, and its HNSW index is used only for a bare ORDER BY ... LIMIT, not once
+a query filters or joins), and holding the text too makes a search see the
+index exactly as the last finished indexing run left it. Mid-run, the store
+already holds some new notes while the BM25 index still points at old chunk
+ids; answering from one snapshot (built after the run, read in one DuckDB
+transaction) keeps vectors, BM25 hits and snippets consistent with each other.
+
+A snapshot is immutable. The service builds a new one after every index
+change and swaps the reference in one assignment, so a search never sees a
+half-built one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from jarvisd.search.postings import Postings, read_postings
+from jarvisd.search.request import Filters
+from jarvisd.store import ChunkMatrix, Store
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+MASKS_KEPT = 64  # filter masks remembered per snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class NoteInfo:
+    note_id: int
+    vault: str
+    path: str
+    title: str
+    mtime_ns: int
+    tags: tuple[str, ...]
+
+
+@dataclass(eq=False)
+class Snapshot:
+    """Chunks ordered by note (then position), so note i owns rows starts[i]:starts[i+1]."""
+
+    generation: int
+    notes: list[NoteInfo]
+    starts: IntArray  # first chunk row of each note
+    chunk_notes: IntArray  # the note row of each chunk row
+    chunk_ids: IntArray
+    texts: npt.NDArray[np.object_]
+    headings: npt.NDArray[np.object_]
+    first_lines: npt.NDArray[np.int32]
+    last_lines: npt.NDArray[np.int32]
+    vectors: FloatArray | None  # None while the model is away (MINIMAL memory mode)
+    postings: Postings = field(default_factory=Postings.empty)
+    built_at: float = field(default_factory=time.time)
+    build_seconds: float = 0.0
+    _sorted_ids: IntArray = field(init=False, repr=False)
+    _sorted_rows: IntArray = field(init=False, repr=False)
+    _masks: dict[Filters, BoolArray] = field(init=False, repr=False, default_factory=dict)
+    _mask_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        order = np.argsort(self.chunk_ids, kind="stable")
+        self._sorted_ids = self.chunk_ids[order]
+        self._sorted_rows = order.astype(np.int64)
+
+    @property
+    def note_count(self) -> int:
+        return len(self.notes)
+
+    @property
+    def chunk_count(self) -> int:
+        return int(self.chunk_ids.shape[0])
+
+    def rows_of(self, chunk_ids: IntArray) -> tuple[IntArray, BoolArray]:
+        """Chunk rows for chunk ids, and which ids this snapshot knows at all."""
+        if self._sorted_ids.shape[0] == 0 or chunk_ids.shape[0] == 0:
+            return np.zeros(chunk_ids.shape[0], dtype=np.int64), np.zeros(
+                chunk_ids.shape[0], dtype=np.bool_
+            )
+        places = np.searchsorted(self._sorted_ids, chunk_ids)
+        places = np.minimum(places, self._sorted_ids.shape[0] - 1)
+        known = self._sorted_ids[places] == chunk_ids
+        return self._sorted_rows[places], known
+
+    def note_mask(self, filters: Filters) -> BoolArray | None:
+        """Which notes pass the filters (None: all of them); remembered per filter value."""
+        if not filters.active:
+            return None
+        with self._mask_lock:
+            cached = self._masks.get(filters)
+        if cached is not None:
+            return cached
+        mask = np.fromiter(
+            (_passes(note, filters) for note in self.notes), dtype=np.bool_, count=len(self.notes)
+        )
+        with self._mask_lock:
+            if len(self._masks) >= MASKS_KEPT:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[filters] = mask
+        return mask
+
+    def without_vectors(self) -> Snapshot:
+        return Snapshot(
+            generation=self.generation,
+            notes=self.notes,
+            starts=self.starts,
+            chunk_notes=self.chunk_notes,
+            chunk_ids=self.chunk_ids,
+            texts=self.texts,
+            headings=self.headings,
+            first_lines=self.first_lines,
+            last_lines=self.last_lines,
+            vectors=None,
+            postings=self.postings,
+            built_at=self.built_at,
+            build_seconds=self.build_seconds,
+        )
+
+    def memory_bytes(self) -> int:
+        """Roughly what this snapshot holds: arrays plus the chunk text."""
+        arrays = (self.starts, self.chunk_notes, self.chunk_ids, self.first_lines, self.last_lines)
+        total = sum(int(array.nbytes) for array in arrays)
+        total += 0 if self.vectors is None else int(self.vectors.nbytes)
+        total += sum(len(text) for text in self.texts) + 64 * self.chunk_count
+        return total + self.postings.memory_bytes
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "notes": self.note_count,
+            "chunks": self.chunk_count,
+            "vectors_loaded": self.vectors is not None,
+            "memory_bytes": self.memory_bytes(),
+            "built_at": self.built_at,
+            "build_seconds": round(self.build_seconds, 4),
+        }
+
+
+def _passes(note: NoteInfo, filters: Filters) -> bool:
+    if filters.vault is not None and note.vault != filters.vault:
+        return False
+    if filters.folder is not None and not note.path.startswith(filters.folder + "/"):
+        return False
+    if filters.since_ns is not None and note.mtime_ns < filters.since_ns:
+        return False
+    if filters.before_ns is not None and note.mtime_ns >= filters.before_ns:
+        return False
+    if filters.tag is not None:
+        prefix = filters.tag + "/"
+        return any(tag == filters.tag or tag.startswith(prefix) for tag in note.tags)
+    return True
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """What one read transaction returned."""
+
+    matrix: ChunkMatrix | None
+    chunks: dict[str, Any]
+    notes: list[tuple[Any, ...]]
+    tags: list[tuple[Any, ...]]
+    postings: Postings
+
+
+def _read(store: Store, with_vectors: bool) -> _Rows:
+    """Everything a search needs, in ONE read transaction: the parts agree with each other."""
+    cursor = store.reader()
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        rows = _Rows(
+            matrix=store.chunk_matrix() if with_vectors else None,
+            chunks=cursor.execute(
+                "SELECT id, note_id, heading_path, text, start_line, end_line "
+                "FROM chunks ORDER BY id"
+            ).fetchnumpy(),
+            notes=cursor.execute(
+                "SELECT id, vault, path, title, mtime_ns FROM notes ORDER BY id"
+            ).fetchall(),
+            tags=cursor.execute("SELECT note_id, tag FROM tags ORDER BY note_id, tag").fetchall(),
+            postings=read_postings(cursor),
+        )
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    cursor.execute("COMMIT")
+    return rows
+
+
+def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapshot:
+    """A new snapshot of the store (blocking: run it in a pool)."""
+    started = time.perf_counter()
+    rows = _read(store, with_vectors)
+    chunks = rows.chunks
+    ids = np.asarray(chunks["id"], dtype=np.int64)
+    chunk_note_ids = np.asarray(chunks["note_id"], dtype=np.int64)
+    # Group the chunks by note (stable keeps each note's chunks in id order, which is
+    # their order in the note), so per-note maxima are one np.maximum.reduceat.
+    order = np.argsort(chunk_note_ids, kind="stable")
+    grouped_note_ids = chunk_note_ids[order]
+    boundaries = np.flatnonzero(np.diff(grouped_note_ids)) + 1
+    starts = np.concatenate(([0], boundaries)).astype(np.int64) if ids.size else ids[:0]
+    sizes = np.diff(np.append(starts, ids.size))
+    vectors = None
+    if rows.matrix is not None:
+        if not np.array_equal(rows.matrix.ids, ids):
+            raise RuntimeError("chunk ids differ between two reads of one transaction")
+        vectors = np.ascontiguousarray(rows.matrix.vectors[order])
+    return Snapshot(
+        generation=generation,
+        notes=_notes(rows, grouped_note_ids[starts]),
+        starts=starts,
+        chunk_notes=np.repeat(np.arange(len(starts), dtype=np.int64), sizes),
+        chunk_ids=ids[order],
+        texts=chunks["text"][order],
+        headings=chunks["heading_path"][order],
+        first_lines=np.asarray(chunks["start_line"], dtype=np.int32)[order],
+        last_lines=np.asarray(chunks["end_line"], dtype=np.int32)[order],
+        vectors=vectors,
+        postings=rows.postings,
+        build_seconds=time.perf_counter() - started,
+    )
+
+
+def _notes(rows: _Rows, note_ids: IntArray) -> list[NoteInfo]:
+    tags: dict[int, list[str]] = {}
+    for note_id, tag in rows.tags:
+        tags.setdefault(int(note_id), []).append(str(tag))
+    by_id = {int(row[0]): row for row in rows.notes}
+    return [_note(by_id, int(note_id), tags) for note_id in note_ids]
+
+
+def _note(by_id: dict[int, tuple[Any, ...]], note_id: int, tags: dict[int, list[str]]) -> NoteInfo:
+    row = by_id.get(note_id)
+    if row is None:  # a chunk without its note: never written so, but never crash on it
+        return NoteInfo(note_id, "", "", "", 0, ())
+    return NoteInfo(
+        note_id=note_id,
+        vault=str(row[1]),
+        path=str(row[2]),
+        title=str(row[3]),
+        mtime_ns=int(row[4]),
+        tags=tuple(tags.get(note_id, ())),
+    )

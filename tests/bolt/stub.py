@@ -1,0 +1,32 @@
+"""Play one boltkit stub script on 127.0.0.1 until the client says GOODBYE.
+
+Run with the boltkit venv's Python: `python stub.py SCRIPT [IDLE_SECONDS]`.
+boltkit's own `boltstub` waits for its server thread in a busy loop, which
+would burn a core beside the tests; this joins the thread instead and binds
+port 0, printing `ready PORT` once it listens (logs go to stderr).
+
+Exit status: 0 the script was played to its end, 1 the client went off
+script or stopped early, 2 nothing happened for IDLE_SECONDS (default 30).
+"""
+
+import logging
+import sys
+
+from boltkit.server import StubServer
+
+
+def main() -> int:
+    script = sys.argv[1]
+    idle = float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG, format="%(message)s")
+    server = StubServer(("127.0.0.1", 0), script, timeout=idle)
+    print("ready", server.server.getsockname()[1], flush=True)
+    server.start()
+    server.join()
+    if server.exit_code:
+        return int(server.exit_code)
+    return 1 if server.script else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The Neo4j backend on the wire, without a Neo4j server.
+
+boltkit's stub server plays scripted Bolt 3 sessions (tests/bolt/*.script) to
+the real neo4j driver: a read, and a server failure. A closed port stands in
+for a server that is down. The sync's pure parts (what changed, the walk
+tree, the password) are checked directly; the full contract runs in
+test_graph_contract.py when a real server is configured.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from boltstub import BoltStub, requires_boltstub
+
+from jarvisd.config import GraphConfig, Neo4jConfig
+from jarvisd.graph import GraphBackendError, GraphUnavailable, Neighbour, Projection
+from jarvisd.graph import neo4j_queries as queries
+from jarvisd.graph.neo4j import Neo4jGraph, _auth, _changes, _with_via
+from jarvisd.graph.neo4j_queries import NEIGHBOUR_EDGES, NEIGHBOURS, ORPHANS, OUTGOING
+from jarvisd.graph.sync import ProjectedNote
+
+
+def neo4j_config(uri: str, **settings: object) -> GraphConfig:
+    values: dict[str, object] = {
+        "uri": uri,
+        "password": "secret",
+        # Neo4j 3.5 (Bolt 3, what the stub speaks) has no database names.
+        "database": "",
+        "max_retry_time": 0.0,
+        "connection_timeout": 2.0,
+        **settings,
+    }
+    return GraphConfig(backend="neo4j", max_depth=3, neo4j=Neo4jConfig.model_validate(values))
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens once this closes
+
+
+@requires_boltstub
+async def test_a_scripted_read_gives_the_neighbourhood_with_its_tree(tmp_path: Path) -> None:
+    values = {"NEIGHBOURS_OUT_2": NEIGHBOURS["out"][2], "NEIGHBOUR_EDGES": NEIGHBOUR_EDGES}
+    with BoltStub("neighbours.script", values, tmp_path) as stub:
+        graph = Neo4jGraph(neo4j_config(stub.uri))
+        await graph.start()
+        result = await graph.neighbours("v", "a.md", 2, "out", 100)
+        await graph.close()
+        assert stub.finish() == 0, stub.log()
+    assert result.note.title == "Alpha"
+    assert result.neighbours == (
+        Neighbour("b.md", "b", 1, "a.md"),
+        Neighbour("c.md", "c", 1, "a.md"),
+        Neighbour("d.md", "d", 2, "c.md"),
+    )
+    assert result.total == 3
+
+
+@requires_boltstub
+async def test_it_connects_with_the_password_files_first_line(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("first line only\nsecond line\n", encoding="utf-8")
+    with BoltStub("hello.script", {"ORPHANS": ORPHANS}, tmp_path) as stub:
+        settings = {"user": "reader", "password_file": str(secret), "password": None}
+        graph = Neo4jGraph(neo4j_config(stub.uri, **settings))
+        orphans = await graph.orphans("v")
+        await graph.close()
+        assert stub.finish() == 0, stub.log()
+    assert [note.path for note in orphans.notes] == ["d.md", "e.md"]  # sorted by path
+
+
+@requires_boltstub
+async def test_a_server_failure_is_a_backend_error_naming_the_server(tmp_path: Path) -> None:
+    with BoltStub("failure.script", {"OUTGOING": OUTGOING}, tmp_path) as stub:
+        graph = Neo4jGraph(neo4j_config(stub.uri))
+        with pytest.raises(GraphBackendError) as caught:
+            await graph.outgoing("v", "a.md")
+        await graph.close()
+        assert stub.finish() == 0, stub.log()
+    message = str(caught.value)
+    assert f"the Neo4j server at {stub.uri} failed the query" in message
+    assert "Neo.DatabaseError.General.UnknownError: the disk is on fire" in message
+    assert caught.value.status == 502
+
+
+async def test_a_server_that_is_down_is_unavailable_naming_the_server() -> None:
+    uri = f"bolt://127.0.0.1:{closed_port()}"
+    graph = Neo4jGraph(neo4j_config(uri))
+    with pytest.raises(GraphUnavailable) as caught:
+        await graph.orphans("v")
+    await graph.close()
+    assert f"the Neo4j server at {uri} cannot be reached" in str(caught.value)
+    assert "is it running?" in str(caught.value)
+    assert caught.value.status == 503
+
+
+async def test_an_unreadable_password_file_is_a_clear_error(tmp_path: Path) -> None:
+    graph = Neo4jGraph(neo4j_config("bolt://127.0.0.1:1", password_file=str(tmp_path / "none")))
+    with pytest.raises(GraphUnavailable, match=r"cannot read graph\.neo4j\.password_file"):
+        await graph.orphans("v")
+
+
+def test_the_password_is_the_first_line_of_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "neo4j.password"
+    secret.write_text("s3cret pass\nignored second line\n", encoding="utf-8")
+    settings = Neo4jConfig.model_validate({"password_file": str(secret), "password": "other"})
+    assert _auth(settings) == ("neo4j", "s3cret pass")
+    assert _auth(Neo4jConfig(password="inline")) == ("neo4j", "inline")
+    assert _auth(Neo4jConfig()) is None
+
+
+def test_a_sync_rewrites_only_changed_notes_and_deletes_the_gone() -> None:
+    link = {"ordinal": 0, "target": "b", "key": "b", "kind": "wikilink", "line": 1}
+    a = ProjectedNote(
+        "a.md", "A", ({**link, "heading": None, "alias": None, "target_path": "b.md"},)
+    )
+    b = ProjectedNote("b.md", "B")
+    projection = Projection("v", (a, b))
+    stored = {"a.md": a.fingerprint, "b.md": "stale", "old.md": "x"}
+    changed, gone = _changes(projection, stored)
+    assert [note.path for note in changed] == ["b.md"]
+    assert gone == ["old.md"]
+    relinked = ProjectedNote("a.md", "A", ({**a.links[0], "target_path": None},))
+    assert relinked.fingerprint != a.fingerprint  # a link that stops resolving is a change
+
+
+def test_via_follows_the_direction_walked() -> None:
+    distances = {"b.md": (1, "b"), "c.md": (2, "c")}
+    edges = [("b.md", "a.md"), ("c.md", "b.md")]  # b -> a, c -> b: a's backlinks
+    found = _with_via("a.md", distances, edges, "in")
+    assert [(item.path, item.via) for item in found] == [("b.md", "a.md"), ("c.md", "b.md")]
+
+
+@requires_boltstub
+async def test_a_first_sync_sends_schema_upserts_and_links_in_batches(tmp_path: Path) -> None:
+    resolved = {"ordinal": 0, "target": "b", "key": "b", "kind": "wikilink", "line": 2}
+    missing = {"ordinal": 1, "target": "Ghost", "key": "ghost", "kind": "wikilink", "line": 3}
+    a = ProjectedNote(
+        "a.md",
+        "A",
+        (
+            {**resolved, "heading": None, "alias": None, "target_path": "b.md"},
+            {**missing, "heading": None, "alias": None, "target_path": None},
+        ),
+    )
+    b = ProjectedNote("b.md", "b")
+    rows = [
+        {"path": note.path, "fingerprint": note.fingerprint, "links": list(note.links)}
+        for note in (a, b)
+    ]
+    values = {
+        "SCHEMA_0": queries.SCHEMA[0],
+        "SCHEMA_1": queries.SCHEMA[1],
+        "DELETE_OTHER_VAULTS": queries.DELETE_OTHER_VAULTS,
+        "FINGERPRINTS": queries.FINGERPRINTS,
+        "UPSERT_NOTES": queries.UPSERT_NOTES,
+        "UPSERT_PARAMETERS": {
+            "vault": "v",
+            "rows": [{"path": "a.md", "title": "A"}, {"path": "b.md", "title": "b"}],
+        },
+        "REPLACE_LINKS": queries.REPLACE_LINKS,
+        "REPLACE_PARAMETERS": {"vault": "v", "rows": rows},
+        "DELETE_UNUSED_UNRESOLVED": queries.DELETE_UNUSED_UNRESOLVED,
+    }
+    with BoltStub("sync.script", values, tmp_path) as stub:
+        graph = Neo4jGraph(neo4j_config(stub.uri))
+        report = await graph.sync([Projection("v", (a, b))])
+        await graph.close()
+        assert stub.finish() == 0, stub.log()
+    assert (report.notes, report.links, report.deleted) == (2, 2, 0)

@@ -1,0 +1,150 @@
+"""The graph component: limits from the live config, latency, and when a projection syncs.
+
+GraphSync is driven by a recording stand-in for its ProjectionWriter (our own
+Protocol): the real writer needs a Neo4j server, which these machines lack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from graph_fixtures import CONTRACT_VAULTS, build_store, write_vault
+
+from jarvisd.config import Config
+from jarvisd.graph import GraphUnavailable, InvalidGraphQuery, Projection, SyncReport
+from jarvisd.graph.service import GraphService
+from jarvisd.graph.sync import GraphSync
+from jarvisd.metrics import Metrics
+from jarvisd.pools import Pools
+from jarvisd.store import Store
+
+
+def config_for(root: Path, **graph: object) -> Config:
+    return Config.model_validate({"vaults": [{"name": "v", "path": str(root)}], "graph": graph})
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[GraphService]:
+    root = write_vault(tmp_path / "v", CONTRACT_VAULTS["v"])
+    store = build_store(tmp_path / "jarvis.duckdb", {"v": root})
+    config = config_for(root)
+    pools = Pools(config.threads)
+    made = GraphService(config, pools, Metrics())
+    await made.start(store)
+    yield made
+    await made.stop()
+    pools.shutdown()
+    store.close()
+
+
+async def test_max_depth_follows_a_reload(service: GraphService, tmp_path: Path) -> None:
+    with pytest.raises(InvalidGraphQuery, match="between 1 and 3"):
+        await service.neighbours(None, "a.md", 4, "out")
+    service.reconfigure(config_for(tmp_path / "v", max_depth=5))
+    result = await service.neighbours(None, "a.md", 5, "out")
+    assert {item.path for item in result.neighbours} == {"b.md", "c.md", "d.md"}
+
+
+async def test_direction_and_limit_are_checked(service: GraphService) -> None:
+    with pytest.raises(InvalidGraphQuery, match="direction must be one of out, in, both"):
+        await service.neighbours(None, "a.md", 1, "sideways")
+    with pytest.raises(InvalidGraphQuery, match="limit must be between 1 and 10000"):
+        await service.neighbours(None, "a.md", 1, "out", limit=0)
+
+
+async def test_each_query_is_timed(service: GraphService) -> None:
+    await service.neighbours(None, "Alpha", 2, "both")
+    await service.orphans(None)
+    operations = service._metrics.latency.operations()
+    assert {"graph:neighbours", "graph:orphans"} <= set(operations)
+
+
+class RecordingWriter:
+    """Stands in for a Neo4j server: records each sync; fails while `down` is set."""
+
+    backend = "recording"
+
+    def __init__(self) -> None:
+        self.syncs: list[list[str]] = []
+        self.down = False
+        self.gate: asyncio.Event | None = None
+
+    async def sync(self, projections: Sequence[Projection]) -> SyncReport:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.down:
+            raise GraphUnavailable("the test server is down")
+        self.syncs.append([note.path for item in projections for note in item.notes])
+        return SyncReport(self.backend, notes=len(self.syncs[-1]))
+
+
+def finished(state: str = "done") -> dict[str, object]:
+    return {"type": "done", "run": {"state": state}}
+
+
+async def settle(sync: GraphSync) -> None:
+    while sync._task is not None and not sync._task.done():
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    root = write_vault(tmp_path / "v", CONTRACT_VAULTS["v"])
+    return build_store(tmp_path / "jarvis.duckdb", {"v": root})
+
+
+async def test_the_first_run_syncs_then_only_runs_that_changed(store: Store) -> None:
+    writer = RecordingWriter()
+    pools = Pools(Config().threads)
+    sync = GraphSync(writer, store, pools, lambda: ["v"])
+    sync.on_index_event(finished())
+    await settle(sync)
+    assert len(writer.syncs) == 1 and "a.md" in writer.syncs[0]
+    sync.on_index_event(finished())  # nothing changed since
+    await settle(sync)
+    assert len(writer.syncs) == 1
+    sync.mark_changed()
+    sync.on_index_event(finished("failed"))  # a failed run is not a reason to sync
+    await settle(sync)
+    assert len(writer.syncs) == 1
+    sync.on_index_event(finished())
+    await settle(sync)
+    assert len(writer.syncs) == 2
+    pools.shutdown()
+    store.close()
+
+
+async def test_a_failed_sync_is_retried_after_the_next_run(store: Store) -> None:
+    writer = RecordingWriter()
+    writer.down = True
+    pools = Pools(Config().threads)
+    sync = GraphSync(writer, store, pools, lambda: ["v"])
+    sync.on_index_event(finished())
+    await settle(sync)
+    assert writer.syncs == [] and sync.last is not None and sync.last["ok"] is False
+    assert "the test server is down" in sync.last["error"]
+    writer.down = False
+    sync.on_index_event(finished())
+    await settle(sync)
+    assert len(writer.syncs) == 1 and sync.last is not None and sync.last["ok"] is True
+    pools.shutdown()
+    store.close()
+
+
+async def test_a_change_during_a_sync_is_synced_when_it_ends(store: Store) -> None:
+    writer = RecordingWriter()
+    writer.gate = asyncio.Event()
+    pools = Pools(Config().threads)
+    sync = GraphSync(writer, store, pools, lambda: ["v"])
+    sync.on_index_event(finished())
+    await asyncio.sleep(0)
+    sync.mark_changed()  # another run finished while the first sync waits
+    sync.on_index_event(finished())
+    writer.gate.set()
+    await settle(sync)
+    assert len(writer.syncs) == 2
+    pools.shutdown()
+    store.close()

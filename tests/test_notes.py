@@ -1,0 +1,146 @@
+"""Reading one note: by path or title, links both ways, content from disk, the vault fence.
+
+A real store over a small real vault in tmp (parsed by the real parser, no model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from graph_fixtures import build_store, write_vault
+
+from jarvisd.config import Config, ThreadsConfig
+from jarvisd.notes_service import BadNoteRequest, NoteNotFoundError, NotesService
+from jarvisd.pools import Pools
+
+NOTES = {
+    "Home.md": "# Home\nSee [[Espresso]] and [[Pizza oven]] and ![[photo.png]].\n",
+    "Coffee/Espresso.md": (
+        "---\ntitle: Espresso at home\naliases: [Shots]\ntags: [coffee]\n---\n"
+        "# Espresso\n## Recipe\n18 g in, 36 g out. #coffee/espresso\n"
+    ),
+    "Coffee/Beans.md": "# Beans\nFor [[Espresso]].\n",
+    "Archive/Old/Beans.md": "# Old beans\n",
+    "Shots.md": "# A note named like an alias\n",
+}
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Path:
+    return write_vault(tmp_path / "vault", NOTES)
+
+
+@pytest.fixture
+def notes(tmp_path: Path, vault: Path) -> Iterator[NotesService]:
+    store = build_store(tmp_path / "jarvis.duckdb", {"main": vault})
+    config = Config.model_validate({"vaults": [{"name": "main", "path": str(vault)}]})
+    pools = Pools(ThreadsConfig())
+    yield NotesService(lambda: config, store, pools)
+    pools.shutdown()
+    store.close()
+
+
+async def test_a_note_by_path_has_metadata_links_both_ways_and_content(
+    notes: NotesService,
+) -> None:
+    view = (await notes.read(notes.vault(None), "Coffee/Espresso.md")).as_dict()
+    assert view["title"] == "Espresso at home"
+    assert view["aliases"] == ("Shots",)
+    assert view["tags"] == ("coffee", "coffee/espresso")
+    assert [(h["level"], h["text"]) for h in view["headings"]] == [(1, "Espresso"), (2, "Recipe")]
+    assert view["frontmatter"]["tags"] == ["coffee"]
+    assert {link["source_path"] for link in view["backlinks"]} == {"Home.md", "Coffee/Beans.md"}
+    assert view["content"] == NOTES["Coffee/Espresso.md"]
+    assert view["content_error"] is None
+
+
+async def test_outgoing_links_say_whether_they_resolve(notes: NotesService) -> None:
+    view = (await notes.read(notes.vault("main"), "Home.md")).as_dict()
+    links = {link["target"]: link for link in view["links"]}
+    assert links["Espresso"]["resolved_path"] == "Coffee/Espresso.md"
+    assert links["Pizza oven"]["resolved_path"] is None and links["Pizza oven"]["targets_note"]
+    assert links["photo.png"]["targets_note"] is False
+
+
+@pytest.mark.parametrize("path", ["Coffee/Espresso", "./Coffee/Espresso.md", "Coffee//Espresso.md"])
+async def test_equivalent_paths_find_the_same_note(notes: NotesService, path: str) -> None:
+    view = await notes.read(notes.vault(None), path)
+    assert view.detail.path == "Coffee/Espresso.md"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("../outside.md", "climbs out of the vault folder with '..'"),
+        ("Coffee/../../outside.md", "climbs out of the vault folder"),
+        ("/etc/passwd", "is an absolute path"),
+        ("escape.md", "symlink that leads outside the vault"),
+    ],
+)
+async def test_paths_that_leave_the_vault_are_refused(
+    notes: NotesService, vault: Path, tmp_path: Path, path: str, message: str
+) -> None:
+    secret = tmp_path / "secret.md"
+    secret.write_text("# not yours\n", encoding="utf-8")
+    (vault / "escape.md").symlink_to(secret)
+    with pytest.raises(BadNoteRequest, match=message) as caught:
+        await notes.read(notes.vault(None), path)
+    assert caught.value.status == 400
+
+
+async def test_unknown_notes_and_vaults_are_not_found(notes: NotesService) -> None:
+    with pytest.raises(NoteNotFoundError, match=r"no note 'Nope\.md' in vault 'main'"):
+        await notes.read(notes.vault(None), "Nope.md")
+    with pytest.raises(NoteNotFoundError, match="no vault named 'other'; configured: main"):
+        notes.vault("other")
+    with pytest.raises(NoteNotFoundError, match="no note titled"):
+        await notes.read_by_title(notes.vault(None), "nothing like it")
+
+
+async def test_a_title_matches_case_insensitively_title_then_file_name_then_alias(
+    notes: NotesService,
+) -> None:
+    by_title = await notes.read_by_title(notes.vault(None), "ESPRESSO AT HOME")
+    assert by_title.detail.path == "Coffee/Espresso.md"
+    assert by_title.match is not None and by_title.match["matched_by"] == "title"
+    assert by_title.match["ambiguous"] is False
+    # "Shots" is Espresso's alias and Shots.md's title (from its file name): titles win.
+    shots = await notes.read_by_title(notes.vault(None), "shots")
+    assert shots.detail.path == "Shots.md"
+    assert shots.match is not None and shots.match["matched_by"] == "title"
+    named = await notes.read_by_title(notes.vault(None), "espresso")
+    assert named.detail.path == "Coffee/Espresso.md"
+    assert named.match is not None and named.match["matched_by"] == "file name"
+    assert shots.match["candidates"] == ["Shots.md", "Coffee/Espresso.md"]
+
+
+async def test_an_ambiguous_title_picks_the_shortest_path_and_says_so(
+    notes: NotesService,
+) -> None:
+    view = await notes.read_by_title(notes.vault(None), "beans")
+    assert view.detail.path == "Coffee/Beans.md"
+    assert view.match is not None
+    assert view.match["ambiguous"] is True
+    assert view.match["candidates"] == ["Coffee/Beans.md", "Archive/Old/Beans.md"]
+    assert "2 notes match 'beans'; showing Coffee/Beans.md" in view.match["message"]
+
+
+async def test_a_note_deleted_since_indexing_keeps_its_metadata(
+    notes: NotesService, vault: Path
+) -> None:
+    (vault / "Coffee" / "Beans.md").unlink()
+    view = await notes.read(notes.vault(None), "Coffee/Beans.md")
+    assert view.content is None
+    assert view.content_error == "the file is gone since the last index run"
+    assert view.detail.title == "Beans"
+
+
+async def test_resolve_takes_a_path_or_else_a_title(notes: NotesService) -> None:
+    vault = notes.vault(None)
+    assert await notes.resolve(vault, "Coffee/Espresso.md") == "Coffee/Espresso.md"
+    assert await notes.resolve(vault, "Coffee/Espresso") == "Coffee/Espresso.md"
+    assert await notes.resolve(vault, "Espresso at home") == "Coffee/Espresso.md"
+    with pytest.raises(BadNoteRequest):
+        await notes.resolve(vault, "  ")

@@ -1,0 +1,395 @@
+"""Search in-process over a copy of the example vault: real model, real DuckDB, real indexer.
+
+The vault is indexed once per module (the model loads once); each test builds
+its own SearchService on that store, as Knowledge.start() does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jarvisd.config import (
+    Config,
+    EmbeddingConfig,
+    ResultCacheConfig,
+    SearchConfig,
+    StorageConfig,
+    VaultConfig,
+)
+from jarvisd.embedder import Embedder
+from jarvisd.indexer import Indexer
+from jarvisd.intraop import IntraOpThreads
+from jarvisd.memory import MemoryMode
+from jarvisd.metrics import Metrics
+from jarvisd.pools import Pools
+from jarvisd.search import SearchError, SearchService
+from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems, tokenize
+from jarvisd.search.snapshot import build_snapshot
+from jarvisd.store import FTS_SCHEMA, Store
+
+pytestmark = pytest.mark.slow
+EXAMPLE = Path(__file__).resolve().parents[1] / "jarvisd" / "example_vault"
+
+
+@dataclass
+class Indexed:
+    config: Config
+    vault: Path
+    store: Store
+    embedder: Embedder
+    pools: Pools
+    metrics: Metrics
+
+    def service(self, config: Config | None = None) -> SearchService:
+        return SearchService(
+            config or self.config, self.store, self.embedder, self.pools, self.metrics
+        )
+
+    async def index(self, service: SearchService) -> None:
+        indexer = Indexer(self.config, self.store, self.embedder, self.pools, self.metrics)
+        indexer.on_change(service.invalidate)
+        report = await indexer.run()
+        assert report.state == "done", report.error
+
+
+def _moment(text: str) -> int:
+    return int(datetime.fromisoformat(text).astimezone().timestamp())
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
+    root = tmp_path_factory.mktemp("search")
+    vault = root / "vault"
+    shutil.copytree(EXAMPLE, vault)
+    # Known modification times for the date filters: 2023 for all, 2024 for two folders.
+    for path in vault.rglob("*.md"):
+        folder = path.relative_to(vault).parts[0]
+        moment = {"Coffee": "2024-03-01T12:00", "Daily": "2024-05-01T12:00"}.get(
+            folder, "2023-06-01T12:00"
+        )
+        os.utime(path, (_moment(moment), _moment(moment)))
+    config = Config(
+        vaults=[VaultConfig(name="notes", path=vault)],
+        storage=StorageConfig(database=root / "db" / "jarvis.duckdb", threads=1),
+        embedding=EmbeddingConfig(preload=False, device="cpu"),
+        search=SearchConfig(max_limit=20, default_limit=5, max_query_chars=200),
+    )
+    pools, metrics = Pools(config.threads), Metrics()
+    embedder = Embedder(config.embedding)
+    store = Store(config.database_path, config.storage, embedder.probe_dimension())
+    state = Indexed(config, vault, store, embedder, pools, metrics)
+    asyncio.run(state.index(state.service()))
+    yield state
+    store.close()
+    pools.shutdown()
+
+
+async def search(service: SearchService, **params: Any) -> dict[str, Any]:
+    return await service.search_params({key: str(value) for key, value in params.items()})
+
+
+def paths(reply: dict[str, Any]) -> list[str]:
+    return [result["path"] for result in reply["results"]]
+
+
+# ---------------------------------------------------------------------------- modes
+
+
+async def test_keyword_mode_ranks_by_bm25_with_highlighted_stems(indexed: Indexed) -> None:
+    reply = await search(indexed.service(), q="sourdough starter", mode="keyword")
+    assert reply["mode"] == "keyword" and not reply["degraded"] and not reply["cached"]
+    top = reply["results"][0]
+    assert top["path"] in {"Baking/Starter maintenance.md", "Baking/Sourdough.md"}
+    assert top["modes"] == ["keyword"] and set(top["scores"]) == {"keyword"}
+    assert {"vault", "path", "title", "snippet", "highlights", "heading_path", "score"} <= set(top)
+    marked = {top["snippet"][a:b].lower() for a, b in top["highlights"]}
+    assert marked and marked <= {"sourdough", "starter", "starters"}
+    # Stems match: `bake` marks `baking` and `bakes`.
+    baked = await search(indexed.service(), q="bake", mode="keyword", limit=20)
+    words = {r["snippet"][a:b].lower() for r in baked["results"] for a, b in r["highlights"]}
+    assert {"baking", "bake"} & words and words <= {"bake", "bakes", "baking", "baked"}
+
+
+async def test_semantic_mode_finds_meaning_without_shared_words(indexed: Indexed) -> None:
+    query = "my levain went pink and smells strange"  # the note says starter, streaks, hooch
+    reply = await search(indexed.service(), q=query, mode="semantic", threshold=0)
+    assert reply["results"][0]["path"] == "Baking/Starter maintenance.md"
+    assert all(r["modes"] == ["semantic"] for r in reply["results"])
+    scores = [r["score"] for r in reply["results"]]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    # The threshold drops everything below it.
+    strict = await search(indexed.service(), q=query, mode="semantic", threshold=0.99)
+    assert strict["results"] == [] and strict["total"] == 0
+
+
+async def test_hybrid_is_the_default_and_says_which_modes_found_each_note(indexed: Indexed) -> None:
+    reply = await search(indexed.service(), q="espresso grind size")
+    assert reply["mode"] == "hybrid"
+    assert reply["results"][0]["path"] in {"Coffee/Espresso.md", "Coffee/Grinder dial-in log.md"}
+    both = [r for r in reply["results"] if r["modes"] == ["semantic", "keyword"]]
+    assert both and all(set(r["scores"]) == {"semantic", "keyword"} for r in both)
+    assert len(set(paths(reply))) == len(paths(reply))  # one result per note
+
+
+async def test_snippet_is_the_best_chunk_with_its_heading_path(indexed: Indexed) -> None:
+    reply = await search(indexed.service(), q="hooch grey liquid", mode="keyword")
+    top = reply["results"][0]
+    assert top["path"] == "Baking/Starter maintenance.md"
+    assert top["heading_path"][-1] == "When it looks wrong"
+    assert "hooch" in top["snippet"].lower()
+    first, last = top["lines"]
+    assert 1 <= first <= last
+
+
+# -------------------------------------------------------------------------- filters
+
+
+async def test_folder_and_vault_filters(indexed: Indexed) -> None:
+    service = indexed.service()
+    reply = await search(service, q="notes about coffee", folder="Coffee/", limit=20)
+    assert paths(reply) and all(p.startswith("Coffee/") for p in paths(reply))
+    assert reply["filters"]["folder"] == "Coffee"
+    assert (await search(service, q="coffee", vault="other"))["results"] == []
+    assert paths(await search(service, q="coffee", vault="notes"))
+
+
+async def test_tag_filter_matches_frontmatter_inline_and_nested_tags(indexed: Indexed) -> None:
+    service = indexed.service()
+    baking = await search(service, q="bread", tag="#baking", limit=20)
+    assert set(paths(baking)) >= {"Baking/Sourdough.md", "Baking/Starter maintenance.md"}
+    # `coffee/espresso` is only on Espresso (frontmatter and inline); nested under `coffee`.
+    nested = await search(service, q="coffee", tag="coffee/espresso", limit=20)
+    assert paths(nested) == ["Coffee/Espresso.md"]
+    parent = await search(service, q="coffee", tag="coffee", limit=20)
+    assert "Coffee/Espresso.md" in paths(parent)
+
+
+async def test_modified_since_and_before(indexed: Indexed) -> None:
+    service = indexed.service()
+    recent = await search(service, q="coffee", since="2024-01-01", limit=20)
+    assert paths(recent) and all(p.split("/")[0] in {"Coffee", "Daily"} for p in paths(recent))
+    older = await search(service, q="coffee", before="2024-01-01", limit=20)
+    assert paths(older) and not any(p.startswith("Coffee/") for p in paths(older))
+    window = await search(service, q="coffee", since="2024-04-01", before="2024-06-01T00:00")
+    assert paths(window) == ["Daily/2024-05-01.md"]
+    assert (await search(service, q="coffee", since="1d"))["results"] == []  # an age
+
+
+# ------------------------------------------------------------------------ pagination
+
+
+async def test_pages_follow_each_other_without_overlap(indexed: Indexed) -> None:
+    service = indexed.service()
+    whole = await search(service, q="notes", mode="hybrid", limit=10)
+    first = await search(service, q="notes", mode="hybrid", limit=4)
+    second = await search(service, q="notes", mode="hybrid", limit=4, offset=first["next_offset"])
+    assert first["next_offset"] == 4 and first["total"] == whole["total"] >= 8
+    assert paths(first) + paths(second) == paths(whole)[:8]
+    last = await search(service, q="notes", limit=4, offset=whole["total"] - 1)
+    assert len(last["results"]) == 1 and last["next_offset"] is None
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "mentions"),
+    [
+        ({"q": "x" * 201}, "query_too_long", "search.max_query_chars"),
+        ({"q": "coffee", "limit": "21"}, "limit_out_of_range", "search.max_limit"),
+        ({"q": "coffee", "limit": "0"}, "limit_out_of_range", "between 1 and 20"),
+        ({"q": "coffee", "limit": "ten"}, "bad_request", "whole number"),
+        ({"q": "coffee", "offset": "-1"}, "bad_request", "offset"),
+        ({"q": "coffee", "mode": "fuzzy"}, "bad_request", "hybrid, semantic, keyword"),
+        ({"q": "coffee", "threshold": "2"}, "bad_request", "between -1 and 1"),
+        ({"q": "coffee", "since": "last tuesday"}, "bad_request", "2024-05-01"),
+        ({"q": "coffee", "tag": "#"}, "bad_request", "not a valid tag"),
+        ({"q": "   "}, "bad_request", "q is empty"),
+    ],
+)
+async def test_requests_past_a_bound_are_refused_with_the_bound_named(
+    indexed: Indexed, params: dict[str, str], code: str, mentions: str
+) -> None:
+    with pytest.raises(SearchError) as raised:
+        await indexed.service().search_params(params)
+    assert raised.value.code == code
+    assert mentions in raised.value.message
+
+
+async def test_query_text_is_never_sql(indexed: Indexed) -> None:
+    service = indexed.service()
+    for query in ("'; DROP TABLE notes; --", '"); DELETE FROM chunks; --', "a' OR '1'='1"):
+        for mode in ("keyword", "hybrid"):
+            reply = await search(service, q=query, mode=mode, folder="x'; DROP TABLE tags; --")
+            assert reply["query"] == query and reply["results"] == []
+    counts = indexed.store.stats()
+    assert counts["notes"] == 15 and counts["tags"] > 0
+
+
+# ------------------------------------------------------------------------------ BM25
+
+
+def _match_bm25(store: Store, query: str) -> dict[int, float]:
+    rows = (
+        store.reader()
+        .execute(
+            f"SELECT id, {FTS_SCHEMA}.match_bm25(id, ?) AS score "
+            "FROM chunks WHERE score IS NOT NULL",
+            [query],
+        )
+        .fetchall()
+    )
+    return {int(chunk): float(score) for chunk, score in rows}
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["sourdough starter", "espresso grind finer sour", "Café 2024", "the flat white milk", "28"],
+)
+def test_bm25_scores_equal_match_bm25(indexed: Indexed, query: str) -> None:
+    cursor = indexed.store.reader()
+    stems = query_stems(cursor, Stemmer(), query)
+    theirs = _match_bm25(indexed.store, query)
+    assert theirs
+    in_memory = build_snapshot(indexed.store, 0, with_vectors=False).postings.score(stems)
+    for scores, tolerance in ((in_memory, 1e-6), (bm25_sql(cursor, stems), 1e-9)):
+        ours = dict(zip(scores.chunk_ids.tolist(), scores.scores.tolist(), strict=True))
+        assert ours.keys() == theirs.keys()
+        for chunk, score in theirs.items():
+            assert ours[chunk] == pytest.approx(score, rel=tolerance)
+    # The bound is what a chunk holding every term, saturated, would score.
+    assert in_memory.bound >= max(theirs.values())
+
+
+def test_tokenizer_matches_the_index_tokenizer(indexed: Indexed) -> None:
+    text = "Café au lait, 93 °C; naïve RE-USE of the_V60 (2024-05-01)"
+    row = indexed.store.reader().execute(f"SELECT {FTS_SCHEMA}.tokenize(?)", [text]).fetchone()
+    assert row is not None
+    assert tokenize(text) == [token for token in row[0] if token]
+
+
+# ---------------------------------------------------------------------------- caches
+
+
+async def test_a_repeated_search_is_cached_and_counted(indexed: Indexed) -> None:
+    service = indexed.service()
+    first = await search(service, q="flat white milk")
+    again = await search(service, q="  flat   white milk ")  # the same search, normalised
+    assert not first["cached"] and again["cached"]
+    assert again["results"] == first["results"]
+    caches = service.stats()["caches"]
+    assert caches["results"]["hits"] == 1 and caches["results"]["entries"] == 1
+    assert caches["query_embeddings"]["capacity"] == indexed.config.embedding.query_cache_size
+    hits = indexed.metrics.registry.get_sample_value(
+        "jarvis_cache_hits_total", {"cache": "results"}
+    )
+    assert hits is not None and hits >= 1
+
+
+async def test_an_edit_is_searchable_at_once_and_the_old_text_is_gone(indexed: Indexed) -> None:
+    service = indexed.service()
+    await service.start()
+    note = indexed.vault / "Projects" / "Workshop shelf.md"
+    original = note.read_text(encoding="utf-8")
+    before = await search(service, q="birch plywood", mode="keyword")
+    assert "Projects/Workshop shelf.md" in paths(before)
+    assert (await search(service, q="birch plywood", mode="keyword"))["cached"]
+    try:
+        note.write_text(original.replace("birch plywood", "walnut veneer"), encoding="utf-8")
+        await indexed.index(service)
+        for mode in ("keyword", "semantic", "hybrid"):
+            new = await search(service, q="walnut veneer", mode=mode)
+            assert not new["cached"]
+            shelf = [r for r in new["results"] if r["path"] == "Projects/Workshop shelf.md"]
+            assert shelf and "walnut veneer" in shelf[0]["snippet"]
+            assert all("birch plywood" not in r["snippet"] for r in new["results"])
+        old = await search(service, q="birch plywood", mode="keyword")
+        assert "Projects/Workshop shelf.md" not in paths(old)
+    finally:
+        note.write_text(original, encoding="utf-8")
+        await indexed.index(service)
+        await service.stop()
+
+
+async def test_caches_reconfigure_live_and_shrink_with_memory(indexed: Indexed) -> None:
+    service = indexed.service()
+    for number in range(6):
+        await search(service, q=f"coffee {number}", mode="keyword")
+    assert service.stats()["caches"]["results"]["entries"] == 6
+    smaller = indexed.config.model_copy(
+        update={
+            "search": indexed.config.search.model_copy(
+                update={"cache": ResultCacheConfig(size=4, ttl=60)}
+            )
+        }
+    )
+    service.reconfigure(smaller)
+    results = service.stats()["caches"]["results"]
+    assert results["capacity"] == 4 and results["entries"] <= 4 and results["ttl_seconds"] == 60
+    service.on_memory_mode(MemoryMode.LITE)
+    assert service.stats()["caches"]["results"]["capacity"] == 2
+    service.on_memory_mode(MemoryMode.FULL)
+    assert service.stats()["caches"]["results"]["capacity"] == 4
+
+
+# ---------------------------------------------------------------------- memory modes
+
+
+async def test_minimal_memory_answers_from_keywords_and_says_so(indexed: Indexed) -> None:
+    service = indexed.service()
+    service.on_memory_mode(MemoryMode.MINIMAL)
+    for mode in ("semantic", "hybrid"):
+        reply = await search(service, q="sourdough starter", mode=mode)
+        assert reply["degraded"] and "MINIMAL" in reply["degraded_reason"]
+        assert reply["mode"] == mode and reply["results"]
+        assert all(r["modes"] == ["keyword"] for r in reply["results"])
+    keyword = await search(service, q="sourdough starter", mode="keyword")
+    assert not keyword["degraded"]
+    assert service.stats()["snapshot"]["vectors_loaded"] is False
+    service.on_memory_mode(MemoryMode.FULL)
+    back = await search(service, q="sourdough starter", mode="semantic")
+    assert not back["degraded"] and back["results"][0]["modes"] == ["semantic"]
+    assert service.stats()["snapshot"]["vectors_loaded"] is True
+
+
+# ------------------------------------------------------------------- CPU sharing
+
+
+def _in_thread(work: Callable[[], int]) -> int:
+    """Torch sizes its thread team per calling thread: measure it in a fresh one."""
+    found: list[int] = []
+    thread = threading.Thread(target=lambda: found.append(work()))
+    thread.start()
+    thread.join()
+    return found[0]
+
+
+def test_indexing_batches_leave_a_core_to_searches(indexed: Indexed) -> None:
+    import torch  # loaded with the model by the module fixture
+
+    threads = IntraOpThreads(cores=2)
+
+    def batch_width() -> int:
+        with threads.batch():
+            return int(torch.get_num_threads())
+
+    def query_width() -> int:
+        threads.query()
+        return int(torch.get_num_threads())
+
+    assert _in_thread(batch_width) == 2  # indexing alone (nobody searched yet): every core
+    threads.mark_interactive()
+    assert _in_thread(batch_width) == 1  # someone searches: one core stays free
+    assert _in_thread(query_width) == 2  # a query with no batch running: every core
+    with threads.batch():
+        assert _in_thread(query_width) == 1  # beside a batch: its own core only
