@@ -75,7 +75,7 @@ def test_reload_config_and_jobs(start_daemon: Start) -> None:
     assert json.loads(ctl("config", "show", "--json", socket=daemon.socket).stdout)["config"]
 
     jobs = json.loads(ctl("jobs", "--json", socket=daemon.socket).stdout)["jobs"]
-    assert [job["id"] for job in jobs] == ["memory_sample"]
+    assert [job["id"] for job in jobs] == ["memory_sample", "index", "maintenance"]
     run = ctl("jobs", "run", "memory_sample", socket=daemon.socket)
     assert run.returncode == 0 and "started" in run.stdout
 
