@@ -41,6 +41,8 @@ class RunReport:
     id: int
     trigger: str
     full: bool
+    # Re-read and re-chunk every note (chunking settings changed), reusing stored vectors.
+    reparse: bool = False
     state: str = "running"
     phase: str = "scanning"
     started_at: float = field(default_factory=time.time)
@@ -150,25 +152,27 @@ class Indexer:
     def running(self) -> bool:
         return self.lock.locked()
 
-    async def run(self, *, full: bool = False, trigger: str = "request") -> RunReport:
+    async def run(
+        self, *, full: bool = False, trigger: str = "request", reparse: bool = False
+    ) -> RunReport:
         """Index every vault, one run at a time.
 
         Asked during a run, it queues one more run; everyone who asks while that
         one waits shares it (a burst of file events costs one extra run, not many).
         """
-        if not full and self._queued is not None:
+        if not (full or reparse) and self._queued is not None:
             return await asyncio.shield(self._queued)
         if not self.lock.locked():
             async with self.lock:
-                return await self._run_once(full=full, trigger=trigger)
+                return await self._run_once(full=full, trigger=trigger, reparse=reparse)
         queued: asyncio.Future[RunReport] = asyncio.get_running_loop().create_future()
-        if not full:
+        if not (full or reparse):
             self._queued = queued
         try:
             async with self.lock:
                 if self._queued is queued:
                     self._queued = None
-                report = await self._run_once(full=full, trigger=trigger)
+                report = await self._run_once(full=full, trigger=trigger, reparse=reparse)
                 queued.set_result(report)
                 return report
         finally:
@@ -177,9 +181,9 @@ class Indexer:
             if not queued.done():
                 queued.cancel()
 
-    async def _run_once(self, *, full: bool, trigger: str) -> RunReport:
+    async def _run_once(self, *, full: bool, trigger: str, reparse: bool = False) -> RunReport:
         self._run_ids += 1
-        report = RunReport(id=self._run_ids, trigger=trigger, full=full)
+        report = RunReport(id=self._run_ids, trigger=trigger, full=full, reparse=reparse)
         self.current = report
         started = time.perf_counter()
         if self._paused is not None:
@@ -237,7 +241,12 @@ class Indexer:
     async def _index_vault(self, vault: VaultConfig, report: RunReport) -> bool:
         report.phase = "scanning"
         plan: Plan = await self._pools.run(
-            "io", plan_vault, self._store, vault, self._config.indexing.max_file_bytes, report.full
+            "io",
+            plan_vault,
+            self._store,
+            vault,
+            self._config.indexing.max_file_bytes,
+            report.full or report.reparse,
         )
         self._account_plan(plan, report)
         report.phase = "indexing"

@@ -139,6 +139,11 @@ class Knowledge:
             self.embedder.reconfigure(config.embedding)
         if self._indexer is not None:
             self._indexer.reconfigure(config)
+        if diff.touches("storage") and self._store is not None:
+            self._spawn(self._pools.run("io", self._store.reconfigure, config.storage), "store")
+        if diff.touches("indexing.chunk_tokens", "indexing.chunk_overlap"):
+            # New chunking for every note; unchanged chunk texts keep their vectors.
+            self._spawn(self.indexer.run(reparse=True, trigger="reload"), "index-reparse")
         if self._search is not None:
             self._search.reconfigure(config)
         self.graph.reconfigure(config)

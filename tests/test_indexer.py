@@ -213,3 +213,21 @@ def test_metrics_are_counted(harness: Harness) -> None:
     assert (value("jarvis_index_chunks_total") or 0) > notes
     assert (value("jarvis_index_last_success_timestamp_seconds") or 0) > 0
     assert value("jarvis_index_duration_seconds_count") == 2
+
+
+def test_new_chunking_reparses_every_note_and_reuses_vectors(harness: Harness) -> None:
+    first = harness.run()
+    same = harness.config.model_copy()
+    harness.indexer.reconfigure(same)
+    report = asyncio.run(harness.indexer.run(reparse=True))
+    assert report.files_changed == first.files_changed  # every note parsed again
+    assert report.chunks_encoded == 0 and report.chunks_reused == first.chunks
+    smaller = harness.config.model_copy(
+        update={"indexing": harness.config.indexing.model_copy(
+            update={"chunk_tokens": 64, "chunk_overlap": 8})}
+    )  # fmt: skip
+    harness.indexer.reconfigure(smaller)
+    rechunked = asyncio.run(harness.indexer.run(reparse=True))
+    assert rechunked.chunks > first.chunks  # smaller chunks, more of them
+    assert rechunked.chunks_encoded > 0
+    assert harness.store.stats()["chunks"] == rechunked.chunks

@@ -69,19 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]
 ]:
-    import importlib
+    from jarvisd.cli import core, graph, index, observe, search
 
-    registrars = []
-    # Each command group lives in its own module; a group not (yet) present is skipped.
-    for name in ("core", "observe", "index", "search", "graph"):
-        try:
-            module = importlib.import_module(f"jarvisd.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"jarvisd.cli.{name}":
-                raise
-            continue
-        registrars.append(module.register)
-    return registrars
+    return [module.register for module in (core, index, search, graph, observe)]
 
 
 def main(argv: list[str] | None = None) -> int:
