@@ -422,6 +422,8 @@ class Embedder:
 
     def encode(self, texts: Sequence[str]) -> Vector:
         """(len(texts), dimension) float32, each row L2-normalised, in the order given."""
+        if texts:
+            self._ensure_loaded()  # torch is fully imported before its threads are sized
         with self.threads.batch():
             return self._encode(texts)
 
@@ -458,6 +460,7 @@ class Embedder:
                 return cached
             self._misses += 1
             generation = self._generation
+        self._ensure_loaded()  # torch is fully imported before its threads are sized
         self.threads.query()
         vector: Vector = self._encode([text])[0]
         vector.setflags(write=False)

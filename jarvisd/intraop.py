@@ -70,9 +70,10 @@ class IntraOpThreads:
         if getattr(self._local, "threads", None) == threads:
             return
         torch: Any = sys.modules.get("torch")
-        if torch is None:  # no model loaded yet: nothing to size
+        setter = getattr(torch, "set_num_threads", None)
+        if setter is None:  # no model loaded (or torch still importing): nothing to size
             return
-        torch.set_num_threads(threads)  # this thread's team only (see the module doc)
+        setter(threads)  # this thread's team only (see the module doc)
         self._local.threads = threads
 
     def describe(self) -> dict[str, Any]:

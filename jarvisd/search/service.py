@@ -92,6 +92,8 @@ class SearchService:
         snapshot = self._snapshot
         if mode is MemoryMode.MINIMAL and snapshot is not None and snapshot.vectors is not None:
             self._snapshot = snapshot.without_vectors()
+        elif old is MemoryMode.MINIMAL and mode is not MemoryMode.MINIMAL and snapshot is not None:
+            self._refresh_task()  # the vectors come back before the next semantic search
 
     # -------------------------------------------------------------------- snapshot
 
@@ -99,6 +101,7 @@ class SearchService:
         if self._refresh is None or self._refresh.done():
             loop = asyncio.get_running_loop()
             self._refresh = loop.create_task(self._build(), name="search-snapshot")
+            self._refresh.add_done_callback(_log_failure)
         return self._refresh
 
     async def _build(self) -> Snapshot:
@@ -250,6 +253,12 @@ class SearchService:
             },
             "model_loaded": self._embedder.loaded,
         }
+
+
+def _log_failure(task: asyncio.Task[Snapshot]) -> None:
+    # A search waiting on the build gets the error itself; this one is for the log.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("search.snapshot_failed", error=str(task.exception()))
 
 
 def _next_offset(request: SearchRequest, total: int) -> int | None:
