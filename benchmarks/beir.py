@@ -48,7 +48,14 @@ import yaml
 from benchmarks.common import SHARED_DATA
 from benchmarks.fusion_study import ModeLists, study
 from jarvisd import logs
-from jarvisd.config import Config, EmbeddingConfig, SearchConfig, StorageConfig, VaultConfig
+from jarvisd.config import (
+    Config,
+    EmbeddingConfig,
+    IndexingConfig,
+    SearchConfig,
+    StorageConfig,
+    VaultConfig,
+)
 from jarvisd.embedder import Embedder
 from jarvisd.indexer import Indexer
 from jarvisd.metrics import Metrics
@@ -141,12 +148,17 @@ def _doc_id(path: str) -> str:
 
 
 @asynccontextmanager
-async def indexed(vault: Path, database: Path, vault_name: str) -> Any:
+async def indexed(
+    vault: Path, database: Path, vault_name: str, quantize: str = "none", chunk_tokens: int = 200
+) -> Any:
     """The real Indexer, Store, Embedder and SearchService, in-process, over `vault`."""
     config = Config(
         vaults=[VaultConfig(name=vault_name, path=vault)],
         storage=StorageConfig(database=database),
-        embedding=EmbeddingConfig(preload=False),
+        embedding=EmbeddingConfig(preload=False, quantize=quantize),  # type: ignore[arg-type]
+        indexing=IndexingConfig(
+            chunk_tokens=chunk_tokens, chunk_overlap=min(32, chunk_tokens // 4)
+        ),
         search=SearchConfig(max_limit=DEPTH, cache={"size": 0}),
     )
     pools, metrics = Pools(config.threads), Metrics()
@@ -279,6 +291,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit-docs", type=int, help="index only the first N documents")
     parser.add_argument("--workdir", type=Path, help="keep vault and database here (reused)")
     parser.add_argument("--study", action="store_true", help="also compare fusion methods")
+    parser.add_argument("--quantize", choices=["none", "int8"], default="none")
+    parser.add_argument("--chunk-tokens", type=int, default=200)
     return parser.parse_args(argv)
 
 
@@ -304,7 +318,11 @@ async def evaluate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sets = list(collections(data, workdir, args.limit_docs))
     vault = sets[0][1]
     database = workdir / "db" / "jarvis.duckdb"
-    async with indexed(vault, database, data.name) as (service, store, summary):
+    async with indexed(vault, database, data.name, args.quantize, args.chunk_tokens) as (
+        service,
+        store,
+        summary,
+    ):
         report["index"] = summary
         for name, _, queries, qrels in sets:
             report["collections"][name] = await _evaluate_set(
