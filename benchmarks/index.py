@@ -153,9 +153,11 @@ async def measure(config: Config) -> dict[str, Any]:
 
 
 def main() -> None:
+    from jarvisd import logs
     from jarvisd.allocator import limit_arenas
 
     limit_arenas()  # as the daemon does at start
+    logs.configure("warning", "json")  # stdout is the report; the log goes to stderr
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vault", type=Path, required=True)
     parser.add_argument("--chunk-tokens", type=int, default=200)
