@@ -224,11 +224,13 @@ def test_log_file_is_reopened_on_sighup(start_daemon: Start, short_tmp: Path) ->
 
 def test_every_log_line_is_structured(start_daemon: Start) -> None:
     daemon = start_daemon()
-    daemon.client.get("/v1/status")
+    daemon.client.get("/v1/status")  # a routine read: logged at debug, not shown at info
+    daemon.client.post("/v1/reload")  # a change: logged at info
     daemon.stop()
     records = daemon.events()
     assert records, daemon.output()
     for record in records:
         assert {"event", "level", "timestamp"} <= record.keys()
     requests = [record for record in records if record["event"] == "request"]
-    assert requests and all(record.get("request_id") for record in requests)
+    assert [record["method"] for record in requests] == ["POST"]
+    assert all(record.get("request_id") for record in requests)

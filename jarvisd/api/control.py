@@ -104,7 +104,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     response.headers["X-Request-Id"] = request_id
     endpoint = endpoint_of(request)
     target.metrics.observe_request(endpoint, request.method, response.status, elapsed)
-    log.info(
+    # Reads that succeed are routine (jarvisctl top polls several a second): debug.
+    # Changes and errors are what an operator reads the log for.
+    quiet = request.method == "GET" and response.status < 400
+    (log.debug if quiet else log.info)(
         "request",
         request_id=request_id,
         method=request.method,
