@@ -79,7 +79,12 @@ class Daemon:
         for lock in self._locks:
             lock.acquire()
         try:
-            await self._start()
+            try:
+                await self._start()
+            except BaseException:
+                # Undo what did start (socket file, scheduler, store) before exiting.
+                await self._shutdown()
+                raise
             await self._stop.wait()
             await self._shutdown()
         finally:

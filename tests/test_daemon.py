@@ -234,3 +234,18 @@ def test_every_log_line_is_structured(start_daemon: Start) -> None:
     requests = [record for record in records if record["event"] == "request"]
     assert [record["method"] for record in requests] == ["POST"]
     assert all(record.get("request_id") for record in requests)
+
+
+def test_a_taken_metrics_port_exits_73_and_cleans_up(start_daemon: Start, short_tmp: Path) -> None:
+    import socket as sockets
+
+    from conftest import free_port
+
+    port = free_port()
+    with sockets.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        daemon = start_daemon(metrics={"listen": f"127.0.0.1:{port}"}, wait=False)
+        assert daemon.process.wait(60) == 73
+    assert "metrics.listen" in daemon.output()
+    assert not daemon.socket.exists()
