@@ -157,6 +157,22 @@ class DaemonProcess:
         raise AssertionError(f"no {count}x {name!r} in {timeout}s:\n{self.output()}")
 
 
+def ctl(
+    daemon: DaemonProcess, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`jarvisctl --socket <daemon's> ARGS` as a real subprocess, wide enough for tables."""
+    environment = {k: v for k, v in os.environ.items() if k != "JARVIS_SOCKET"}
+    environment["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "jarvisd.cli", "--socket", str(daemon.socket), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        check=False,
+    )
+
+
 @pytest.fixture
 def start_daemon(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
     started: list[DaemonProcess] = []

@@ -7,17 +7,14 @@ parser and store (no model), so the daemon starts lean and serves at once.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from boltstub import BoltStub, requires_boltstub
-from conftest import DaemonProcess, base_config
+from conftest import DaemonProcess, base_config, ctl
 from graph_fixtures import CONTRACT_VAULTS, build_store, write_vault
 
 from jarvisd.client import ControlClient, DaemonError
@@ -43,19 +40,6 @@ def error_of(client: ControlClient, route: str, **query: Any) -> DaemonError:
     with pytest.raises(DaemonError) as caught:
         client.request("GET", route, query=query)
     return caught.value
-
-
-def ctl(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "JARVIS_SOCKET"}
-    environment["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-m", "jarvisd.cli", "--socket", str(daemon.socket), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment,
-        check=False,
-    )
 
 
 def test_graph_routes_answer_by_path_or_title(start_daemon: Start, short_tmp: Path) -> None:

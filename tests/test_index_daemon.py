@@ -6,8 +6,6 @@ import json
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import SHARED_DATA, DaemonProcess, base_config
+from conftest import SHARED_DATA, DaemonProcess, base_config, ctl
 
 from jarvisd.client import DaemonUnreachable
 
@@ -23,11 +21,6 @@ pytestmark = pytest.mark.serial
 Start = Callable[..., DaemonProcess]
 EXAMPLE = Path(__file__).resolve().parents[1] / "jarvisd" / "example_vault"
 OBSIDIAN_HELP = SHARED_DATA / "obsidian-help"
-
-
-def ctl(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "jarvisd.cli", "--socket", str(daemon.socket), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
 
 
 def wait_idle(daemon: DaemonProcess, runs: int = 1, timeout: float = 600) -> dict[str, Any]:
@@ -54,7 +47,7 @@ def vault_config(root: Path, vault: Path, **overrides: Any) -> dict[str, Any]:
 @pytest.mark.skipif(not OBSIDIAN_HELP.is_dir(), reason=f"{OBSIDIAN_HELP} is absent")
 def test_obsidian_help_vault_through_jarvisctl(start_daemon: Start, short_tmp: Path) -> None:
     daemon = start_daemon(vault_config(short_tmp, OBSIDIAN_HELP))
-    result = ctl(daemon, "index", "--wait", "--json")
+    result = ctl(daemon, "index", "--wait", "--json", timeout=900)
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[-1]["type"] == "done"
@@ -68,7 +61,7 @@ def test_obsidian_help_vault_through_jarvisctl(start_daemon: Start, short_tmp: P
     resolved = index["note_links"] - index["unresolved_links"]
     assert resolved >= 1400, index
     assert status["last_index_run"]["files_seen"] == 173
-    readable = ctl(daemon, "index", "--wait")
+    readable = ctl(daemon, "index", "--wait", timeout=900)
     assert readable.returncode == 0 and "unchanged" in readable.stdout
     scrape = daemon.client.get("/v1/status")
     assert scrape["last_index_run"]["files_unchanged"] == 173

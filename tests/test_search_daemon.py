@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DaemonProcess
+from conftest import DaemonProcess, ctl
 
 from jarvisd.client import DaemonError
 
@@ -26,19 +23,6 @@ def vault_copy(root: Path) -> Path:
     vault = root / "vault"
     shutil.copytree(EXAMPLE, vault)
     return vault
-
-
-def ctl(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "JARVIS_SOCKET"}
-    environment["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-m", "jarvisd.cli", "--socket", str(daemon.socket), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment,
-        check=False,
-    )
 
 
 def index_now(daemon: DaemonProcess) -> dict[str, Any]:
