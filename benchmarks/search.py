@@ -24,6 +24,9 @@ with threads of `jarvisd.client.ControlClient`:
   measurement idle.
 
 `control.rate_limit` is 0 (no limit) here: the benchmark is its own flood.
+`--hnsw` turns `storage.hnsw.enabled` on (otherwise off, whatever the chunk
+count), so the same figures come from DuckDB's HNSW index instead of the
+in-memory matrix; `python -m benchmarks.hnsw` measures that path's recall.
 """
 
 from __future__ import annotations
@@ -228,13 +231,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--notes", type=int, default=10_000)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of 32 clients")
     parser.add_argument("--reindex-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--hnsw",
+        action="store_true",
+        help="storage.hnsw.enabled: true (semantic search through DuckDB's HNSW index)",
+    )
     return parser.parse_args(argv)
 
 
-def daemon_config(workdir: Path) -> dict[str, Any]:
+def daemon_config(workdir: Path, hnsw: bool = False) -> dict[str, Any]:
     return {
         "vaults": [{"name": VAULT_NAME, "path": str(workdir / "vault")}],
-        "storage": {"database": str(workdir / "db" / "jarvis.duckdb")},
+        "storage": {
+            "database": str(workdir / "db" / "jarvis.duckdb"),
+            "hnsw": {"enabled": hnsw},
+        },
         "control": {"socket": str(workdir / "run" / "j.sock"), "rate_limit": 0},
         "indexing": {"on_start": False, "watch": False},
         "schedule": {"index": None, "maintenance": None},
@@ -252,7 +263,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         shutil.copyfile(args.seed_db, database)
     pool_items = queries(args.data)
     report["distinct_queries"] = len(pool_items)
-    with running_daemon(daemon_config(workdir), root=workdir) as (client, _process, _root):
+    with running_daemon(daemon_config(workdir, args.hnsw), root=workdir) as (
+        client,
+        _process,
+        _root,
+    ):
         config_path = workdir / "jarvis.yaml"
         started = time.perf_counter()
         events = list(client.stream("POST", "/v1/index", query={"wait": 1}))

@@ -189,12 +189,13 @@ class Indexer:
         if self._paused is not None:
             return self._deferred(report)
         log.info("index.started", run=report.id, trigger=trigger, full=full)
+        vector_index_flipped = False
         try:
             for vault in self._config.vaults:
                 report.changed |= await self._index_vault(vault, report)
             report.phase = "finalizing"
             self._emit(report.progress())
-            await self._pools.run("io", self._finalize, report.changed)
+            vector_index_flipped = await self._pools.run("io", self._finalize, report.changed)
             report.state = "done"
             self._metrics.index_succeeded()
         except _Deferred:
@@ -212,8 +213,9 @@ class Indexer:
             self.current = None
             self.last = report
             # Whatever was written is in the store even if the run then failed or was
-            # deferred: caches over the store must see it.
-            if report.changed or report.files_indexed:
+            # deferred: caches over the store must see it. So must searches when the
+            # HNSW index came or went (semantic search reads it, or the vectors, then).
+            if report.changed or report.files_indexed or vector_index_flipped:
                 for callback in self._change_listeners:
                     callback()
             await self.refresh_stats()
@@ -229,14 +231,17 @@ class Indexer:
         self.current = None
         return report
 
-    def _finalize(self, changed: bool) -> None:
+    def _finalize(self, changed: bool) -> bool:
         """Derived indexes after the notes: link targets, BM25, HNSW.
 
         The store records pending work in the same transaction as each write, so a
-        run killed before this point still gets it done by the next run.
+        run killed before this point still gets it done by the next run. True when
+        the HNSW index was created or dropped.
         """
+        had_vector_index = self._store.has_vector_index
         for step, seconds in self._store.finalize(self._config.vaults, force=changed):
             log.info("index.finalize_step", step=step, seconds=round(seconds, 4))
+        return self._store.has_vector_index != had_vector_index
 
     async def _index_vault(self, vault: VaultConfig, report: RunReport) -> bool:
         report.phase = "scanning"

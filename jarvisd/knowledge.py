@@ -140,19 +140,23 @@ class Knowledge:
         if self._indexer is not None:
             self._indexer.reconfigure(config)
         if diff.touches("storage") and self._store is not None:
-            self._spawn(self._pools.run("io", self._store.reconfigure, config.storage), "store")
+            self._spawn(self._reconfigure_store(config, diff), "store")
         if diff.touches("indexing.chunk_tokens", "indexing.chunk_overlap"):
             # New chunking for every note; unchanged chunk texts keep their vectors.
             self._spawn(self.indexer.run(reparse=True, trigger="reload"), "index-reparse")
         if self._search is not None:
             self._search.reconfigure(config)
         self.graph.reconfigure(config)
-        if diff.touches("storage.hnsw"):
-            self.start_index_run(False, "reload")  # a new HNSW setting applies on finalize
         if diff.touches("indexing", "vaults"):
             self._spawn(self.watcher.reconfigure(config), "watcher-reconfigure")
         if diff.touches("vaults"):
             self.start_index_run(False, "reload")
+
+    async def _reconfigure_store(self, config: Config, diff: ConfigDiff) -> None:
+        await self._pools.run("io", self.store.reconfigure, config.storage)
+        if diff.touches("storage.hnsw"):
+            # A new HNSW setting applies when a run finalizes: after the store has it.
+            await self.indexer.run(trigger="reload")
 
     def on_memory_mode(self, old: MemoryMode, new: MemoryMode, reason: str) -> None:
         """MINIMAL frees the embedding model; going back up reloads it lazily."""

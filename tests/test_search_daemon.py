@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,3 +117,33 @@ def test_minimal_memory_degrades_to_keyword_search(start_daemon: Start, short_tm
         assert reply["results"] and all(r["modes"] == ["keyword"] for r in reply["results"])
     keyword = daemon.client.get("/v1/search", q="sourdough starter", mode="keyword")
     assert keyword["degraded"] is False and keyword["results"]
+
+
+def test_semantic_search_moves_to_hnsw_and_back_on_sighup(
+    start_daemon: Start, short_tmp: Path
+) -> None:
+    """storage.hnsw.enabled flips on reload: the index is built or dropped, searches follow."""
+    vault = vault_copy(short_tmp)
+    daemon = start_daemon(vaults=[{"name": "notes", "path": str(vault)}])
+    index_now(daemon)
+    query = {"q": "my levain went pink", "mode": "semantic", "threshold": "0"}
+    exact = daemon.client.get("/v1/search", **query)
+    assert wait_for_source(daemon, "matrix")
+    for enabled, source in ((True, "hnsw"), (False, "matrix")):
+        daemon.rewrite(storage={"hnsw": {"enabled": enabled}}, search={"cache": {"size": 0}})
+        daemon.signal(signal.SIGHUP)
+        assert wait_for_source(daemon, source), daemon.output()
+        assert daemon.client.get("/v1/index")["index"]["vector_index"] == int(enabled)
+        reply = daemon.client.get("/v1/search", **query)
+        assert [r["path"] for r in reply["results"]] == [r["path"] for r in exact["results"]]
+        assert not reply["degraded"]
+
+
+def wait_for_source(daemon: DaemonProcess, source: str, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        snapshot = daemon.client.get("/v1/search/stats")["snapshot"]
+        if snapshot is not None and snapshot["semantic_source"] == source:
+            return True
+        time.sleep(0.1)
+    return False

@@ -166,6 +166,7 @@ def test_hnsw_follows_the_config(database: Path) -> None:
         assert not store.ensure_vector_index()
         fill(store, 10)  # 30 chunks
         assert store.ensure_vector_index() and store.has_vector_index
+        assert index_names(store) == {"chunks_embedding_hnsw", "chunks_note_id"}
         store.reconfigure(storage_config(enabled="auto", min_chunks=30, m=32))
         assert store.ensure_vector_index()  # rebuilt with the new M
         meta = store.reader().execute("SELECT value FROM meta WHERE key = 'hnsw.parameters'")
@@ -173,6 +174,47 @@ def test_hnsw_follows_the_config(database: Path) -> None:
         store.reconfigure(storage_config(enabled=False))
         assert not store.ensure_vector_index()
         assert not store.has_vector_index
+        assert index_names(store) == set()
+    finally:
+        store.close()
+
+
+def index_names(store: Store) -> set[str]:
+    rows = store.reader().execute("SELECT index_name FROM duckdb_indexes()").fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def test_vector_reads_by_index_and_exact_agree_and_survive_rewrites(database: Path) -> None:
+    """nearest_chunks (HNSW) and chunk_similarities (exact, by note) over notes rewritten
+    and deleted while both indexes exist."""
+    store = Store(database, storage_config(enabled=True))
+    try:
+        fill(store, 30)
+        store.ensure_vector_index()
+        for number in range(0, 30, 3):  # rewrite every third note, delete one
+            note = make_note(f"n/{number}.md", [f"rewritten {number}", f"again {number}"])
+            store.write_note("v", note, unit_vectors(2, 5000 + number), 2, 2)
+        store.delete_note("v", "n/1.md")
+        matrix = store.chunk_matrix()
+        query = unit_vectors(1, 77)[0]
+        exact = matrix.vectors @ query
+        ids, similarities = store.nearest_chunks(query, 5)
+        assert ids.tolist() == matrix.ids[np.argsort(-exact)[:5]].tolist()
+        assert np.allclose(similarities, np.sort(exact)[::-1][:5], atol=1e-5)
+        note_ids = [
+            int(row[0])
+            for row in store.reader().execute("SELECT id FROM notes ORDER BY id").fetchall()
+        ][::4]
+        chunk_ids, cosines = store.chunk_similarities(query, note_ids)
+        wanted = store.reader().execute(
+            f"SELECT id FROM chunks WHERE note_id IN ({','.join(map(str, note_ids))}) ORDER BY id"
+        ).fetchall()
+        assert sorted(chunk_ids.tolist()) == [int(row[0]) for row in wanted]
+        by_id = dict(zip(matrix.ids.tolist(), exact.tolist(), strict=True))
+        assert np.allclose(cosines, [by_id[int(i)] for i in chunk_ids], atol=1e-5)
+        everything, _ = store.chunk_similarities(query, None)
+        assert sorted(everything.tolist()) == sorted(matrix.ids.tolist())
+        assert store.chunk_similarities(query, [])[0].shape == (0,)
     finally:
         store.close()
 

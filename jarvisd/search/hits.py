@@ -19,6 +19,9 @@ class NoteScores:
     scores: FloatArray
     chunks: IntArray
     bound: float = 0.0  # keyword: the query's highest possible BM25; 0 when unknown
+    # Semantic by the HNSW index: the most a note it did not reach can score (the
+    # last chunk fetched); -inf when every note that could qualify was scored.
+    ceiling: float = -np.inf
 
     @classmethod
     def nothing(cls, notes: int) -> NoteScores:

@@ -19,7 +19,11 @@ from jarvisd.search.fusion import fused_scores
 from jarvisd.search.hits import FloatArray, IntArray, NoteScores, found, top
 from jarvisd.search.keyword import Stemmer, keyword_scores, query_stems
 from jarvisd.search.request import NANOSECONDS, SearchRequest
-from jarvisd.search.semantic import semantic_scores
+from jarvisd.search.semantic import (
+    indexed_semantic_scores,
+    semantic_scores,
+    with_exact_scores,
+)
 from jarvisd.search.snapshot import Snapshot
 from jarvisd.search.snippets import make_snippets
 from jarvisd.store import Store
@@ -59,17 +63,31 @@ def rank(
     stems = query_stems(cursor, stemmer, request.query)
     use_semantic = request.mode != "keyword" and encode is not None
     use_keyword = request.mode != "semantic" or encode is None
+    wanted = request.offset + request.limit
+    keep = max(config.hybrid.candidates, wanted) if use_semantic and use_keyword else wanted
     semantic = keyword = semantic_found = keyword_found = None
-    if use_semantic and encode is not None:
-        semantic = semantic_scores(snapshot, encode(request.query))
-        semantic_found = semantic.eligible(mask, request.threshold)
     if use_keyword:
         keyword = keyword_scores(snapshot, snapshot.postings.score(stems))
         keyword_found = keyword.eligible(mask)
+    if use_semantic and encode is not None:
+        query_vector = encode(request.query)
+        if snapshot.vector_index:
+            semantic = indexed_semantic_scores(
+                store, snapshot, query_vector, keep, mask, request.threshold
+            )
+            if keyword is not None and keyword_found is not None:
+                # Fusion needs the true cosine of the keyword side's candidates too.
+                eligible = semantic.eligible(mask, request.threshold)
+                needed = _needing_cosines(
+                    semantic, eligible, keyword, keyword_found, keep, wanted, config
+                )
+                semantic = with_exact_scores(store, snapshot, query_vector, semantic, needed)
+        else:
+            semantic = semantic_scores(snapshot, query_vector)
+        semantic_found = semantic.eligible(mask, request.threshold)
     verdicts = Verdicts(semantic, keyword, semantic_found, keyword_found)
-    wanted = request.offset + request.limit
     if semantic_found is not None and keyword_found is not None:
-        notes, scores, total = _hybrid(verdicts, max(config.hybrid.candidates, wanted), config)
+        notes, scores, total = _hybrid(verdicts, keep, config)
     else:
         single = semantic_found if semantic_found is not None else keyword_found
         assert single is not None
@@ -108,6 +126,42 @@ def _hybrid(
     return candidates[order], scores[order], total
 
 
+def _needing_cosines(
+    semantic: NoteScores,
+    semantic_found: FloatArray,
+    keyword: NoteScores,
+    keyword_found: FloatArray,
+    keep: int,
+    wanted: int,
+    config: SearchConfig,
+) -> IntArray:
+    """The keyword candidates the HNSW fetch did not score whose cosine could matter.
+
+    Each costs a scan in DuckDB, so with convex fusion only those that could
+    still reach the page are scored: a note the index did not reach has a cosine
+    of at most `semantic.ceiling`, so it scores at most w * ceiling + (1 - w) *
+    its keyword coverage; below the `wanted`-th best fused score of the notes
+    already known exactly, it cannot enter the page, whatever its cosine.
+    """
+    listed = top(keyword_found, keep)
+    missing = listed[~np.isfinite(semantic.scores[listed])]
+    if missing.shape[0] == 0 or config.hybrid.fusion != "convex":
+        return missing
+    # The fusion's candidates whose both scores are known already.
+    known = np.union1d(top(semantic_found, keep), listed[np.isfinite(semantic.scores[listed])])
+    if known.shape[0] < wanted:
+        return missing
+    weight = config.hybrid.semantic_weight
+    scale = keyword.bound if keyword.bound > 0 else 1.0
+    coverage = np.where(np.isfinite(keyword_found), keyword_found, 0.0) / scale
+    fused_known = weight * semantic.scores[known] + (1 - weight) * coverage[known]
+    page_floor = np.partition(fused_known, fused_known.shape[0] - wanted)[-wanted]
+    # Fusion counts an unknown cosine as 0, so the bound covers that too.
+    upper = weight * max(semantic.ceiling, 0.0) + (1 - weight) * coverage[missing]
+    needed: IntArray = missing[upper >= page_floor]
+    return needed
+
+
 def _ranks(listed: IntArray, candidates: IntArray) -> IntArray:
     """Each candidate's 0-based position in `listed`, -1 where absent."""
     ranks = np.full(candidates.shape[0], -1, dtype=np.int64)
@@ -121,7 +175,11 @@ def _result(snapshot: Snapshot, verdicts: Verdicts, note_row: int, score: float)
     modes: list[str] = []
     scores: dict[str, float] = {}
     chunk = -1
-    if verdicts.semantic is not None and verdicts.semantic_found is not None:
+    if (
+        verdicts.semantic is not None
+        and verdicts.semantic_found is not None
+        and np.isfinite(verdicts.semantic.scores[note_row])  # the HNSW path scores fewer
+    ):
         scores["semantic"] = round(float(verdicts.semantic.scores[note_row]), 6)
         chunk = int(verdicts.semantic.chunks[note_row])
         if np.isfinite(verdicts.semantic_found[note_row]):

@@ -126,7 +126,7 @@ class SearchService:
                 snapshot is not None
                 and snapshot.generation >= generation
                 # Vectors come back with the next build once the model may be used again.
-                and (snapshot.vectors is not None or not vectors or self._minimal)
+                and (snapshot.semantic_source != "none" or not vectors or self._minimal)
             ):
                 return snapshot
             task = self._refresh_task()

@@ -9,6 +9,12 @@ already holds some new notes while the BM25 index still points at old chunk
 ids; answering from one snapshot (built after the run, read in one DuckDB
 transaction) keeps vectors, BM25 hits and snippets consistent with each other.
 
+Once the store has an HNSW index (`storage.hnsw`, for vaults past ~200k
+chunks), the matrix is not read: DuckDB's index holds every vector in memory
+already, and semantic search asks it (`search.semantic`). Chunk ids the
+index returns that this snapshot does not know (written after it was built)
+are skipped, so results still agree with the snapshot's text.
+
 A snapshot is immutable. The service builds a new one after every index
 change and swaps the reference in one assignment, so a search never sees a
 half-built one.
@@ -57,8 +63,9 @@ class Snapshot:
     headings: npt.NDArray[np.object_]
     first_lines: npt.NDArray[np.int32]
     last_lines: npt.NDArray[np.int32]
-    vectors: FloatArray | None  # None while the model is away (MINIMAL memory mode)
+    vectors: FloatArray | None  # None: the store's HNSW index has them, or MINIMAL mode
     postings: Postings = field(default_factory=Postings.empty)
+    vector_index: bool = False  # the store had its HNSW index: semantic search asks DuckDB
     built_at: float = field(default_factory=time.time)
     build_seconds: float = 0.0
     _sorted_ids: IntArray = field(init=False, repr=False)
@@ -78,6 +85,18 @@ class Snapshot:
     @property
     def chunk_count(self) -> int:
         return int(self.chunk_ids.shape[0])
+
+    @property
+    def chunk_sizes(self) -> IntArray:
+        """Chunks per note row."""
+        return np.diff(np.append(self.starts, self.chunk_count)).astype(np.int64)
+
+    @property
+    def semantic_source(self) -> str:
+        """Where semantic search reads vectors: `hnsw` (DuckDB), `matrix` (here) or `none`."""
+        if self.vector_index:
+            return "hnsw"
+        return "matrix" if self.vectors is not None else "none"
 
     def rows_of(self, chunk_ids: IntArray) -> tuple[IntArray, BoolArray]:
         """Chunk rows for chunk ids, and which ids this snapshot knows at all."""
@@ -120,6 +139,7 @@ class Snapshot:
             last_lines=self.last_lines,
             vectors=None,
             postings=self.postings,
+            vector_index=self.vector_index,
             built_at=self.built_at,
             build_seconds=self.build_seconds,
         )
@@ -138,6 +158,7 @@ class Snapshot:
             "notes": self.note_count,
             "chunks": self.chunk_count,
             "vectors_loaded": self.vectors is not None,
+            "semantic_source": self.semantic_source,
             "memory_bytes": self.memory_bytes(),
             "built_at": self.built_at,
             "build_seconds": round(self.build_seconds, 4),
@@ -164,6 +185,7 @@ class _Rows:
     """What one read transaction returned."""
 
     matrix: ChunkMatrix | None
+    vector_index: bool
     chunks: dict[str, Any]
     notes: list[tuple[Any, ...]]
     tags: list[tuple[Any, ...]]
@@ -171,12 +193,16 @@ class _Rows:
 
 
 def _read(store: Store, with_vectors: bool) -> _Rows:
-    """Everything a search needs, in ONE read transaction: the parts agree with each other."""
+    """Everything a search needs, in ONE read transaction: the parts agree with each other.
+
+    With an HNSW index, DuckDB holds the vectors already: they are not read."""
     cursor = store.reader()
     cursor.execute("BEGIN TRANSACTION")
     try:
+        indexed = store.has_vector_index
         rows = _Rows(
-            matrix=store.chunk_matrix() if with_vectors else None,
+            matrix=store.chunk_matrix() if with_vectors and not indexed else None,
+            vector_index=indexed,
             chunks=cursor.execute(
                 "SELECT id, note_id, heading_path, text, start_line, end_line "
                 "FROM chunks ORDER BY id"
@@ -225,6 +251,7 @@ def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapsho
         last_lines=np.asarray(chunks["end_line"], dtype=np.int32)[order],
         vectors=vectors,
         postings=rows.postings,
+        vector_index=rows.vector_index,
         build_seconds=time.perf_counter() - started,
     )
 

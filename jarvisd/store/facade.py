@@ -22,7 +22,7 @@ import numpy.typing as npt
 from jarvisd.config import StorageConfig, VaultConfig
 from jarvisd.logs import get_logger
 from jarvisd.notes import ParsedNote
-from jarvisd.store import indexes, linking, reads, schema, writes
+from jarvisd.store import indexes, linking, reads, schema, vectors, writes
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError
 from jarvisd.store.maintenance import Step, maintenance, timed
@@ -259,6 +259,22 @@ class Store:
         """Every chunk id and vector (float32, rows L2-normalised by the embedder)."""
         self._check_open()
         return reads.chunk_matrix(self.reader(), self._dimension)
+
+    def nearest_chunks(
+        self, vector: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The `k` chunks nearest `vector` (ids, cosines), by the HNSW index when it exists."""
+        self._check_open()
+        literal = vectors.vector_literal(vector, self._dimension)
+        return vectors.nearest_chunks(self.reader(), literal, k)
+
+    def chunk_similarities(
+        self, vector: npt.NDArray[np.float32], note_ids: Sequence[int] | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Exact cosines (chunk ids, cosines) of the given notes' chunks; None: every chunk."""
+        self._check_open()
+        literal = vectors.vector_literal(vector, self._dimension)
+        return vectors.chunk_similarities(self.reader(), literal, note_ids)
 
     def stats(self) -> dict[str, int]:
         """Counts of notes, chunks, links, unresolved note links, tags; the file's size."""

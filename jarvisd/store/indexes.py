@@ -15,6 +15,10 @@ or `ISO 9001` are worth finding).
 
 HNSW (DuckDB vss) is maintained by every insert and delete once it exists;
 deletes only mark nodes, which `hnsw_compact_index` cleans up in maintenance.
+An ART index on `chunks.note_id` comes and goes with it: searches through the
+HNSW index score a few named notes' chunks exactly (`store.vectors`), and
+without it each such read decompresses every vector of the table (6.5 ms
+against 2 ms for 100 notes of SciFact's 13k chunks).
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ import duckdb
 
 from jarvisd.config import HnswConfig
 from jarvisd.store.connection import first_row
-from jarvisd.store.schema import FTS_SOURCE, VECTOR_INDEX, get_meta, set_meta
+from jarvisd.store.schema import (
+    FTS_SOURCE,
+    NOTE_CHUNKS_INDEX,
+    VECTOR_INDEX,
+    get_meta,
+    set_meta,
+)
 
 _FTS_OPTIONS = (
     "stemmer = 'porter', stopwords = 'english', ignore = '(\\.|[^a-z0-9])+', "
@@ -93,6 +103,10 @@ def ensure_vector_index(connection: duckdb.DuckDBPyConnection, hnsw: HnswConfig)
             f"ef_construction = {int(hnsw.ef_construction)}, ef_search = {int(hnsw.ef_search)})"
         )
         set_meta(connection, "hnsw.parameters", parameters)
+    if wanted:
+        connection.execute(f"CREATE INDEX IF NOT EXISTS {NOTE_CHUNKS_INDEX} ON chunks (note_id)")
+    else:
+        connection.execute(f"DROP INDEX IF EXISTS {NOTE_CHUNKS_INDEX}")
     # A global setting: the per-thread read cursors see it too.
     connection.execute(f"SET GLOBAL hnsw_ef_search = {int(hnsw.ef_search)}")
     return wanted

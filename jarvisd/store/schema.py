@@ -22,6 +22,9 @@ from jarvisd.store.connection import first_row
 from jarvisd.store.errors import EmbeddingMismatchError, SchemaTooNewError
 
 VECTOR_INDEX = "chunks_embedding_hnsw"
+# Beside the HNSW index only: exact cosines of given notes' chunks (fusion candidates
+# the index did not return) read just those rows instead of scanning every vector.
+NOTE_CHUNKS_INDEX = "chunks_note_id"
 FTS_SOURCE = "chunk_documents"
 FTS_SCHEMA = f"fts_main_{FTS_SOURCE}"
 
