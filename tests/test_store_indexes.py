@@ -206,9 +206,9 @@ def test_vector_reads_by_index_and_exact_agree_and_survive_rewrites(database: Pa
             for row in store.reader().execute("SELECT id FROM notes ORDER BY id").fetchall()
         ][::4]
         chunk_ids, cosines = store.chunk_similarities(query, note_ids)
-        wanted = store.reader().execute(
-            f"SELECT id FROM chunks WHERE note_id IN ({','.join(map(str, note_ids))}) ORDER BY id"
-        ).fetchall()
+        listed = ",".join(map(str, note_ids))
+        sql = f"SELECT id FROM chunks WHERE note_id IN ({listed}) ORDER BY id"
+        wanted = store.reader().execute(sql).fetchall()
         assert sorted(chunk_ids.tolist()) == [int(row[0]) for row in wanted]
         by_id = dict(zip(matrix.ids.tolist(), exact.tolist(), strict=True))
         assert np.allclose(cosines, [by_id[int(i)] for i in chunk_ids], atol=1e-5)
