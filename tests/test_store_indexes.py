@@ -167,10 +167,10 @@ def test_hnsw_follows_the_config(database: Path) -> None:
         fill(store, 10)  # 30 chunks
         assert store.ensure_vector_index() and store.has_vector_index
         assert index_names(store) == {"chunks_embedding_hnsw", "chunks_note_id"}
-        store.reconfigure(storage_config(enabled="auto", min_chunks=30, m=32))
+        store.reconfigure(storage_config(enabled="auto", min_chunks=30, m=8))
         assert store.ensure_vector_index()  # rebuilt with the new M
         meta = store.reader().execute("SELECT value FROM meta WHERE key = 'hnsw.parameters'")
-        assert meta.fetchone() == ("metric=cosine,m=32,ef_construction=200",)
+        assert meta.fetchone() == ("metric=cosine,m=8,ef_construction=200",)
         store.reconfigure(storage_config(enabled=False))
         assert not store.ensure_vector_index()
         assert not store.has_vector_index

@@ -132,12 +132,22 @@ class HnswConfig(Section):
         "over an in-memory matrix answers under 30 ms up to about 100k chunks here, and "
         "every write to an HNSW-indexed table costs 3x more.",
     )
-    m: int = Field(default=16, ge=2, le=128, description="HNSW graph degree (M).")
+    m: int = Field(
+        default=32,
+        ge=2,
+        le=128,
+        description="HNSW graph degree (M). Measured on 64k chunks: semantic recall@10 "
+        "against exact search 0.986 with 32, 0.973 with 16 (python -m benchmarks.hnsw).",
+    )
     ef_construction: int = Field(
         default=200, ge=8, le=2000, description="HNSW candidate list size while building."
     )
     ef_search: int = Field(
-        default=100, ge=8, le=2000, description="HNSW candidate list size while searching."
+        default=100,
+        ge=8,
+        le=2000,
+        description="HNSW candidate list size while searching: higher finds more of the "
+        "true nearest chunks, slower. Applies on reload.",
     )
 
 
