@@ -140,11 +140,13 @@ def recall(
     return round(statistics.fmean(values), 4) if values else 1.0
 
 
-def chunk_recall(store: Store, matrix_ids: Any, matrix: Any, vectors: list[Vector]) -> float:
+def chunk_recall(
+    store: Store, table: str, matrix_ids: Any, matrix: Any, vectors: list[Vector]
+) -> float:
     values = []
     for vector in vectors:
         exact = set(matrix_ids[np.argsort(-(matrix @ vector))[:10]].tolist())
-        ids, _ = store.nearest_chunks(vector, 10)
+        ids, _ = store.nearest_chunks(table, vector, 10)
         values.append(len(exact & set(ids.tolist())) / 10)
     return round(statistics.fmean(values), 4)
 
@@ -223,7 +225,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         build_seconds = time.perf_counter() - started
         store.checkpoint()
         indexed_snapshot = build_snapshot(store, 1, with_vectors=True)
-        assert indexed_snapshot.vector_index and indexed_snapshot.vectors is None
+        assert indexed_snapshot.vector_table is not None and indexed_snapshot.vectors is None
+        table = indexed_snapshot.vector_table.name
         del exact_snapshot
         report["index"] = {
             "min_fetch": args.min_fetch,
@@ -242,7 +245,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             row: dict[str, Any] = {
                 "ef_search": ef,
                 "chunk_recall@10": chunk_recall(
-                    store, matrix.ids, matrix.vectors, list(vectors.values())
+                    store, table, matrix.ids, matrix.vectors, list(vectors.values())
                 ),
             }
             for mode in MODES:

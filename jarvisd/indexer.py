@@ -189,13 +189,13 @@ class Indexer:
         if self._paused is not None:
             return self._deferred(report)
         log.info("index.started", run=report.id, trigger=trigger, full=full)
-        vector_index_flipped = False
+        vector_table_changed = False
         try:
             for vault in self._config.vaults:
                 report.changed |= await self._index_vault(vault, report)
             report.phase = "finalizing"
             self._emit(report.progress())
-            vector_index_flipped = await self._pools.run("io", self._finalize, report.changed)
+            vector_table_changed = await self._pools.run("io", self._finalize, report.changed)
             report.state = "done"
             self._metrics.index_succeeded()
         except _Deferred:
@@ -214,8 +214,8 @@ class Indexer:
             self.last = report
             # Whatever was written is in the store even if the run then failed or was
             # deferred: caches over the store must see it. So must searches when the
-            # HNSW index came or went (semantic search reads it, or the vectors, then).
-            if report.changed or report.files_indexed or vector_index_flipped:
+            # HNSW vector table changed (semantic search reads the one its snapshot names).
+            if report.changed or report.files_indexed or vector_table_changed:
                 for callback in self._change_listeners:
                     callback()
             await self.refresh_stats()
@@ -236,12 +236,12 @@ class Indexer:
 
         The store records pending work in the same transaction as each write, so a
         run killed before this point still gets it done by the next run. True when
-        the HNSW index was created or dropped.
+        the HNSW vector table was built, rebuilt or dropped.
         """
-        had_vector_index = self._store.has_vector_index
+        before = self._store.vector_table
         for step, seconds in self._store.finalize(self._config.vaults, force=changed):
             log.info("index.finalize_step", step=step, seconds=round(seconds, 4))
-        return self._store.has_vector_index != had_vector_index
+        return self._store.vector_table != before
 
     async def _index_vault(self, vault: VaultConfig, report: RunReport) -> bool:
         report.phase = "scanning"

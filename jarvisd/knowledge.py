@@ -92,7 +92,7 @@ class Knowledge:
             "maintenance",
             self.run_maintenance,
             schedule_key="maintenance",
-            description="DuckDB maintenance: ANALYZE, CHECKPOINT, compaction",
+            description="DuckDB maintenance: ANALYZE, BM25 and HNSW rebuilds, CHECKPOINT",
         )
         await self.watcher.start()
 
@@ -219,7 +219,10 @@ class Knowledge:
         """DuckDB maintenance, never beside an indexing run (it waits for the run)."""
         async with self.indexer.lock:
             started = time.perf_counter()
+            table = await self._pools.run("io", lambda: self.store.vector_table)
             steps = await self._pools.run("io", self.store.maintenance)
+            if self._search is not None and table != self.store.vector_table:
+                self._search.invalidate()  # searches must move to the rebuilt vector table
         for step, seconds in steps:
             log.info("maintenance.step", step=step, seconds=round(seconds, 4))
         total = round(time.perf_counter() - started, 4)

@@ -95,7 +95,7 @@ def exact_twin(store: Store, snapshot: Snapshot) -> Snapshot:
     assert known.all()
     vectors = np.zeros_like(matrix.vectors)
     vectors[rows] = matrix.vectors
-    return dataclasses.replace(snapshot, vectors=vectors, vector_index=False)
+    return dataclasses.replace(snapshot, vectors=vectors, vector_table=None, delta_vectors=None)
 
 
 def ranked(indexed: Indexed, snapshot: Snapshot, **params: Any) -> list[tuple[str, float]]:
@@ -128,9 +128,11 @@ def test_with_hnsw_the_snapshot_holds_no_matrix_and_duckdb_uses_the_index(
     snapshot = build_snapshot(indexed.store, 0, with_vectors=True)
     assert snapshot.vector_index and snapshot.vectors is None
     assert snapshot.describe()["semantic_source"] == "hnsw"
+    assert snapshot.vector_table is not None and snapshot.delta_rows.shape == (0,)
     vector = indexed.embedder.encode_query("espresso")
+    literal = vector_literal(vector, indexed.store.dimension)
     plan = indexed.store.reader().execute(
-        "EXPLAIN " + nearest_sql(vector_literal(vector, indexed.store.dimension), 10)
+        "EXPLAIN " + nearest_sql(snapshot.vector_table.name, literal, 10)
     )
     assert "HNSW_INDEX_SCAN" in str(plan.fetchall())
 
@@ -158,9 +160,9 @@ def test_the_fetch_grows_until_enough_notes_qualify(
     fetches: list[int] = []
     nearest = indexed.store.nearest_chunks
 
-    def counted(vector: Any, k: int) -> Any:
+    def counted(table: str, vector: Any, k: int) -> Any:
         fetches.append(k)
-        return nearest(vector, k)
+        return nearest(table, vector, k)
 
     monkeypatch.setattr(indexed.store, "nearest_chunks", counted)
     snapshot = build_snapshot(indexed.store, 0, with_vectors=True)
@@ -219,6 +221,34 @@ def test_chunks_written_after_the_snapshot_are_skipped(indexed: Indexed) -> None
     finite = np.flatnonzero(np.isfinite(scores.scores))
     assert 1 <= finite.shape[0] <= 3
     assert scores.scores.max() == pytest.approx(0.9)
+
+
+async def test_notes_written_after_the_vector_table_are_found_before_any_rebuild(
+    indexed: Indexed,
+) -> None:
+    """An edit does not rebuild the HNSW copy: its new chunks are scored exactly, the
+    chunks it replaced are never returned, and the answer equals exact search's."""
+    vault = indexed.config.vaults[0].path
+    note = vault / "Garden" / "Slugs.md"
+    note.parent.mkdir(exist_ok=True)
+    note.write_text("# Slugs\n\nBeer traps and copper tape keep slugs off lettuce.\n")
+    starter = vault / "Baking" / "Starter maintenance.md"
+    original = starter.read_text(encoding="utf-8")
+    starter.write_text(original + "\nThe jar now lives beside the oven.\n", encoding="utf-8")
+    try:
+        table = indexed.store.vector_table
+        report = await indexed.indexer().run()
+        assert report.state == "done" and report.changed
+        assert indexed.store.vector_table == table  # far below the rebuild share
+        snapshot = build_snapshot(indexed.store, 0, with_vectors=True)
+        assert snapshot.delta_rows.shape[0] >= 2
+        found = assert_same(indexed, snapshot, q="keeping slugs away", mode="semantic")
+        assert found[0][0] == "Garden/Slugs.md"
+        assert_same(indexed, snapshot, q="my levain went pink", mode="hybrid", threshold=0)
+    finally:
+        note.unlink()
+        starter.write_text(original, encoding="utf-8")
+        assert (await indexed.indexer().run()).state == "done"
 
 
 def test_a_query_vector_of_the_wrong_shape_never_reaches_sql() -> None:

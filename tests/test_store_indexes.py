@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fixtures_store import DIMENSION, make_note, storage_config, unit_vectors, vectors_for
+from fixtures_store import make_note, storage_config, unit_vectors, vectors_for
 
-from jarvisd.store import FTS_SCHEMA, ExtensionMissingError, Store
+from jarvisd.store import FTS_SCHEMA, ExtensionMissingError, Store, vectors
 from jarvisd.store.connection import extension_path
 
 
@@ -51,13 +51,6 @@ def fill(store: Store, notes: int, chunks: int = 3, vault: str = "v") -> None:
     for index in range(notes):
         note = make_note(f"n/{index}.md", [f"chunk {index} {part}" for part in range(chunks)])
         store.write_note(vault, note, vectors_for(note, index), 1, 1)
-
-
-def nearest_sql(limit: int) -> str:
-    return (
-        f"SELECT id FROM chunks ORDER BY array_cosine_distance(embedding, "
-        f"?::FLOAT[{DIMENSION}]) LIMIT {limit}"
-    )
 
 
 # -------------------------------------------------------------------------- BM25
@@ -111,23 +104,28 @@ def test_hnsw_index_with_cosine_is_used_by_nearest_neighbour_queries(database: P
     store = Store(database, storage_config(enabled=True, m=8, ef_construction=64, ef_search=64))
     try:
         fill(store, 100)
-        assert not store.has_vector_index
+        assert not store.has_vector_index and store.vector_table is None
         assert store.ensure_vector_index()
-        assert store.has_vector_index
-        query = unit_vectors(1, 999)[0].tolist()
+        table = store.vector_table
+        assert table is not None and table.name == "chunk_vectors_1"
+        query = unit_vectors(1, 999)[0]
         reader = store.reader()
-        plan = reader.execute("EXPLAIN " + nearest_sql(5), [query]).fetchall()[0][1]
-        assert "HNSW_INDEX_SCAN" in plan
-        found = [row[0] for row in reader.execute(nearest_sql(5), [query]).fetchall()]
+        sql = vectors.nearest_sql(table.name, vectors.vector_literal(query, 384), 5)
+        assert "HNSW_INDEX_SCAN" in reader.execute("EXPLAIN " + sql).fetchall()[0][1]
+        found, _ = store.nearest_chunks(table.name, query, 5)
         matrix = store.chunk_matrix()
-        exact = matrix.ids[np.argsort(-(matrix.vectors @ np.asarray(query)))[:5]]
-        assert found == exact.tolist()
+        exact = matrix.ids[np.argsort(-(matrix.vectors @ query))[:5]]
+        assert found.tolist() == exact.tolist()
         setting = reader.execute("SELECT current_setting('hnsw_ef_search')").fetchone()
         assert setting == (64,)
-        sql = reader.execute(
-            "SELECT sql FROM duckdb_indexes() WHERE index_name = ?", ["chunks_embedding_hnsw"]
-        ).fetchone()
-        assert sql is not None and "HNSW" in sql[0]
+        # The index sits on the copy, never on chunks (vss cannot maintain that safely).
+        on = reader.execute("SELECT index_name, table_name FROM duckdb_indexes()").fetchall()
+        assert set(on) == {
+            ("chunk_vectors_1_hnsw", "chunk_vectors_1"),
+            ("chunks_note_id", "chunks"),
+        }
+        with pytest.raises(ValueError, match="not a vector table"):
+            vectors.nearest_sql("chunks; DROP TABLE notes", "'[1]'::FLOAT[1]", 1)
     finally:
         store.close()
 
@@ -141,22 +139,32 @@ def test_reopening_a_database_with_an_hnsw_index_then_writing_works(database: Pa
 
     again = Store(database, config)
     try:
-        assert again.has_vector_index
+        table = again.vector_table
+        assert table is not None
         note = make_note("late.md", ["written after reopening"])
         vector = unit_vectors(1, 4242)
         again.write_note("v", note, vector, 1, 1)
         again.delete_note("v", "n/0.md")
-        reader = again.reader()
-        query = vector[0].tolist()
-        plan = reader.execute("EXPLAIN " + nearest_sql(1), [query]).fetchall()[0][1]
-        assert "HNSW_INDEX_SCAN" in plan
-        nearest = reader.execute(nearest_sql(1), [query]).fetchone()
-        stored = reader.execute(
-            "SELECT c.id FROM chunks c JOIN notes n ON n.id = c.note_id WHERE n.path = 'late.md'"
-        ).fetchone()
-        assert nearest == stored
+        # The copy does not hold the late chunk; the next finalize past the share does.
+        assert table.max_chunk_id < again.chunk_matrix().ids.max()
+        assert again.ensure_vector_index(rebuild_share=0.0)
+        rebuilt = again.vector_table
+        assert rebuilt is not None and rebuilt.name == "chunk_vectors_2"
+        nearest, _ = again.nearest_chunks(rebuilt.name, vector[0], 1)
+        late = "SELECT c.id FROM chunks c JOIN notes n ON n.id = c.note_id WHERE path = 'late.md'"
+        stored = again.reader().execute(late).fetchone()
+        assert stored is not None and nearest.tolist() == [stored[0]]
+        # The old copy is dropped by the next call, once searches moved to the new one.
+        assert table_names(again) >= {"chunk_vectors_1", "chunk_vectors_2"}
+        again.ensure_vector_index()
+        assert "chunk_vectors_1" not in table_names(again)
     finally:
         again.close()
+
+
+def table_names(store: Store) -> set[str]:
+    rows = store.reader().execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    return {str(row[0]) for row in rows}
 
 
 def test_hnsw_follows_the_config(database: Path) -> None:
@@ -166,15 +174,20 @@ def test_hnsw_follows_the_config(database: Path) -> None:
         assert not store.ensure_vector_index()
         fill(store, 10)  # 30 chunks
         assert store.ensure_vector_index() and store.has_vector_index
-        assert index_names(store) == {"chunks_embedding_hnsw", "chunks_note_id"}
+        assert index_names(store) == {"chunk_vectors_1_hnsw", "chunks_note_id"}
+        assert store.ensure_vector_index()  # nothing changed: no rebuild
+        assert store.vector_table is not None and store.vector_table.name == "chunk_vectors_1"
         store.reconfigure(storage_config(enabled="auto", min_chunks=30, m=8))
         assert store.ensure_vector_index()  # rebuilt with the new M
         meta = store.reader().execute("SELECT value FROM meta WHERE key = 'hnsw.parameters'")
         assert meta.fetchone() == ("metric=cosine,m=8,ef_construction=200",)
+        assert store.vector_table is not None and store.vector_table.name == "chunk_vectors_2"
         store.reconfigure(storage_config(enabled=False))
         assert not store.ensure_vector_index()
         assert not store.has_vector_index
+        store.ensure_vector_index()
         assert index_names(store) == set()
+        assert not {name for name in table_names(store) if name.startswith("chunk_vectors")}
     finally:
         store.close()
 
@@ -185,8 +198,8 @@ def index_names(store: Store) -> set[str]:
 
 
 def test_vector_reads_by_index_and_exact_agree_and_survive_rewrites(database: Path) -> None:
-    """nearest_chunks (HNSW) and chunk_similarities (exact, by note) over notes rewritten
-    and deleted while both indexes exist."""
+    """nearest_chunks (HNSW copy) and chunk_similarities (exact, by note, on chunks) while
+    notes are rewritten and deleted."""
     store = Store(database, storage_config(enabled=True))
     try:
         fill(store, 30)
@@ -195,10 +208,13 @@ def test_vector_reads_by_index_and_exact_agree_and_survive_rewrites(database: Pa
             note = make_note(f"n/{number}.md", [f"rewritten {number}", f"again {number}"])
             store.write_note("v", note, unit_vectors(2, 5000 + number), 2, 2)
         store.delete_note("v", "n/1.md")
+        store.ensure_vector_index(rebuild_share=0.0)
+        table = store.vector_table
+        assert table is not None
         matrix = store.chunk_matrix()
         query = unit_vectors(1, 77)[0]
         exact = matrix.vectors @ query
-        ids, similarities = store.nearest_chunks(query, 5)
+        ids, similarities = store.nearest_chunks(table.name, query, 5)
         assert ids.tolist() == matrix.ids[np.argsort(-exact)[:5]].tolist()
         assert np.allclose(similarities, np.sort(exact)[::-1][:5], atol=1e-5)
         note_ids = [
@@ -219,6 +235,68 @@ def test_vector_reads_by_index_and_exact_agree_and_survive_rewrites(database: Pa
         store.close()
 
 
+VSS_DEFECTS = """
+import sys, threading
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from fixtures_store import make_note, storage_config, unit_vectors
+from jarvisd.store import Store
+store = Store(Path({database!r}), storage_config(enabled=True))
+for i in range(200):
+    store.write_note("v", make_note(f"n/{{i}}.md", [f"t {{i}} {{k}}" for k in range(4)]),
+                     unit_vectors(4, i), 1, 1)
+store.ensure_vector_index()
+table = store.vector_table.name
+# Rewrites well past two doublings of the index size: with HNSW on chunks itself this
+# hung for good at the second one, or failed with duplicate keys (vss issue #81).
+for r in range(14):
+    for i in range(0, 200, 7):
+        note = make_note(f"n/{{i}}.md", [f"r{{r}} {{i}} {{k}}" for k in range(4)])
+        store.write_note("v", note, unit_vectors(4, 1000 * r + i), 1, 2 + r)
+    store.ensure_vector_index()
+    table = store.vector_table.name
+# Eight threads scanning the index at once: three or more segfaulted in vss.
+vectors = store.chunk_matrix().vectors
+def scan(seed):
+    for n in range(100):
+        store.nearest_chunks(table, vectors[(seed * 100 + n) % len(vectors)], 64)
+threads = [threading.Thread(target=scan, args=(k,)) for k in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+store.close()
+print("survived", table)
+"""
+
+
+def test_the_vss_defects_measured_here_cannot_reach_the_store(database: Path) -> None:
+    """Rewrites past index growth and concurrent index scans, in a child process so
+    that a hang or a segfault fails this test instead of killing the suite."""
+    tests = str(Path(__file__).parent)
+    script = VSS_DEFECTS.format(tests=tests, database=str(database))
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "survived chunk_vectors_" in result.stdout
+
+
+def test_a_legacy_hnsw_index_on_chunks_is_dropped_on_open(database: Path) -> None:
+    store = Store(database, storage_config(enabled=False))
+    fill(store, 10)
+    store._writer.execute(
+        "CREATE INDEX chunks_embedding_hnsw ON chunks USING HNSW (embedding) "
+        "WITH (metric = 'cosine')"
+    )
+    store.close()
+    again = Store(database, storage_config(enabled=True))
+    try:
+        assert "chunks_embedding_hnsw" not in index_names(again)
+        assert not again.has_vector_index
+        assert again.ensure_vector_index() and again.has_vector_index
+    finally:
+        again.close()
+
+
 # ------------------------------------------------------------------- maintenance
 
 
@@ -226,16 +304,14 @@ def test_maintenance_runs_and_times_its_steps(database: Path) -> None:
     store = Store(database, storage_config(enabled=True))
     try:
         fill(store, 10)
-        assert [name for name, _ in store.maintenance()] == ["analyze", "fts_rebuild", "checkpoint"]
+        names = ["analyze", "fts_rebuild", "vector_index", "checkpoint"]
+        assert [name for name, _ in store.maintenance()] == names
         store.ensure_vector_index()
         store.delete_note("v", "n/1.md")
         steps = store.maintenance()
-        assert [name for name, _ in steps] == [
-            "analyze",
-            "hnsw_compact",
-            "fts_rebuild",
-            "checkpoint",
-        ]
+        assert [name for name, _ in steps] == names
+        # The deleted note's vector went: maintenance rebuilt the vector table.
+        assert store.vector_table is not None and store.vector_table.name == "chunk_vectors_2"
         assert all(seconds >= 0 for _, seconds in steps)
         # The rebuild settled the BM25 debt; link resolution is finalize's job.
         pending = store.reader().execute("SELECT task FROM pending_work").fetchall()

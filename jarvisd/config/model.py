@@ -123,7 +123,8 @@ class HnswConfig(Section):
     enabled: Literal["auto", True, False] = Field(
         default="auto",
         description="HNSW vector index: true, false, or auto (on once the store holds "
-        "`min_chunks` chunks).",
+        "`min_chunks` chunks). It is built on a copy of the vectors at the end of an "
+        "index run and rebuilt once 20 % of them changed; newer chunks are searched exactly.",
     )
     min_chunks: int = Field(
         default=200_000,
@@ -459,7 +460,8 @@ class ScheduleConfig(Section):
         default="15m", description="Full incremental index pass (interval or crontab; null: off)."
     )
     maintenance: Schedule = Field(
-        default="0 3 * * sun", description="DuckDB maintenance (ANALYZE, CHECKPOINT, compaction)."
+        default="0 3 * * sun",
+        description="DuckDB maintenance (ANALYZE, BM25 and HNSW rebuilds, CHECKPOINT).",
     )
     memory_sample: Schedule = Field(
         default="10s", description="Memory and CPU sampling, which also evaluates alert rules."

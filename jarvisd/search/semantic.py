@@ -8,9 +8,12 @@ note-ordered rows. There is no recall to lose and nothing to tune.
 
 Indexed (the store has one, `storage.hnsw`; then the snapshot holds no matrix,
 and DuckDB's index holds the vectors once instead of twice): the nearest
-chunks come from the index (`Store.nearest_chunks`), grouped per note. The
-index answers in chunks, and results are notes behind filters and a
-threshold, so the fetch grows until enough notes qualify:
+chunks come from the HNSW-indexed vector table (`Store.nearest_chunks`; see
+`store.indexes` for why it is an immutable copy), grouped per note, merged
+with exact scores of the chunks written since that copy was built (the
+snapshot holds just their vectors). The index answers in chunks, and results
+are notes behind filters and a threshold, so the fetch grows until enough
+notes qualify:
 
 - start with `keep * FETCH_PER_NOTE` chunks, scaled up by how few chunks
   the filters leave, and fetch 4x more until `keep` notes qualify, the
@@ -31,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import duckdb
 import numpy as np
 import numpy.typing as npt
 
@@ -83,13 +87,21 @@ def indexed_semantic_scores(
         if eligible_chunks <= EXACT_CHUNKS:
             return exact_note_scores(store, snapshot, query_vector, np.flatnonzero(mask))
         share = eligible_chunks / chunks
+    table = snapshot.vector_table
+    assert table is not None
+    newer = _newer_chunks(snapshot, query_vector)
     fetch = min(chunks, max(MIN_FETCH, math.ceil(keep * FETCH_PER_NOTE / share)))
     while True:
         if fetch > MAX_FETCH:
             rows = None if mask is None else np.flatnonzero(mask)
             return exact_note_scores(store, snapshot, query_vector, rows)
-        ids, similarities = store.nearest_chunks(query_vector, fetch)
-        scores = scores_from_chunks(snapshot, ids, similarities)
+        try:
+            ids, similarities = store.nearest_chunks(table.name, query_vector, fetch)
+        except duckdb.CatalogException:
+            # The table was replaced and dropped under this (old) snapshot: be exact.
+            rows = None if mask is None else np.flatnonzero(mask)
+            return exact_note_scores(store, snapshot, query_vector, rows)
+        scores = _best_of(scores_from_chunks(snapshot, ids, similarities), newer)
         if fetch < chunks and similarities.shape[0]:
             scores = dataclasses.replace(scores, ceiling=float(similarities[-1]))
         if found(scores.eligible(mask, floor)) >= keep or fetch >= chunks:
@@ -97,6 +109,26 @@ def indexed_semantic_scores(
         if floor is not None and scores.ceiling < floor:
             return scores  # the rest of the index is further away still
         fetch = min(chunks, fetch * GROWTH)
+
+
+def _newer_chunks(snapshot: Snapshot, query_vector: Vector) -> NoteScores:
+    """Exact scores of the chunks written after the vector table was built."""
+    if snapshot.delta_vectors is None or snapshot.delta_rows.shape[0] == 0:
+        return NoteScores.nothing(snapshot.note_count)
+    similarities = snapshot.delta_vectors @ np.asarray(query_vector, dtype=np.float32)
+    ids = snapshot.chunk_ids[snapshot.delta_rows]
+    return scores_from_chunks(snapshot, ids, similarities.astype(np.float64))
+
+
+def _best_of(first: NoteScores, second: NoteScores) -> NoteScores:
+    """Per note, the better of two partial verdicts (and the chunk that earned it)."""
+    better = second.scores > first.scores
+    if not better.any():
+        return first
+    scores, chunks = first.scores.copy(), first.chunks.copy()
+    scores[better] = second.scores[better]
+    chunks[better] = second.chunks[better]
+    return NoteScores(scores, chunks)
 
 
 def exact_note_scores(

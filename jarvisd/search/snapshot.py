@@ -33,6 +33,7 @@ import numpy.typing as npt
 from jarvisd.search.postings import Postings, read_postings
 from jarvisd.search.request import Filters
 from jarvisd.store import ChunkMatrix, Store
+from jarvisd.store.indexes import VectorTable
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -65,7 +66,11 @@ class Snapshot:
     last_lines: npt.NDArray[np.int32]
     vectors: FloatArray | None  # None: the store's HNSW index has them, or MINIMAL mode
     postings: Postings = field(default_factory=Postings.empty)
-    vector_index: bool = False  # the store had its HNSW index: semantic search asks DuckDB
+    # With the store's HNSW index: its vector table, and the vectors of the chunks
+    # written after it was built (their rows), which search scores exactly.
+    vector_table: VectorTable | None = None
+    delta_rows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    delta_vectors: FloatArray | None = None
     built_at: float = field(default_factory=time.time)
     build_seconds: float = 0.0
     _sorted_ids: IntArray = field(init=False, repr=False)
@@ -90,6 +95,10 @@ class Snapshot:
     def chunk_sizes(self) -> IntArray:
         """Chunks per note row."""
         return np.diff(np.append(self.starts, self.chunk_count)).astype(np.int64)
+
+    @property
+    def vector_index(self) -> bool:
+        return self.vector_table is not None
 
     @property
     def semantic_source(self) -> str:
@@ -139,7 +148,9 @@ class Snapshot:
             last_lines=self.last_lines,
             vectors=None,
             postings=self.postings,
-            vector_index=self.vector_index,
+            vector_table=self.vector_table,
+            delta_rows=self.delta_rows,
+            delta_vectors=self.delta_vectors,
             built_at=self.built_at,
             build_seconds=self.build_seconds,
         )
@@ -149,6 +160,7 @@ class Snapshot:
         arrays = (self.starts, self.chunk_notes, self.chunk_ids, self.first_lines, self.last_lines)
         total = sum(int(array.nbytes) for array in arrays)
         total += 0 if self.vectors is None else int(self.vectors.nbytes)
+        total += 0 if self.delta_vectors is None else int(self.delta_vectors.nbytes)
         total += sum(len(text) for text in self.texts) + 64 * self.chunk_count
         return total + self.postings.memory_bytes
 
@@ -159,6 +171,8 @@ class Snapshot:
             "chunks": self.chunk_count,
             "vectors_loaded": self.vectors is not None,
             "semantic_source": self.semantic_source,
+            "vector_table": None if self.vector_table is None else self.vector_table.name,
+            "chunks_after_vector_table": int(self.delta_rows.shape[0]),
             "memory_bytes": self.memory_bytes(),
             "built_at": self.built_at,
             "build_seconds": round(self.build_seconds, 4),
@@ -185,7 +199,7 @@ class _Rows:
     """What one read transaction returned."""
 
     matrix: ChunkMatrix | None
-    vector_index: bool
+    vector_table: VectorTable | None
     chunks: dict[str, Any]
     notes: list[tuple[Any, ...]]
     tags: list[tuple[Any, ...]]
@@ -199,10 +213,13 @@ def _read(store: Store, with_vectors: bool) -> _Rows:
     cursor = store.reader()
     cursor.execute("BEGIN TRANSACTION")
     try:
-        indexed = store.has_vector_index
+        table = store.vector_table
+        matrix = None
+        if with_vectors:
+            matrix = store.chunk_matrix(None if table is None else table.max_chunk_id)
         rows = _Rows(
-            matrix=store.chunk_matrix() if with_vectors and not indexed else None,
-            vector_index=indexed,
+            matrix=matrix,
+            vector_table=table,
             chunks=cursor.execute(
                 "SELECT id, note_id, heading_path, text, start_line, end_line "
                 "FROM chunks ORDER BY id"
@@ -235,11 +252,11 @@ def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapsho
     starts = np.concatenate(([0], boundaries)).astype(np.int64) if ids.size else ids[:0]
     sizes = np.diff(np.append(starts, ids.size))
     vectors = None
-    if rows.matrix is not None:
+    if rows.matrix is not None and rows.vector_table is None:
         if not np.array_equal(rows.matrix.ids, ids):
             raise RuntimeError("chunk ids differ between two reads of one transaction")
         vectors = np.ascontiguousarray(rows.matrix.vectors[order])
-    return Snapshot(
+    snapshot = Snapshot(
         generation=generation,
         notes=_notes(rows, grouped_note_ids[starts]),
         starts=starts,
@@ -251,9 +268,15 @@ def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapsho
         last_lines=np.asarray(chunks["end_line"], dtype=np.int32)[order],
         vectors=vectors,
         postings=rows.postings,
-        vector_index=rows.vector_index,
-        build_seconds=time.perf_counter() - started,
+        vector_table=rows.vector_table,
     )
+    if rows.matrix is not None and rows.vector_table is not None:
+        # Written after the vector table was built: scored exactly, from here.
+        delta, known = snapshot.rows_of(rows.matrix.ids)
+        snapshot.delta_rows = delta[known]
+        snapshot.delta_vectors = np.ascontiguousarray(rows.matrix.vectors[known])
+    snapshot.build_seconds = time.perf_counter() - started
+    return snapshot
 
 
 def _notes(rows: _Rows, note_ids: IntArray) -> list[NoteInfo]:

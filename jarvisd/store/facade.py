@@ -25,6 +25,7 @@ from jarvisd.notes import ParsedNote
 from jarvisd.store import indexes, linking, reads, schema, vectors, writes
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError
+from jarvisd.store.indexes import VectorTable
 from jarvisd.store.maintenance import Step, maintenance, timed
 from jarvisd.store.records import ChunkMatrix, FileState, LinkKey, NoteDetail
 
@@ -33,6 +34,9 @@ log = get_logger("jarvisd.store")
 T = TypeVar("T")
 Connection = duckdb.DuckDBPyConnection
 FTS_TASK = "fts"
+# Rebuild the HNSW vector table once this share of its vectors changed: until then
+# search scores the newer chunks exactly, which stays cheap at 20 %.
+REBUILD_SHARE = 0.2
 
 
 def links_task(vault: str) -> str:
@@ -55,6 +59,8 @@ class Store:
         self._config = config
         self._dimension = int(dimension)
         self._write_lock = threading.RLock()
+        # One HNSW index scan at a time: three at once segfault in vss (DuckDB 1.5.5).
+        self._vector_lock = threading.Lock()
         self._cursor_lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[tuple[threading.Thread, Connection]] = []
@@ -70,6 +76,8 @@ class Store:
                 log.warning(
                     "store.vectors_reset", path=str(self._path), dimension=dimension, model=model
                 )
+            if indexes.drop_legacy_vector_index(self._writer):
+                log.warning("store.legacy_hnsw_dropped", path=str(self._path))
             rows = self._writer.execute("SELECT task FROM pending_work").fetchall()
             self._pending: set[str] = {str(row[0]) for row in rows}
         except BaseException:
@@ -255,18 +263,20 @@ class Store:
         self._check_open()
         return reads.get_note(self.reader(), vault, path)
 
-    def chunk_matrix(self) -> ChunkMatrix:
-        """Every chunk id and vector (float32, rows L2-normalised by the embedder)."""
+    def chunk_matrix(self, after: int | None = None) -> ChunkMatrix:
+        """Every chunk id and vector (float32, rows L2-normalised by the embedder);
+        with `after`, only the chunks whose id is greater."""
         self._check_open()
-        return reads.chunk_matrix(self.reader(), self._dimension)
+        return reads.chunk_matrix(self.reader(), self._dimension, after)
 
     def nearest_chunks(
-        self, vector: npt.NDArray[np.float32], k: int
+        self, table: str, vector: npt.NDArray[np.float32], k: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """The `k` chunks nearest `vector` (ids, cosines), by the HNSW index when it exists."""
+        """The `k` chunks of vector table `table` nearest `vector` (ids, cosines), by HNSW."""
         self._check_open()
         literal = vectors.vector_literal(vector, self._dimension)
-        return vectors.nearest_chunks(self.reader(), literal, k)
+        with self._vector_lock:
+            return vectors.nearest_chunks(self.reader(), table, literal, k)
 
     def chunk_similarities(
         self, vector: npt.NDArray[np.float32], note_ids: Sequence[int] | None
@@ -297,6 +307,12 @@ class Store:
         return indexes.has_vector_index(self.reader())
 
     @property
+    def vector_table(self) -> VectorTable | None:
+        """The HNSW-indexed copy of the vectors search reads, if there is one."""
+        self._check_open()
+        return indexes.vector_table(self.reader())
+
+    @property
     def has_fts_index(self) -> bool:
         self._check_open()
         return indexes.has_fts_index(self.reader())
@@ -311,10 +327,23 @@ class Store:
         self._transaction(rebuild)
         self._pending.discard(FTS_TASK)
 
-    def ensure_vector_index(self) -> bool:
-        """Create or drop the HNSW index as `storage.hnsw` asks; True when it exists after."""
+    def ensure_vector_index(self, rebuild_share: float = REBUILD_SHARE) -> bool:
+        """Build, rebuild or drop the HNSW vector table as `storage.hnsw` asks; True when
+        one exists after. Tables an earlier call replaced are dropped first."""
         hnsw = self._config.hnsw
-        return self._transaction(lambda c: indexes.ensure_vector_index(c, hnsw))
+        with self._write_lock, self._vector_lock:  # no index scan while a table goes
+            retired = self._transaction(indexes.drop_retired_vector_tables)
+        if retired:
+            log.info("store.vector_tables_dropped", tables=retired)
+        change = self._transaction(lambda c: indexes.ensure_vector_index(c, hnsw, rebuild_share))
+        if change.built or change.retired:
+            log.info(
+                "store.vector_index",
+                exists=change.exists,
+                built=change.built,
+                retired=change.retired,
+            )
+        return change.exists
 
     def finalize(self, vaults: Iterable[VaultConfig | str], force: bool = False) -> list[Step]:
         """Derived work after an index run: link targets, BM25, HNSW; each step timed.
@@ -335,10 +364,12 @@ class Store:
     # --------------------------------------------------------------- maintenance
 
     def maintenance(self) -> list[Step]:
-        """ANALYZE, HNSW compaction, FTS rebuild, CHECKPOINT: (step, seconds) each."""
+        """ANALYZE, FTS rebuild, HNSW vector table refresh, CHECKPOINT: (step, seconds) each."""
         with self._write_lock:
             self._check_open()
-            return maintenance(self._writer, self.rebuild_fts)
+            return maintenance(
+                self._writer, self.rebuild_fts, partial(self.ensure_vector_index, 0.0)
+            )
 
     def checkpoint(self) -> None:
         with self._write_lock:

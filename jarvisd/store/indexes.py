@@ -13,15 +13,30 @@ stale index can miss new chunks but never return the wrong text. Query it as
 Digits are kept as terms (the default tokeniser drops them, and `2024-05-01`
 or `ISO 9001` are worth finding).
 
-HNSW (DuckDB vss) is maintained by every insert and delete once it exists;
-deletes only mark nodes, which `hnsw_compact_index` cleans up in maintenance.
-An ART index on `chunks.note_id` comes and goes with it: searches through the
-HNSW index score a few named notes' chunks exactly (`store.vectors`), and
-without it each such read decompresses every vector of the table (6.5 ms
-against 2 ms for 100 notes of SciFact's 13k chunks).
+HNSW (DuckDB vss) never sits on `chunks` itself. Measured here with the
+vss wheel of DuckDB 1.5.5, an HNSW index on a table that notes are rewritten
+in (DELETE + INSERT) is not safe: the insert that grows the index past its
+capacity a second time hangs for good (a single thread, ~2k chunks, every
+time), rewrites can fail with "Duplicate keys not allowed in high-level
+wrappers" (vss issue #81, which can leave a file that no longer opens), and
+three or more concurrent index scans segfault. So the index lives on an
+immutable copy, `chunk_vectors_<n>` (id, embedding), built in one go at
+finalize and never written again; chunks written after it (ids past its
+`max_chunk_id`: chunk ids are never reused) are scored exactly by search, and
+deleted ones are skipped there. Once more than `rebuild_share` of the copy
+changed, the next finalize builds `chunk_vectors_<n+1>`; the old copy is
+retired and dropped at the finalize after (a search may still read it until
+the new snapshot is in). `Store` lets one index scan run at a time.
+
+An ART index on `chunks.note_id` comes and goes with HNSW: searches through
+it score a few named notes' chunks exactly (`store.vectors`), and without it
+each such read decompresses every vector of the table (6.5 ms against 2 ms for
+100 notes of SciFact's 13k chunks).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import duckdb
 
@@ -31,9 +46,27 @@ from jarvisd.store.schema import (
     FTS_SOURCE,
     NOTE_CHUNKS_INDEX,
     VECTOR_INDEX,
+    VECTOR_TABLE_NAME,
+    VECTOR_TABLE_PREFIX,
     get_meta,
     set_meta,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class VectorTable:
+    """An HNSW-indexed copy of the chunk vectors, as of chunk id `max_chunk_id`."""
+
+    name: str
+    max_chunk_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class VectorIndexChange:
+    exists: bool
+    built: bool = False
+    retired: str | None = None
+
 
 _FTS_OPTIONS = (
     "stemmer = 'porter', stopwords = 'english', ignore = '(\\.|[^a-z0-9])+', "
@@ -64,13 +97,30 @@ def has_fts_index(connection: duckdb.DuckDBPyConnection) -> bool:
     return row is not None and int(row[0]) > 0
 
 
+def vector_table(connection: duckdb.DuckDBPyConnection) -> VectorTable | None:
+    """The current HNSW-indexed vector table, as the meta table names it (None: none)."""
+    name = get_meta(connection, "hnsw.table")
+    highest = get_meta(connection, "hnsw.max_chunk_id")
+    if name is None or highest is None or not VECTOR_TABLE_NAME.fullmatch(name):
+        return None
+    return VectorTable(name, int(highest))
+
+
 def has_vector_index(connection: duckdb.DuckDBPyConnection) -> bool:
+    return vector_table(connection) is not None
+
+
+def drop_legacy_vector_index(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Earlier builds kept HNSW on `chunks` itself, which vss cannot maintain safely."""
     row = first_row(
         connection.execute(
             "SELECT count(*) FROM duckdb_indexes() WHERE index_name = ?", [VECTOR_INDEX]
         )
     )
-    return row is not None and int(row[0]) > 0
+    if row is None or not int(row[0]):
+        return False
+    connection.execute(f"DROP INDEX {VECTOR_INDEX}")
+    return True
 
 
 def vector_index_wanted(hnsw: HnswConfig, chunk_count: int) -> bool:
@@ -83,34 +133,92 @@ def _parameters(hnsw: HnswConfig) -> str:
     return f"metric=cosine,m={hnsw.m},ef_construction={hnsw.ef_construction}"
 
 
-def ensure_vector_index(connection: duckdb.DuckDBPyConnection, hnsw: HnswConfig) -> bool:
-    """Create, rebuild (parameters changed) or drop the HNSW index; True when it exists after.
+def staleness(connection: duckdb.DuckDBPyConnection, table: VectorTable) -> float:
+    """Share of the indexed vectors that changed since the build: chunks written after
+    it (ids past its highest) plus chunks deleted since, over the vectors it holds."""
+    row = first_row(
+        connection.execute(f"""
+            SELECT (SELECT count(*) FROM {table.name}),
+                   (SELECT count(*) FROM chunks WHERE id <= {table.max_chunk_id}),
+                   (SELECT count(*) FROM chunks WHERE id > {table.max_chunk_id})
+        """)
+    )
+    assert row is not None
+    indexed, kept, added = (int(value) for value in row)
+    return (added + indexed - kept) / max(1, indexed)
 
-    Runs inside the caller's transaction.
+
+def ensure_vector_index(
+    connection: duckdb.DuckDBPyConnection, hnsw: HnswConfig, rebuild_share: float
+) -> VectorIndexChange:
+    """Build, rebuild or retire the HNSW vector table as `hnsw` asks; run in a transaction.
+
+    A rebuild happens when there is none, its parameters changed, or more than
+    `rebuild_share` of its vectors changed since it was built. The table it
+    replaces is not dropped here (a search may still be reading it): it is
+    named in `retired`, for `drop_retired_vector_tables` once searches moved on.
     """
     row = first_row(connection.execute("SELECT count(*) FROM chunks"))
     chunk_count = int(row[0]) if row is not None else 0
     wanted = vector_index_wanted(hnsw, chunk_count)
-    exists = has_vector_index(connection)
+    current = vector_table(connection)
     parameters = _parameters(hnsw)
-    if exists and (not wanted or get_meta(connection, "hnsw.parameters") != parameters):
-        connection.execute(f"DROP INDEX {VECTOR_INDEX}")
-        exists = False
-    if wanted and not exists:
-        connection.execute(
-            f"CREATE INDEX {VECTOR_INDEX} ON chunks USING HNSW (embedding) WITH "
-            f"(metric = 'cosine', M = {int(hnsw.m)}, "
-            f"ef_construction = {int(hnsw.ef_construction)}, ef_search = {int(hnsw.ef_search)})"
-        )
-        set_meta(connection, "hnsw.parameters", parameters)
-    if wanted:
-        connection.execute(f"CREATE INDEX IF NOT EXISTS {NOTE_CHUNKS_INDEX} ON chunks (note_id)")
-    else:
-        connection.execute(f"DROP INDEX IF EXISTS {NOTE_CHUNKS_INDEX}")
     # A global setting: the per-thread read cursors see it too.
     connection.execute(f"SET GLOBAL hnsw_ef_search = {int(hnsw.ef_search)}")
-    return wanted
+    if not wanted:
+        connection.execute(f"DROP INDEX IF EXISTS {NOTE_CHUNKS_INDEX}")
+        if current is None:
+            return VectorIndexChange(exists=False)
+        _forget_table(connection, current.name)
+        return VectorIndexChange(exists=False, retired=current.name)
+    connection.execute(f"CREATE INDEX IF NOT EXISTS {NOTE_CHUNKS_INDEX} ON chunks (note_id)")
+    if (
+        current is not None
+        and get_meta(connection, "hnsw.parameters") == parameters
+        and staleness(connection, current) <= rebuild_share
+    ):
+        return VectorIndexChange(exists=True)
+    generation = int(get_meta(connection, "hnsw.generation") or "0") + 1
+    name = f"{VECTOR_TABLE_PREFIX}{generation}"
+    connection.execute(f"DROP TABLE IF EXISTS {name}")
+    connection.execute(f"CREATE TABLE {name} AS SELECT id, embedding FROM chunks ORDER BY id")
+    connection.execute(
+        f"CREATE INDEX {name}_hnsw ON {name} USING HNSW (embedding) WITH "
+        f"(metric = 'cosine', M = {int(hnsw.m)}, "
+        f"ef_construction = {int(hnsw.ef_construction)}, ef_search = {int(hnsw.ef_search)})"
+    )
+    highest = first_row(connection.execute(f"SELECT coalesce(max(id), -1) FROM {name}"))
+    assert highest is not None
+    set_meta(connection, "hnsw.table", name)
+    set_meta(connection, "hnsw.max_chunk_id", str(int(highest[0])))
+    set_meta(connection, "hnsw.generation", str(generation))
+    set_meta(connection, "hnsw.parameters", parameters)
+    if current is not None:
+        _retire(connection, current.name)
+    return VectorIndexChange(
+        exists=True, built=True, retired=None if current is None else current.name
+    )
 
 
-def compact_vector_index(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute(f"PRAGMA hnsw_compact_index('{VECTOR_INDEX}')")
+def _forget_table(connection: duckdb.DuckDBPyConnection, name: str) -> None:
+    for key in ("hnsw.table", "hnsw.max_chunk_id", "hnsw.parameters"):
+        connection.execute("DELETE FROM meta WHERE key = ?", [key])
+    _retire(connection, name)
+
+
+def _retire(connection: duckdb.DuckDBPyConnection, name: str) -> None:
+    retired = set(filter(None, (get_meta(connection, "hnsw.retired") or "").split(",")))
+    set_meta(connection, "hnsw.retired", ",".join(sorted(retired | {name})))
+
+
+def drop_retired_vector_tables(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop the vector tables no snapshot names any more; run in a transaction."""
+    retired = [
+        name
+        for name in (get_meta(connection, "hnsw.retired") or "").split(",")
+        if VECTOR_TABLE_NAME.fullmatch(name)
+    ]
+    for name in retired:
+        connection.execute(f"DROP TABLE IF EXISTS {name}")
+    connection.execute("DELETE FROM meta WHERE key = 'hnsw.retired'")
+    return retired

@@ -1,9 +1,11 @@
 """Periodic upkeep, each step timed.
 
 - ANALYZE refreshes the optimizer's statistics after many writes.
-- `hnsw_compact_index` removes the nodes deletes only marked (when the index exists).
 - The FTS rebuild folds every write since the last one into BM25 and drops the
   terms of deleted chunks.
+- With an HNSW index, its vector table is rebuilt if anything changed since it
+  was built (index runs wait for 20 %), so the chunks search scores exactly
+  stay few.
 - CHECKPOINT writes the WAL into the file and frees blocks of deleted rows for
   reuse. A plain CHECKPOINT runs beside open read transactions in DuckDB 1.5,
   so FORCE CHECKPOINT (which aborts them: searches would fail) is never used.
@@ -19,8 +21,6 @@ from collections.abc import Callable
 
 import duckdb
 
-from jarvisd.store.indexes import compact_vector_index, has_vector_index
-
 Step = tuple[str, float]
 
 
@@ -31,12 +31,13 @@ def timed(name: str, action: Callable[[], object]) -> Step:
 
 
 def maintenance(
-    connection: duckdb.DuckDBPyConnection, rebuild_fts: Callable[[], object]
+    connection: duckdb.DuckDBPyConnection,
+    rebuild_fts: Callable[[], object],
+    refresh_vector_index: Callable[[], object],
 ) -> list[Step]:
     """Every step with its duration in seconds; the caller holds the write lock."""
     steps = [timed("analyze", lambda: connection.execute("ANALYZE"))]
-    if has_vector_index(connection):
-        steps.append(timed("hnsw_compact", lambda: compact_vector_index(connection)))
     steps.append(timed("fts_rebuild", rebuild_fts))
+    steps.append(timed("vector_index", refresh_vector_index))
     steps.append(timed("checkpoint", lambda: connection.execute("CHECKPOINT")))
     return steps

@@ -52,8 +52,11 @@ def vectors_for_hashes(
     return {str(digest): vectors[row] for row, digest in enumerate(found)}
 
 
-def chunk_matrix(cursor: duckdb.DuckDBPyConnection, dimension: int) -> ChunkMatrix:
-    result = cursor.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchnumpy()
+def chunk_matrix(
+    cursor: duckdb.DuckDBPyConnection, dimension: int, after: int | None = None
+) -> ChunkMatrix:
+    where = "" if after is None else f"WHERE id > {int(after)}"
+    result = cursor.execute(f"SELECT id, embedding FROM chunks {where} ORDER BY id").fetchnumpy()
     ids = np.asarray(result["id"], dtype=np.int64)
     return ChunkMatrix(ids=ids, vectors=_stack(result["embedding"], dimension))
 

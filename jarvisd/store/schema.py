@@ -11,6 +11,7 @@ functions keep chunks, tags and links consistent with notes instead.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ import duckdb
 from jarvisd.store.connection import first_row
 from jarvisd.store.errors import EmbeddingMismatchError, SchemaTooNewError
 
-VECTOR_INDEX = "chunks_embedding_hnsw"
+VECTOR_INDEX = "chunks_embedding_hnsw"  # earlier builds: HNSW on chunks itself, dropped on open
+VECTOR_TABLE_PREFIX = "chunk_vectors_"
+VECTOR_TABLE_NAME = re.compile(r"chunk_vectors_[0-9]+")
 # Beside the HNSW index only: exact cosines of given notes' chunks (fusion candidates
 # the index did not return) read just those rows instead of scanning every vector.
 NOTE_CHUNKS_INDEX = "chunks_note_id"
@@ -199,8 +202,20 @@ def reset_vectors(connection: duckdb.DuckDBPyConnection, dimension: int, model: 
     _in_transaction(connection, lambda: _retype_vectors(connection, dimension, model))
 
 
-def _forget_vectors(connection: duckdb.DuckDBPyConnection) -> None:
+def drop_vector_tables(connection: duckdb.DuckDBPyConnection) -> None:
+    """Every HNSW vector table and what the meta table says of them."""
     connection.execute(f"DROP INDEX IF EXISTS {VECTOR_INDEX}")
+    tables = connection.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+    ).fetchall()
+    for (name,) in tables:
+        if VECTOR_TABLE_NAME.fullmatch(str(name)):
+            connection.execute(f"DROP TABLE {name}")
+    connection.execute("DELETE FROM meta WHERE key LIKE 'hnsw.%' AND key <> 'hnsw.generation'")
+
+
+def _forget_vectors(connection: duckdb.DuckDBPyConnection) -> None:
+    drop_vector_tables(connection)
     connection.execute("DELETE FROM chunks")
     # The planner compares (size, mtime_ns) first and the content hash next:
     # neither can match now, so the next run parses and encodes every note.

@@ -4,9 +4,10 @@ Search answers from an in-memory matrix while the store has no HNSW index
 (`search.snapshot`). Once it has one (`storage.hnsw`), the matrix is not held
 and semantic search asks DuckDB instead:
 
-- `nearest_chunks`: `ORDER BY array_cosine_distance(embedding, <query>) LIMIT k`,
-  the one query shape DuckDB's vss extension answers from the HNSW index (a
-  WHERE, a JOIN or `array_cosine_similarity ... DESC` turn it into a full scan).
+- `nearest_chunks`: `ORDER BY array_cosine_distance(embedding, <query>) LIMIT k`
+  over the HNSW-indexed vector table (see `indexes`), the one query shape
+  DuckDB's vss extension answers from the index (a WHERE, a JOIN or
+  `array_cosine_similarity ... DESC` turn it into a full scan).
 - `chunk_similarities`: exact cosines of the chunks of given notes (or of all),
   for fusion candidates the index did not return and for narrow filters.
 
@@ -24,6 +25,8 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
+from jarvisd.store.schema import VECTOR_TABLE_NAME
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
@@ -40,19 +43,21 @@ def vector_literal(vector: npt.NDArray[np.float32], dimension: int) -> str:
 
 
 def nearest_chunks(
-    cursor: duckdb.DuckDBPyConnection, literal: str, k: int
+    cursor: duckdb.DuckDBPyConnection, table: str, literal: str, k: int
 ) -> tuple[IntArray, FloatArray]:
     """The `k` chunks nearest the query by the HNSW index: ids and cosine similarities."""
-    rows = cursor.execute(nearest_sql(literal, k)).fetchnumpy()
+    rows = cursor.execute(nearest_sql(table, literal, k)).fetchnumpy()
     ids = np.asarray(rows["id"], dtype=np.int64)
     return ids, 1.0 - np.asarray(rows["distance"], dtype=np.float64)
 
 
-def nearest_sql(literal: str, k: int) -> str:
+def nearest_sql(table: str, literal: str, k: int) -> str:
     """The one shape of query DuckDB answers from the HNSW index (a test EXPLAINs it)."""
+    if not VECTOR_TABLE_NAME.fullmatch(table):
+        raise ValueError(f"not a vector table: {table!r}")
     return (
         f"SELECT id, array_cosine_distance(embedding, {literal}) AS distance "
-        f"FROM chunks ORDER BY distance LIMIT {int(k)}"
+        f"FROM {table} ORDER BY distance LIMIT {int(k)}"
     )
 
 
