@@ -101,9 +101,10 @@ def test_a_database_from_a_newer_jarvisd_is_refused(database: Path) -> None:
 
 
 def test_another_dimension_needs_a_reindex_or_a_reset(database: Path) -> None:
-    store = Store(database, storage_config(), 384, "all-MiniLM-L6-v2")
+    store = Store(database, storage_config(enabled=True), 384, "all-MiniLM-L6-v2")
     note = make_note("a.md", ["alpha"])
     store.write_note("v", note, vectors_for(note), 10, 20)
+    assert store.ensure_vector_index()  # its copy of the vectors must go with them
     store.close()
     with pytest.raises(EmbeddingMismatchError, match=r"384-dimensional.*768.*re-indexed"):
         Store(database, storage_config(), 768, "other-model")
@@ -113,6 +114,9 @@ def test_another_dimension_needs_a_reindex_or_a_reset(database: Path) -> None:
     reset = Store(database, storage_config(), 768, "other-model", reset_vectors=True)
     try:
         assert reset.stats()["chunks"] == 0
+        assert reset.vector_table is None
+        tables = reset.reader().execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        assert not [name for (name,) in tables if str(name).startswith("chunk_vectors")]
         # The note stays listed but can match no stat or hash: the next run re-indexes it.
         assert reset.file_states("v")["a.md"].mtime_ns == -1
         wide = np.ones((1, 768), dtype=np.float32) / np.sqrt(768)

@@ -203,8 +203,9 @@ def reset_vectors(connection: duckdb.DuckDBPyConnection, dimension: int, model: 
 
 
 def drop_vector_tables(connection: duckdb.DuckDBPyConnection) -> None:
-    """Every HNSW vector table and what the meta table says of them."""
+    """Every HNSW vector table, the note index beside them, and their meta rows."""
     connection.execute(f"DROP INDEX IF EXISTS {VECTOR_INDEX}")
+    connection.execute(f"DROP INDEX IF EXISTS {NOTE_CHUNKS_INDEX}")  # would block the ALTER
     tables = connection.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
     ).fetchall()
