@@ -296,6 +296,17 @@ async def test_a_repeated_search_is_cached_and_counted(indexed: Indexed) -> None
     assert hits is not None and hits >= 1
 
 
+async def test_a_change_reported_during_shutdown_builds_no_snapshot(indexed: Indexed) -> None:
+    """Stopping cancels indexing, whose run still reports its change: the store is about
+    to close, so nothing may start reading it (that failed with an error in the log)."""
+    service = indexed.service()
+    await service.start()
+    await service.search_params({"q": "bread", "mode": "keyword"})
+    await service.stop()
+    service.invalidate()
+    assert service._refresh is None
+
+
 async def test_an_edit_is_searchable_at_once_and_the_old_text_is_gone(indexed: Indexed) -> None:
     service = indexed.service()
     await service.start()

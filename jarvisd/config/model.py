@@ -138,7 +138,8 @@ class HnswConfig(Section):
         ge=2,
         le=128,
         description="HNSW graph degree (M). Measured on 64k chunks: semantic recall@10 "
-        "against exact search 0.986 with 32, 0.973 with 16 (python -m benchmarks.hnsw).",
+        "against exact search 0.986-0.993 with 32, 0.973-0.976 with 16 "
+        "(python -m benchmarks.hnsw).",
     )
     ef_construction: int = Field(
         default=200, ge=8, le=2000, description="HNSW candidate list size while building."

@@ -57,6 +57,7 @@ class SearchService:
         self._generation = 0  # bumped by every index change
         self._snapshot: Snapshot | None = None
         self._refresh: asyncio.Task[Snapshot] | None = None
+        self._stopped = False
         self._embedding_counts = (0, 0)  # query-cache hits and misses already reported
 
     # ------------------------------------------------------------------ lifecycle
@@ -66,6 +67,9 @@ class SearchService:
         self._refresh_task()
 
     async def stop(self) -> None:
+        # An indexing run cancelled by the same shutdown still reports its change:
+        # no snapshot is built on a store that is closing.
+        self._stopped = True
         task, self._refresh = self._refresh, None
         if task is not None:
             task.cancel()
@@ -75,7 +79,8 @@ class SearchService:
         """After an index change: forget results, rebuild the snapshot before answering."""
         self._generation += 1
         self.cache.clear()
-        self._refresh_task()
+        if not self._stopped:
+            self._refresh_task()
 
     def reconfigure(self, config: Config) -> None:
         old, self._config = self._config, config
