@@ -300,8 +300,15 @@ def test_top_once_json(start_daemon: Start) -> None:
     assert snapshot["requests"]["window_seconds"] == 60
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @serial
-def test_top_json_stream_stops_on_ctrl_c_with_exit_0(start_daemon: Start) -> None:
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_top_json_stream_stops_on_ctrl_c_with_exit_0(start_daemon: Start, inherited: str) -> None:
+    """Also when started with SIGINT ignored, as a shell starts a background job's
+    children (a `make test &` failed here that way)."""
     daemon = start_daemon(**QUIET)
     command = [
         sys.executable,
@@ -314,7 +321,8 @@ def test_top_json_stream_stops_on_ctrl_c_with_exit_0(start_daemon: Start) -> Non
         "--interval",
         "0.2",
     ]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as top:
+    setup = _ignore_sigint if inherited == "ignored" else None
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=setup) as top:
         assert top.stdout is not None
         first, second = json.loads(top.stdout.readline()), json.loads(top.stdout.readline())
         assert first["status"]["pid"] == second["status"]["pid"] == daemon.process.pid

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -161,6 +162,9 @@ def cmd_top(client: ControlClient, args: argparse.Namespace) -> int:
             console = render.console()
             console.print(frame(view, console.size.width, console.size.height))
         return 0
+    # Ctrl-C is how one leaves top, even when started with SIGINT ignored (as a shell
+    # does for a background job's children), where Python never raises on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.json:
             _stream_json(client, view)
