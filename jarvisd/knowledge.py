@@ -219,9 +219,10 @@ class Knowledge:
         """DuckDB maintenance, never beside an indexing run (it waits for the run)."""
         async with self.indexer.lock:
             started = time.perf_counter()
-            table = await self._pools.run("io", lambda: self.store.vector_table)
+            before = await self._pools.run("io", lambda: self.store.vector_table)
             steps = await self._pools.run("io", self.store.maintenance)
-            if self._search is not None and table != self.store.vector_table:
+            after = await self._pools.run("io", lambda: self.store.vector_table)
+            if self._search is not None and after != before:
                 self._search.invalidate()  # searches must move to the rebuilt vector table
         for step, seconds in steps:
             log.info("maintenance.step", step=step, seconds=round(seconds, 4))

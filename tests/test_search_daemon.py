@@ -137,6 +137,30 @@ def test_semantic_search_moves_to_hnsw_and_back_on_sighup(
         reply = daemon.client.get("/v1/search", **query)
         assert [r["path"] for r in reply["results"]] == [r["path"] for r in exact["results"]]
         assert not reply["degraded"]
+        if enabled:
+            check_edits_reach_the_hnsw_copy(daemon, vault)
+
+
+def check_edits_reach_the_hnsw_copy(daemon: DaemonProcess, vault: Path) -> None:
+    """A new note is found before any rebuild; maintenance folds it into a new copy."""
+    (vault / "Slugs.md").write_text("# Slugs\n\nBeer traps keep slugs off the lettuce.\n")
+    index_now(daemon)
+    reply = daemon.client.get("/v1/search", q="keeping slugs away", mode="semantic")
+    assert reply["results"][0]["path"] == "Slugs.md"
+    snapshot = daemon.client.get("/v1/search/stats")["snapshot"]  # the one that answered
+    assert snapshot["vector_table"] == "chunk_vectors_1", snapshot
+    assert snapshot["chunks_after_vector_table"] >= 1
+    assert "vector_index" in [
+        step["step"] for step in daemon.client.post("/v1/maintenance")["steps"]
+    ]
+    deadline = time.monotonic() + 30
+    while daemon.client.get("/v1/search/stats")["snapshot"]["vector_table"] != "chunk_vectors_2":
+        assert time.monotonic() < deadline, daemon.output()
+        time.sleep(0.1)
+    stats = daemon.client.get("/v1/search/stats")["snapshot"]
+    assert stats["chunks_after_vector_table"] == 0
+    reply = daemon.client.get("/v1/search", q="keeping slugs away", mode="semantic")
+    assert reply["results"][0]["path"] == "Slugs.md"
 
 
 def wait_for_source(daemon: DaemonProcess, source: str, seconds: float = 60) -> bool:

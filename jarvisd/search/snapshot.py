@@ -10,10 +10,11 @@ ids; answering from one snapshot (built after the run, read in one DuckDB
 transaction) keeps vectors, BM25 hits and snippets consistent with each other.
 
 Once the store has an HNSW index (`storage.hnsw`, for vaults past ~200k
-chunks), the matrix is not read: DuckDB's index holds every vector in memory
-already, and semantic search asks it (`search.semantic`). Chunk ids the
-index returns that this snapshot does not know (written after it was built)
-are skipped, so results still agree with the snapshot's text.
+chunks), the matrix is not read: DuckDB's index holds the vectors in memory
+already, and semantic search asks it (`search.semantic`). Only the vectors of
+chunks written after the index's copy was built are read, to be scored
+exactly. Chunk ids the index returns that this snapshot does not know
+(deleted since) are skipped, so results still agree with the snapshot's text.
 
 A snapshot is immutable. The service builds a new one after every index
 change and swaps the reference in one assignment, so a search never sees a
