@@ -33,10 +33,8 @@ import asyncio
 import csv
 import json
 import math
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -45,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import SHARED_DATA
+from benchmarks.common import SHARED_DATA, work_directory
 from benchmarks.fusion_study import ModeLists, study
 from jarvisd import logs
 from jarvisd.config import (
@@ -394,13 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.exists():
         print(json.dumps({"skipped": f"no data at {args.data}"}))
         return 0
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="jarvis-beir-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_directory(args.workdir, "jarvis-beir-") as workdir:
         report = asyncio.run(evaluate(args, workdir))
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -42,6 +42,18 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 @contextmanager
+def work_directory(kept: Path | None, prefix: str) -> Iterator[Path]:
+    """`kept` (created, left in place for the next run), or a temp dir removed after."""
+    path = kept or Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        if kept is None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
 def running_daemon(
     config: dict[str, Any], ready_timeout: float = 600.0, root: Path | None = None
 ) -> Iterator[tuple[ControlClient, subprocess.Popen[bytes], Path]]:

@@ -28,7 +28,6 @@ import argparse
 import json
 import shutil
 import statistics
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,7 +39,7 @@ import numpy.typing as npt
 import psutil
 
 from benchmarks.beir import Run, _doc_id, ndcg_at, scifact_queries
-from benchmarks.common import SHARED_DATA, percentiles
+from benchmarks.common import SHARED_DATA, percentiles, work_directory
 from jarvisd import logs
 from jarvisd.config import Config, EmbeddingConfig, HnswConfig, SearchConfig, StorageConfig
 from jarvisd.embedder import Embedder
@@ -274,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.db.is_file():
         print(json.dumps({"skipped": f"no database at {args.db}: see --help for how to make one"}))
         return 0
-    with tempfile.TemporaryDirectory(prefix="jarvis-hnsw-", dir="/tmp") as workdir:
-        report = run(args, Path(workdir))
+    with work_directory(None, "jarvis-hnsw-") as workdir:
+        report = run(args, workdir)
     print(json.dumps(report, indent=2))
     return 0
 

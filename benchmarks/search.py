@@ -44,7 +44,7 @@ from typing import Any
 import yaml
 
 from benchmarks.beir import scifact_vault
-from benchmarks.common import SHARED_DATA, percentiles, running_daemon
+from benchmarks.common import SHARED_DATA, percentiles, running_daemon, work_directory
 from jarvisd.client import ControlClient, DaemonError
 
 VAULT_NAME = "scifact"  # the name benchmarks.beir uses, so its database can seed this one
@@ -328,13 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "scifact").is_dir() or not (args.data / "obsidian-help").is_dir():
         print(json.dumps({"skipped": f"needs scifact and obsidian-help under {args.data}"}))
         return 0
-    workdir = args.workdir or Path("/tmp") / f"jarvis-search-bench-{int(time.time())}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_directory(args.workdir, "jarvis-search-bench-") as workdir:
         report = run(args, workdir)
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -116,8 +116,7 @@ def _newer_chunks(snapshot: Snapshot, query_vector: Vector) -> NoteScores:
     if snapshot.delta_vectors is None or snapshot.delta_rows.shape[0] == 0:
         return NoteScores.nothing(snapshot.note_count)
     similarities = snapshot.delta_vectors @ np.asarray(query_vector, dtype=np.float32)
-    ids = snapshot.chunk_ids[snapshot.delta_rows]
-    return scores_from_chunks(snapshot, ids, similarities.astype(np.float64))
+    return _scores_from_rows(snapshot, snapshot.delta_rows, similarities.astype(np.float64))
 
 
 def _best_of(first: NoteScores, second: NoteScores) -> NoteScores:
@@ -164,10 +163,17 @@ def scores_from_chunks(
     snapshot: Snapshot, chunk_ids: IntArray, similarities: npt.NDArray[np.float64]
 ) -> NoteScores:
     """Each note's best chunk among the given ones; chunks the snapshot lacks are skipped
-    (written after it was built: the next snapshot has them)."""
-    scores = NoteScores.nothing(snapshot.note_count)
+    (deleted since it was built, or written after: the next snapshot has those)."""
     rows, known = snapshot.rows_of(np.asarray(chunk_ids, dtype=np.int64))
-    rows, values = rows[known], np.asarray(similarities, dtype=np.float64)[known]
+    return _scores_from_rows(snapshot, rows[known], np.asarray(similarities)[known])
+
+
+def _scores_from_rows(
+    snapshot: Snapshot, rows: IntArray, values: npt.NDArray[np.float64]
+) -> NoteScores:
+    """Each note's best chunk among the given chunk rows of the snapshot."""
+    scores = NoteScores.nothing(snapshot.note_count)
+    values = np.asarray(values, dtype=np.float64)
     if rows.shape[0] == 0:
         return scores
     order = np.lexsort((rows, -values))  # best first; ties by chunk row, as the exact path

@@ -23,6 +23,7 @@ half-built one.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -137,24 +138,7 @@ class Snapshot:
         return mask
 
     def without_vectors(self) -> Snapshot:
-        return Snapshot(
-            generation=self.generation,
-            notes=self.notes,
-            starts=self.starts,
-            chunk_notes=self.chunk_notes,
-            chunk_ids=self.chunk_ids,
-            texts=self.texts,
-            headings=self.headings,
-            first_lines=self.first_lines,
-            last_lines=self.last_lines,
-            vectors=None,
-            postings=self.postings,
-            vector_table=self.vector_table,
-            delta_rows=self.delta_rows,
-            delta_vectors=self.delta_vectors,
-            built_at=self.built_at,
-            build_seconds=self.build_seconds,
-        )
+        return dataclasses.replace(self, vectors=None)
 
     def memory_bytes(self) -> int:
         """Roughly what this snapshot holds: arrays plus the chunk text."""

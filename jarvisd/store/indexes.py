@@ -218,6 +218,8 @@ def drop_retired_vector_tables(connection: duckdb.DuckDBPyConnection) -> list[st
         for name in (get_meta(connection, "hnsw.retired") or "").split(",")
         if VECTOR_TABLE_NAME.fullmatch(name)
     ]
+    if not retired:
+        return []  # the usual case: no write at all
     for name in retired:
         connection.execute(f"DROP TABLE IF EXISTS {name}")
     connection.execute("DELETE FROM meta WHERE key = 'hnsw.retired'")
