@@ -25,13 +25,12 @@ from jarvisd.store.records import (
     NoteDetail,
     OutgoingLink,
 )
-from jarvisd.store.schema import FTS_SCHEMA, LATEST_VERSION, VECTOR_INDEX
+from jarvisd.store.schema import FTS_SCHEMA, LATEST_VERSION
 from jarvisd.store.writes import text_hash
 
 __all__ = [
     "FTS_SCHEMA",
     "LATEST_VERSION",
-    "VECTOR_INDEX",
     "Backlink",
     "ChunkMatrix",
     "EmbeddingMismatchError",
