@@ -54,9 +54,9 @@ from jarvisd.config import (
     StorageConfig,
     VaultConfig,
 )
-from jarvisd.embedder import Embedder
-from jarvisd.indexer import Indexer
-from jarvisd.metrics import Metrics
+from jarvisd.indexing.indexer import Indexer
+from jarvisd.model.embedder import Embedder
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search import SearchService
 from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems

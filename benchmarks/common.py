@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from jarvisd.client import ControlClient, DaemonUnreachable
+from jarvisd.cli.client import ControlClient, DaemonUnreachable
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

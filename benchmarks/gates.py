@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO, SHARED_DATA, running_daemon
-from jarvisd.client import ControlClient
+from jarvisd.cli.client import ControlClient
 
 EXAMPLE = REPO / "jarvisd" / "example_vault"
 QUERY = "how do I dial in a shot of espresso"

@@ -37,9 +37,9 @@ from graph_fixtures import build_store, identity  # noqa: E402
 from jarvisd.config import Config  # noqa: E402
 from jarvisd.graph import Neighbourhood  # noqa: E402
 from jarvisd.graph.service import GraphService  # noqa: E402
-from jarvisd.latency import describe  # noqa: E402
 from jarvisd.logs import configure  # noqa: E402
-from jarvisd.metrics import Metrics  # noqa: E402
+from jarvisd.observe.latency import describe  # noqa: E402
+from jarvisd.observe.metrics import Metrics  # noqa: E402
 from jarvisd.pools import Pools  # noqa: E402
 from jarvisd.store import Store  # noqa: E402
 

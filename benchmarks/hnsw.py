@@ -42,7 +42,7 @@ from benchmarks.beir import Run, _doc_id, ndcg_at, scifact_queries
 from benchmarks.common import SHARED_DATA, percentiles, work_directory
 from jarvisd import logs
 from jarvisd.config import Config, EmbeddingConfig, HnswConfig, SearchConfig, StorageConfig
-from jarvisd.embedder import Embedder
+from jarvisd.model.embedder import Embedder
 from jarvisd.search import semantic
 from jarvisd.search.keyword import Stemmer
 from jarvisd.search.ranking import rank

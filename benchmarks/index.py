@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from jarvisd.config import Config
-from jarvisd.embedder import Embedder
-from jarvisd.indexer import Indexer
-from jarvisd.markdown import NoteError, parse_note
-from jarvisd.metrics import Metrics
+from jarvisd.indexing.indexer import Indexer
+from jarvisd.indexing.markdown import NoteError, parse_note
+from jarvisd.indexing.vault import read_note_bytes, scan_vault
+from jarvisd.model.embedder import Embedder
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
-from jarvisd.vault import read_note_bytes, scan_vault
 
 
 def build_config(vault: Path, database: Path, chunk_tokens: int, quantize: str) -> Config:
@@ -154,7 +154,7 @@ async def measure(config: Config) -> dict[str, Any]:
 
 def main() -> None:
     from jarvisd import logs
-    from jarvisd.allocator import limit_arenas
+    from jarvisd.model.allocator import limit_arenas
 
     limit_arenas()  # as the daemon does at start
     logs.configure("warning", "json")  # stdout is the report; the log goes to stderr

@@ -12,7 +12,7 @@ minutes of encoding SciFact on two cores; `--workdir` keeps everything for
 the next run.
 
 Measured over the control socket, client-side (connect, request, JSON reply),
-with threads of `jarvisd.client.ControlClient`:
+with threads of `jarvisd.cli.client.ControlClient`:
 
 - per mode (semantic, keyword, hybrid; graph neighbours at depth 2 when the
   daemon has `/v1/graph`) at 1, 8 and 32 concurrent clients, every query
@@ -45,7 +45,7 @@ import yaml
 
 from benchmarks.beir import scifact_vault
 from benchmarks.common import SHARED_DATA, percentiles, running_daemon, work_directory
-from jarvisd.client import ControlClient, DaemonError
+from jarvisd.cli.client import ControlClient, DaemonError
 
 VAULT_NAME = "scifact"  # the name benchmarks.beir uses, so its database can seed this one
 MODES = ("semantic", "keyword", "hybrid")

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jarvisd.allocator import limit_arenas
+    from jarvisd.model.allocator import limit_arenas
 
     limit_arenas()  # before any thread exists: see allocator.py
     args = _parser().parse_args(argv)

@@ -24,13 +24,13 @@ from jarvisd.api.notes import add_notes_routes
 from jarvisd.api.search import add_search_routes
 from jarvisd.api.server import AppServer, SocketError, prepare_socket_path
 from jarvisd.config import Config, ConfigDiff, ConfigError, diff_configs, load_config, masked
-from jarvisd.indexer import Indexer, RunReport
+from jarvisd.indexing.indexer import Indexer, RunReport
 from jarvisd.jobs import JobScheduler
 from jarvisd.knowledge import Knowledge
 from jarvisd.lifecycle import State
 from jarvisd.lockfile import LockFile
-from jarvisd.metrics import Metrics
-from jarvisd.observer import Observer
+from jarvisd.observe.metrics import Metrics
+from jarvisd.observe.observer import Observer
 from jarvisd.pools import Pools
 from jarvisd.systemd import Notifier
 

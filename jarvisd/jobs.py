@@ -20,7 +20,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from jarvisd.config import ScheduleConfig, parse_schedule
 from jarvisd.logs import get_logger
-from jarvisd.metrics import Metrics
+from jarvisd.observe.metrics import Metrics
 
 log = get_logger("jarvisd.jobs")
 

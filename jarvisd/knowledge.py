@@ -15,17 +15,17 @@ from collections.abc import Coroutine
 from typing import Any
 
 from jarvisd.config import Config, ConfigDiff
-from jarvisd.embedder import Embedder
 from jarvisd.graph.service import GraphService
-from jarvisd.indexer import Indexer, RunReport
+from jarvisd.indexing.indexer import Indexer, RunReport
+from jarvisd.indexing.watcher import VaultWatcher
 from jarvisd.jobs import JobScheduler
 from jarvisd.logs import get_logger
-from jarvisd.memory import MemoryMode
-from jarvisd.metrics import Metrics
+from jarvisd.model.embedder import Embedder
+from jarvisd.observe.memory import MemoryMode
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search import SearchService
 from jarvisd.store import Store
-from jarvisd.watcher import VaultWatcher
 
 log = get_logger("jarvisd.knowledge")
 

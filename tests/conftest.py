@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from jarvisd.client import ControlClient, DaemonUnreachable
+from jarvisd.cli.client import ControlClient, DaemonUnreachable
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

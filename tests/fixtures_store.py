@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from jarvisd.config import HnswConfig, StorageConfig
-from jarvisd.markdown import link_key
-from jarvisd.notes import Chunk, Heading, Link, ParsedNote
+from jarvisd.indexing.markdown import link_key
+from jarvisd.indexing.parsed import Chunk, Heading, Link, ParsedNote
 
 DIMENSION = 384
 

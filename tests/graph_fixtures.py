@@ -14,7 +14,7 @@ import numpy as np
 from fixtures_store import DIMENSION, storage_config, unit_vectors
 
 from jarvisd.config import Config
-from jarvisd.markdown import parse_note
+from jarvisd.indexing.markdown import parse_note
 from jarvisd.store import Store
 
 # vault -> path -> text. Links: a -> b, c, Ghost; b -> c, a (a cycle); c -> d;

@@ -6,10 +6,10 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from jarvisd.alerts import AlertEngine, AlertInputs
 from jarvisd.config import AlertsConfig, MemoryConfig
-from jarvisd.memory import MemoryMonitor
-from jarvisd.metrics import Metrics
+from jarvisd.observe.alerts import AlertEngine, AlertInputs
+from jarvisd.observe.memory import MemoryMonitor
+from jarvisd.observe.metrics import Metrics
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20+00:00
 

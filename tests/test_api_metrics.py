@@ -13,7 +13,6 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from jarvisd import __version__
-from jarvisd.alerts import AlertEngine, AlertInputs
 from jarvisd.api.metrics import (
     HealthCache,
     ObservabilityProvider,
@@ -21,8 +20,9 @@ from jarvisd.api.metrics import (
     create_metrics_app,
 )
 from jarvisd.config import AlertsConfig, MemoryConfig
-from jarvisd.memory import MemoryMonitor, accelerator_memory, gc_collect
-from jarvisd.metrics import Metrics
+from jarvisd.observe.alerts import AlertEngine, AlertInputs
+from jarvisd.observe.memory import MemoryMonitor, accelerator_memory, gc_collect
+from jarvisd.observe.metrics import Metrics
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]

@@ -30,7 +30,7 @@ from jarvisd.cli.observe import (
     sparkline,
 )
 from jarvisd.cli.top import Snapshot, View, frame
-from jarvisd.memory import SAMPLE_FIELDS
+from jarvisd.observe.memory import SAMPLE_FIELDS
 
 Start = Callable[..., DaemonProcess]
 serial = pytest.mark.serial

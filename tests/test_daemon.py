@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import DaemonProcess
 
-from jarvisd.client import ControlClient, DaemonError
+from jarvisd.cli.client import ControlClient, DaemonError
 
 pytestmark = pytest.mark.serial
 

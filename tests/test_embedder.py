@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from jarvisd.config import EmbeddingConfig
-from jarvisd.embedder import (
+from jarvisd.model.embedder import (
     Embedder,
     ModelNotFoundError,
     probe_dimension,
@@ -58,7 +58,7 @@ def cosine(left: np.ndarray, right: np.ndarray) -> float:
 
 def test_importing_the_embedder_imports_no_torch() -> None:
     result = run_python(
-        "import sys, jarvisd.embedder\n"
+        "import sys, jarvisd.model.embedder\n"
         "heavy = ('torch', 'sentence_transformers', 'transformers')\n"
         "print([name for name in heavy if name in sys.modules])"
     )
@@ -74,7 +74,7 @@ def test_a_model_that_is_not_on_disk_fails_fast_without_the_network(model: str) 
         "import os, sys\n"
         "for key in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE'): os.environ.pop(key, None)\n"
         "from jarvisd.config import EmbeddingConfig\n"
-        "from jarvisd.embedder import Embedder, ModelNotFoundError\n"
+        "from jarvisd.model.embedder import Embedder, ModelNotFoundError\n"
         f"embedder = Embedder(EmbeddingConfig(model={model!r}, batch_size=8))\n"
         "try:\n"
         "    embedder.load()\n"
@@ -303,7 +303,7 @@ def test_plain_model_folder_runs_without_sentence_transformers() -> None:
     probe = (
         "import sys, json\n"
         "from jarvisd.config import Config\n"
-        "from jarvisd.embedder import Embedder\n"
+        "from jarvisd.model.embedder import Embedder\n"
         "e = Embedder(Config().embedding)\n"
         "texts = ['Espresso needs a fine, even grind.', 'word ' * 400, 'x']\n"
         "print(json.dumps({'vectors': e.encode(texts).tolist(),\n"

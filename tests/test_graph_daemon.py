@@ -17,7 +17,7 @@ from boltstub import BoltStub, requires_boltstub
 from conftest import DaemonProcess, base_config, ctl
 from graph_fixtures import CONTRACT_VAULTS, build_store, write_vault
 
-from jarvisd.client import ControlClient, DaemonError
+from jarvisd.cli.client import ControlClient, DaemonError
 from jarvisd.graph.neo4j_queries import OUTGOING
 
 pytestmark = pytest.mark.serial

@@ -17,7 +17,7 @@ from jarvisd.config import Config
 from jarvisd.graph import GraphUnavailable, InvalidGraphQuery, Projection, SyncReport
 from jarvisd.graph.service import GraphService
 from jarvisd.graph.sync import GraphSync
-from jarvisd.metrics import Metrics
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
 

@@ -18,13 +18,13 @@ import pytest
 from graph_fixtures import CONTRACT_VAULTS, build_store, write_vault
 
 from jarvisd.config import Config, GraphConfig, ThreadsConfig
-from jarvisd.embedder import Embedder
 from jarvisd.graph import DIRECTIONS, NoteNotFound
 from jarvisd.graph.duckdb import DuckDBGraph
 from jarvisd.graph.service import GraphService
 from jarvisd.graph.snapshot import Snapshots, VaultGraph, read_vault_graph
-from jarvisd.indexer import Indexer, RunReport
-from jarvisd.metrics import Metrics
+from jarvisd.indexing.indexer import Indexer, RunReport
+from jarvisd.model.embedder import Embedder
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
 

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from conftest import SHARED_DATA, DaemonProcess, base_config, ctl
 
-from jarvisd.client import DaemonUnreachable
+from jarvisd.cli.client import DaemonUnreachable
 
 pytestmark = pytest.mark.serial
 Start = Callable[..., DaemonProcess]

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from jarvisd.config import Config
-from jarvisd.embedder import Embedder
-from jarvisd.indexer import Indexer, RunReport
-from jarvisd.metrics import Metrics
+from jarvisd.indexing.indexer import Indexer, RunReport
+from jarvisd.model.embedder import Embedder
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
 

@@ -8,7 +8,7 @@ import pytest
 
 from jarvisd.config import ScheduleConfig
 from jarvisd.jobs import JobError, JobScheduler
-from jarvisd.metrics import Metrics
+from jarvisd.observe.metrics import Metrics
 
 
 def schedule(**values: str | None) -> ScheduleConfig:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from jarvisd.latency import LatencyTracker, RequestStats, percentile, status_class
+from jarvisd.observe.latency import LatencyTracker, RequestStats, percentile, status_class
 
 
 def test_percentile_interpolates_linearly() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from jarvisd.config import example_vault_path
-from jarvisd.links import LinkResolver
-from jarvisd.markdown import link_key, parse_note
-from jarvisd.notes import ParsedNote
+from jarvisd.indexing.links import LinkResolver
+from jarvisd.indexing.markdown import link_key, parse_note
+from jarvisd.indexing.parsed import ParsedNote
 
 OBSIDIAN_HELP = Path(__file__).resolve().parents[2] / "shared" / "data" / "obsidian-help"
 

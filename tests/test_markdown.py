@@ -11,8 +11,8 @@ import textwrap
 import pytest
 
 from jarvisd.config import example_vault_path
-from jarvisd.markdown import NoteError, estimate_tokens, link_key, parse_note
-from jarvisd.notes import Chunk, Link, ParsedNote
+from jarvisd.indexing.markdown import NoteError, estimate_tokens, link_key, parse_note
+from jarvisd.indexing.parsed import Chunk, Link, ParsedNote
 
 
 def note(text: str, path: str = "Folder/Note.md") -> ParsedNote:

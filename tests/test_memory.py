@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from jarvisd.config import GcConfig, MemoryConfig, MemoryModesConfig
-from jarvisd.memory import (
+from jarvisd.observe.memory import (
     MemoryMode,
     MemoryMonitor,
     accelerator_memory,
@@ -22,7 +22,7 @@ from jarvisd.memory import (
     gc_collect,
     linear_slope,
 )
-from jarvisd.metrics import MEMORY_MODES, Metrics
+from jarvisd.observe.metrics import MEMORY_MODES, Metrics
 
 GB = 1_000_000_000
 TB = 1000 * GB

@@ -12,7 +12,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jarvisd.config import AlertsConfig
-from jarvisd.metrics import MEMORY_MODES, SEARCH_OPERATION, Metrics
+from jarvisd.observe.metrics import MEMORY_MODES, SEARCH_OPERATION, Metrics
 from jarvisd.units import parse_duration
 
 RULES_FILE = Path(__file__).resolve().parents[1] / "packaging" / "prometheus" / "jarvis-alerts.yml"

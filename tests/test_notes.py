@@ -12,7 +12,7 @@ import pytest
 from graph_fixtures import build_store, write_vault
 
 from jarvisd.config import Config, ThreadsConfig
-from jarvisd.notes_service import BadNoteRequest, NoteNotFoundError, NotesService
+from jarvisd.notes.service import BadNoteRequest, NoteNotFoundError, NotesService
 from jarvisd.pools import Pools
 
 NOTES = {

@@ -24,7 +24,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from jarvisd import __version__
-from jarvisd.client import DaemonError
+from jarvisd.cli.client import DaemonError
 
 pytestmark = pytest.mark.serial
 Start = Callable[..., DaemonProcess]

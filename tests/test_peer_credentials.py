@@ -19,7 +19,7 @@ from conftest import DaemonProcess
 
 from jarvisd.api.control import create_control_app
 from jarvisd.api.server import AppServer, prepare_socket_path
-from jarvisd.client import ControlClient, DaemonError, DaemonUnreachable
+from jarvisd.cli.client import ControlClient, DaemonError, DaemonUnreachable
 from jarvisd.config import Config, parse_config
 from jarvisd.daemon import Daemon
 

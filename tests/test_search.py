@@ -26,11 +26,11 @@ from jarvisd.config import (
     StorageConfig,
     VaultConfig,
 )
-from jarvisd.embedder import Embedder
-from jarvisd.indexer import Indexer
-from jarvisd.intraop import IntraOpThreads
-from jarvisd.memory import MemoryMode
-from jarvisd.metrics import Metrics
+from jarvisd.indexing.indexer import Indexer
+from jarvisd.model.embedder import Embedder
+from jarvisd.model.intraop import IntraOpThreads
+from jarvisd.observe.memory import MemoryMode
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search import SearchError, SearchService
 from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems, tokenize

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import DaemonProcess, ctl
 
-from jarvisd.client import DaemonError
+from jarvisd.cli.client import DaemonError
 
 pytestmark = [pytest.mark.serial, pytest.mark.slow]
 Start = Callable[..., DaemonProcess]

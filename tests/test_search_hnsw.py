@@ -29,9 +29,9 @@ from jarvisd.config import (
     StorageConfig,
     VaultConfig,
 )
-from jarvisd.embedder import Embedder
-from jarvisd.indexer import Indexer
-from jarvisd.metrics import Metrics
+from jarvisd.indexing.indexer import Indexer
+from jarvisd.model.embedder import Embedder
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search import SearchService, semantic
 from jarvisd.search.keyword import Stemmer

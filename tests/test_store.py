@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from fixtures_store import DIMENSION, link, make_note, storage_config, unit_vectors, vectors_for
 
-from jarvisd.notes import Chunk
+from jarvisd.indexing.parsed import Chunk
 from jarvisd.store import (
     LATEST_VERSION,
     EmbeddingMismatchError,
@@ -445,7 +445,7 @@ def test_checkpoint_after_bm25_rebuild_with_an_idle_reader(tmp_path: Path) -> No
     import numpy as np
 
     from jarvisd.config import Config
-    from jarvisd.markdown import parse_note
+    from jarvisd.indexing.markdown import parse_note
 
     store = Store(tmp_path / "idle.duckdb", Config().storage, 384)
     note = parse_note("a.md", b"# A\n\nhello world [[b]]")

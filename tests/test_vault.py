@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jarvisd.config import example_vault_path
-from jarvisd.vault import (
+from jarvisd.indexing.vault import (
     FileInfo,
     PathOutsideVault,
     Skipped,

@@ -24,7 +24,7 @@ from jarvisd.api.peercred import peer_uid
 from jarvisd.config import Config
 from jarvisd.jobs import JobError
 from jarvisd.logs import get_logger
-from jarvisd.metrics import Metrics
+from jarvisd.observe.metrics import Metrics
 
 log = get_logger("jarvisd.api")
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from jarvisd.api.errors import ApiError, bad_request, json_ok
 from jarvisd.graph import GraphError
 from jarvisd.graph.service import DEFAULT_LIMIT, GraphService
-from jarvisd.notes_service import NoteError
+from jarvisd.notes.service import NoteError
 
 GRAPH: web.AppKey[GraphService] = web.AppKey("graph")
 routes = web.RouteTableDef()

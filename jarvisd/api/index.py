@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from jarvisd.api.errors import ApiError, json_ok
-from jarvisd.indexer import Indexer
+from jarvisd.indexing.indexer import Indexer
 
 
 class IndexTarget(Protocol):

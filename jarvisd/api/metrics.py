@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from jarvisd.api.errors import HTTP_CODES, error_response, json_ok
-from jarvisd.metrics import Metrics
+from jarvisd.observe.metrics import Metrics
 
 _log = structlog.get_logger("jarvisd.api.metrics")
 

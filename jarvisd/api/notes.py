@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from jarvisd.api.errors import ApiError, bad_request, json_ok
-from jarvisd.notes_service import NoteError, NotesService
+from jarvisd.notes.service import NoteError, NotesService
 
 NOTES: web.AppKey[NotesService] = web.AppKey("notes")
 routes = web.RouteTableDef()

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from jarvisd.client import ControlClient, DaemonError, DaemonUnreachable
+from jarvisd.cli.client import ControlClient, DaemonError, DaemonUnreachable
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 

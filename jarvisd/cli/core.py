@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jarvisd.cli import render
-from jarvisd.client import ControlClient
+from jarvisd.cli.client import ControlClient
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]

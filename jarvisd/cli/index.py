@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from jarvisd.cli import render
-from jarvisd.client import ControlClient
+from jarvisd.cli.client import ControlClient
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]

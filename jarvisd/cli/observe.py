@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jarvisd.cli import render
-from jarvisd.client import ControlClient
+from jarvisd.cli.client import ControlClient
 from jarvisd.units import human_bytes
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXPORT_SUFFIXES = (".json", ".csv")
-# The columns of an exported sample, in the order of jarvisd.memory.Sample (a test keeps
-# them in step; importing jarvisd.memory here would pull in psutil and pydantic).
+# The columns of an exported sample, in the order of jarvisd.observe.memory.Sample (a test keeps
+# them in step; importing jarvisd.observe.memory here would pull in psutil and pydantic).
 EXPORT_FIELDS = (
     "time",
     "timestamp",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from jarvisd.cli import render
+from jarvisd.cli.client import ControlClient, DaemonError, DaemonUnreachable
 from jarvisd.cli.observe import (
     MODE_STYLES,
     bar_chart,
@@ -32,7 +33,6 @@ from jarvisd.cli.observe import (
     sparkline,
     styled,
 )
-from jarvisd.client import ControlClient, DaemonError, DaemonUnreachable
 from jarvisd.units import human_bytes
 
 if TYPE_CHECKING:

@@ -28,10 +28,10 @@ from jarvisd.graph import (
     check_direction,
     create_graph_store,
 )
-from jarvisd.indexer import Indexer
+from jarvisd.indexing.indexer import Indexer
 from jarvisd.logs import get_logger
-from jarvisd.metrics import Metrics
-from jarvisd.notes_service import NotesService
+from jarvisd.notes.service import NotesService
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
 

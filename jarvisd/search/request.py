@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from jarvisd.config import SearchConfig
-from jarvisd.markdown import normalize_tag
+from jarvisd.indexing.markdown import normalize_tag
 
 Mode = Literal["hybrid", "semantic", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "semantic", "keyword")

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from jarvisd.config import Config
-from jarvisd.embedder import Embedder, EmbedderError
 from jarvisd.logs import get_logger
-from jarvisd.memory import MemoryMode
-from jarvisd.metrics import Metrics
+from jarvisd.model.embedder import Embedder, EmbedderError
+from jarvisd.observe.memory import MemoryMode
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search.cache import ResultCache
 from jarvisd.search.keyword import Stemmer

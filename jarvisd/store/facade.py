@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from jarvisd.config import StorageConfig, VaultConfig
+from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.logs import get_logger
-from jarvisd.notes import ParsedNote
 from jarvisd.store import indexes, linking, reads, schema, vectors, writes
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError

@@ -1,6 +1,6 @@
 """Link resolution in bulk: the keys to resolve out, the resolved targets back in.
 
-Resolution itself is Python (`jarvisd.links.LinkResolver`, Obsidian's rules).
+Resolution itself is Python (`jarvisd.indexing.links.LinkResolver`, Obsidian's rules).
 Which note a key means can depend on the linking note's folder, so keys are
 resolved per (linking note, key) pair. The answers go back as one scanned
 JSON document and one UPDATE ... FROM, never row by row: 100,000 links take a
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import duckdb
 
-from jarvisd.links import LinkResolver
+from jarvisd.indexing.links import LinkResolver
 from jarvisd.store.connection import first_row
 from jarvisd.store.records import LinkKey
 

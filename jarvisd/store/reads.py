@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from jarvisd.notes import Heading, LinkKind
+from jarvisd.indexing.parsed import Heading, LinkKind
 from jarvisd.store.connection import first_row
 from jarvisd.store.records import Backlink, ChunkMatrix, FileState, NoteDetail, OutgoingLink
 

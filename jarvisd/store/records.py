@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from jarvisd.notes import Heading, LinkKind
+from jarvisd.indexing.parsed import Heading, LinkKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from jarvisd.notes import ParsedNote
+from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.store.connection import first_row
 
 VECTOR_VIEW = "note_vector_values"

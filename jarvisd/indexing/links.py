@@ -17,7 +17,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from jarvisd.markdown import link_key
+from jarvisd.indexing.markdown import link_key
 
 __all__ = ["LinkResolver"]
 
@@ -28,7 +28,7 @@ def _preference(path: str) -> tuple[int, int, str, str]:
 
 
 class LinkResolver:
-    """Maps link keys (see `jarvisd.markdown.link_key`) to vault-relative note paths."""
+    """Maps link keys (see `jarvisd.indexing.markdown.link_key`) to vault-relative note paths."""
 
     __slots__ = ("_by_alias", "_by_path", "_by_suffix")
 

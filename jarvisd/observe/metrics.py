@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 
 from jarvisd import __version__
-from jarvisd.latency import LatencyTracker, RequestStats
+from jarvisd.observe.latency import LatencyTracker, RequestStats
 
 # Latency buckets from 1 ms to 30 s: fine at the low end, where searches live.
 LATENCY_BUCKETS = (
@@ -51,7 +51,7 @@ LATENCY_BUCKETS = (
 )
 JOB_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
-# Label values of jarvis_memory_mode; jarvisd.memory.MemoryMode uses the same
+# Label values of jarvis_memory_mode; jarvisd.observe.memory.MemoryMode uses the same
 # spellings (a test keeps them in step; this module cannot import memory).
 MEMORY_MODES = ("FULL", "LITE", "MINIMAL")
 # Label values of jarvis_model_loaded / jarvis_model_memory_bytes.

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jarvisd.notes import Chunk, Heading
+from jarvisd.indexing.parsed import Chunk, Heading
 
 TokenCounter = Callable[[str], int]
 

@@ -35,10 +35,10 @@ import psutil
 import structlog
 
 from jarvisd.config import GcConfig, MemoryConfig, MemoryModesConfig
-from jarvisd.metrics import Metrics
+from jarvisd.observe.metrics import Metrics
 from jarvisd.units import human_bytes
 
-_log = structlog.get_logger("jarvisd.memory")
+_log = structlog.get_logger("jarvisd.observe.memory")
 
 
 class MemoryMode(enum.Enum):

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 
 from jarvisd.config import Config, VaultConfig
-from jarvisd.embedder import Embedder
+from jarvisd.indexing.planner import Plan, plan_vault, read_and_parse
 from jarvisd.logs import get_logger
-from jarvisd.metrics import Metrics
-from jarvisd.planner import Plan, plan_vault, read_and_parse
+from jarvisd.model.embedder import Embedder
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
 
-log = get_logger("jarvisd.indexer")
+log = get_logger("jarvisd.indexing.indexer")
 
 WINDOW_FILES = 48  # files parsed, encoded and written together
 MAX_SKIPPED_LISTED = 50

@@ -23,10 +23,10 @@ from typing import Any, Literal
 import structlog
 
 from jarvisd.config import AlertRule, AlertsConfig
-from jarvisd.memory import Sample
-from jarvisd.metrics import SEARCH_OPERATION, Metrics
+from jarvisd.observe.memory import Sample
+from jarvisd.observe.metrics import SEARCH_OPERATION, Metrics
 
-_log = structlog.get_logger("jarvisd.alerts")
+_log = structlog.get_logger("jarvisd.observe.alerts")
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

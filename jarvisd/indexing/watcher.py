@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from jarvisd.config import Config
+from jarvisd.indexing.vault import compile_excludes
 from jarvisd.logs import get_logger
-from jarvisd.vault import compile_excludes
 
-log = get_logger("jarvisd.watcher")
+log = get_logger("jarvisd.indexing.watcher")
 
 
 class VaultWatcher:

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from jarvisd.config import IndexingConfig, VaultConfig
-from jarvisd.markdown import NoteError, parse_note
-from jarvisd.notes import ParsedNote
+from jarvisd.indexing.markdown import NoteError, parse_note
+from jarvisd.indexing.parsed import ParsedNote
+from jarvisd.indexing.vault import FileInfo, PathOutsideVault, Skipped, read_note_bytes, scan_vault
 from jarvisd.store import Store, text_hash
-from jarvisd.vault import FileInfo, PathOutsideVault, Skipped, read_note_bytes, scan_vault
 
 HASH_BLOCK = 1 << 20
 

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 import yaml
 
-from jarvisd.chunking import (
+from jarvisd.indexing.chunking import (
     INLINE_CODE,
     WIKILINK,
     Block,
@@ -33,7 +33,7 @@ from jarvisd.chunking import (
     estimate_tokens,
     title_chunk,
 )
-from jarvisd.notes import Heading, Link, ParsedNote
+from jarvisd.indexing.parsed import Heading, Link, ParsedNote
 
 __all__ = ["NoteError", "estimate_tokens", "link_key", "parse_note"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from jarvisd.config import Config, VaultConfig
+from jarvisd.indexing.vault import PathOutsideVault, read_note_bytes, resolve_in_vault
 from jarvisd.pools import Pools
 from jarvisd.store import NoteDetail, Store
 from jarvisd.store.connection import first_row
-from jarvisd.vault import PathOutsideVault, read_note_bytes, resolve_in_vault
 
 MAX_CANDIDATES = 20
 

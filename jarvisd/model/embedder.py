@@ -27,10 +27,10 @@ import numpy as np
 import numpy.typing as npt
 from cachetools import LRUCache
 
-from jarvisd.allocator import trim
 from jarvisd.config import EmbeddingConfig
-from jarvisd.intraop import IntraOpThreads
 from jarvisd.logs import get_logger
+from jarvisd.model.allocator import trim
+from jarvisd.model.intraop import IntraOpThreads
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -41,7 +41,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-log = get_logger("jarvisd.embedder")
+log = get_logger("jarvisd.model.embedder")
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_NAMES = frozenset({BUNDLED_MODEL, "sentence-transformers/all-MiniLM-L6-v2"})
@@ -193,7 +193,7 @@ def _load_model(path: Path, config: EmbeddingConfig, device: str) -> SentenceTra
 
 def _direct_or_sentence_transformer(path: Path, device: str) -> SentenceTransformer:
     """A plain Transformer+Pooling folder runs without sentence-transformers (see encoder.py)."""
-    from jarvisd.encoder import TransformerEncoder, plain_layout
+    from jarvisd.model.encoder import TransformerEncoder, plain_layout
 
     layout = plain_layout(path)
     if layout is not None:

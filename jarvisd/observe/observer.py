@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from jarvisd import __version__
-from jarvisd.alerts import AlertEngine, AlertInputs
 from jarvisd.config import Config
 from jarvisd.logs import get_logger
-from jarvisd.memory import (
+from jarvisd.observe.alerts import AlertEngine, AlertInputs
+from jarvisd.observe.memory import (
     MemoryMode,
     MemoryMonitor,
     ModeCallback,
@@ -25,10 +25,10 @@ from jarvisd.memory import (
     apply_gc,
     gc_collect,
 )
-from jarvisd.metrics import Metrics
+from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 
-log = get_logger("jarvisd.observer")
+log = get_logger("jarvisd.observe.observer")
 
 
 class Observer:

@@ -104,7 +104,7 @@ class Link:
     points to, already normalised against the note's folder (a wikilink
     written as a relative path, `../Note`, is normalised the same way).
     `key` is the normalised lookup key used to resolve it (see
-    `jarvisd.markdown.link_key`).
+    `jarvisd.indexing.markdown.link_key`).
     """
 
     target: str

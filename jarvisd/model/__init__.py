@@ -1,0 +1,1 @@
+"""The embedding model: loading from disk, batching, int8, thread teams, the allocator."""
