@@ -209,3 +209,75 @@ def test_schedules() -> None:
     assert parse_schedule("off") is None
     with pytest.raises(ValueError):
         parse_schedule("0s")
+
+
+@pytest.mark.parametrize(
+    ("section", "feature"),
+    [
+        ("llm", "question answering with a local LLM"),
+        ("templates", "question templates"),
+        ("ask", "question answering"),
+    ],
+)
+def test_sections_of_features_not_in_this_version_are_refused_and_say_so(
+    section: str, feature: str
+) -> None:
+    text = f"search:\n  default_limit: 5\n{section}:\n  enabled: true\n  model: /nowhere\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "old.yaml")
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{section} (line 3): this section configures {feature}")
+    assert "not in this version of jarvisd" in problem
+    assert "unknown key" not in problem
+
+
+def test_the_documented_file_names_no_feature_this_version_lacks() -> None:
+    documented = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    assert not {"llm", "templates", "ask"} & set(documented)
+    assert not {"llm", "templates", "ask"} & set(Config.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("metric", "written", "compared"),
+    [
+        ("rss_bytes", "100MB", 100_000_000.0),
+        ("rss_bytes", "1.5GiB", 1.5 * 1024**3),
+        ("rss_bytes", 2_000_000, 2_000_000.0),
+        ("search_latency_p95_seconds", "2s", 2.0),
+        ("search_latency_p95_seconds", "250ms", 0.25),
+        ("index_staleness_seconds", "2h", 7200.0),
+        ("memory_percent", "80%", 80.0),
+        ("cpu_percent", 90, 90.0),
+        ("error_rate", "5%", 0.05),
+        ("error_rate", "0.05", 0.05),
+        ("job_failures", "0", 0.0),
+    ],
+)
+def test_alert_thresholds_take_the_unit_of_their_metric(
+    metric: str, written: object, compared: float
+) -> None:
+    rule = {"name": "r", "metric": metric, "threshold": written}
+    config = parse_config(yaml.safe_dump({"alerts": {"rules": [rule]}}))
+    assert config.alerts.rules[0].threshold == pytest.approx(compared)
+
+
+@pytest.mark.parametrize(
+    ("metric", "written", "expected"),
+    [
+        ("rss_bytes", "lots", "rss_bytes takes a size like '512MB'"),
+        ("rss_bytes", "2s", "rss_bytes takes a size"),
+        ("search_latency_p95_seconds", "100MB", "takes a duration like '2s'"),
+        ("cpu_percent", "2s", "cpu_percent takes a percentage like 80 or '80%'"),
+        ("job_failures", "3MB", "job_failures takes a number, got '3MB'"),
+        ("rss_bytes", True, "not a boolean"),
+    ],
+)
+def test_an_alert_threshold_in_the_wrong_unit_is_a_located_error(
+    metric: str, written: object, expected: str
+) -> None:
+    rule = {"name": "r", "metric": metric, "threshold": written}
+    text = yaml.safe_dump({"alerts": {"rules": [rule]}}, sort_keys=False)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "alerts.yaml")
+    assert "alerts.rules[0].threshold (line" in str(caught.value)
+    assert expected in str(caught.value)

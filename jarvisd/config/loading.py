@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from jarvisd.config.model import Config
+from jarvisd.config.model import UNSUPPORTED_SECTIONS, Config
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -70,7 +70,7 @@ def _problems(error: ValidationError, lines: Mapping[tuple[str | int, ...], int]
         loc = tuple("for" if part == "for_" else part for part in loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling against etc/jarvis.yaml)"
+            message = _unknown_key(loc)
         line = None
         probe = loc
         while probe and line is None:
@@ -80,6 +80,16 @@ def _problems(error: ValidationError, lines: Mapping[tuple[str | int, ...], int]
         at = f" (line {line})" if line else ""
         problems.append(f"{where}{at}: {message}")
     return problems
+
+
+def _unknown_key(loc: tuple[str | int, ...]) -> str:
+    if len(loc) == 1 and str(loc[0]) in UNSUPPORTED_SECTIONS:
+        feature = UNSUPPORTED_SECTIONS[str(loc[0])]
+        return (
+            f"this section configures {feature}, which is not in this version of "
+            "jarvisd; remove it (it would do nothing)"
+        )
+    return "unknown key (check the spelling against etc/jarvis.yaml)"
 
 
 def _is_internal_loc(part: object) -> bool:

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -314,30 +315,6 @@ class GraphConfig(Section):
     neo4j: Neo4jConfig = Field(default_factory=Neo4jConfig)
 
 
-# --------------------------------------------------------------------- llm / templates
-
-
-class LlmConfig(Section):
-    enabled: bool = Field(default=False, description="Answer questions with a local LLM.")
-    model: UserPath | None = Field(
-        default=None, description="Path to a local mlx-lm model folder. Never downloaded."
-    )
-    max_tokens: int = Field(default=256, ge=1, le=8192, description="Longest answer in tokens.")
-    temperature: float = Field(default=0.2, ge=0.0, le=2.0, description="Sampling temperature.")
-    idle_unload: Duration = Field(
-        default=600.0, description="Unload the LLM after this long without a question."
-    )
-
-
-class TemplatesConfig(Section):
-    threshold: float = Field(
-        default=0.7, ge=0.0, le=1.0, description="Similarity a question needs to match a template."
-    )
-    file: UserPath | None = Field(
-        default=None, description="YAML file of question templates; null: none."
-    )
-
-
 # ------------------------------------------------------------------ threads / gc / memory
 
 
@@ -401,11 +378,55 @@ ALERT_METRICS: dict[str, str] = {
 }
 
 
+# How a threshold may be spelled besides a bare number: in the unit its metric is
+# measured in (the sample is compared in bytes, seconds, percent or a 0..1 share).
+ALERT_UNITS: dict[str, Literal["size", "duration", "percent", "share"]] = {
+    "memory_percent": "percent",
+    "rss_bytes": "size",
+    "cpu_percent": "percent",
+    "search_latency_p95_seconds": "duration",
+    "error_rate": "share",
+    "index_staleness_seconds": "duration",
+}
+_SPELLINGS = {
+    "size": "a size like '512MB' or '2GB' (or a number of bytes)",
+    "duration": "a duration like '2s' or '250ms' (or a number of seconds)",
+    "percent": "a percentage like 80 or '80%'",
+    "share": "a share between 0 and 1 like 0.05, or '5%'",
+    None: "a number",
+}
+_PERCENT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_threshold(metric: str, value: object) -> object:
+    """A threshold in its metric's unit (`512MB`, `2s`, `80%`) as the number compared."""
+    unit = ALERT_UNITS.get(metric)
+    if isinstance(value, bool):
+        raise ValueError(f"{metric} takes {_SPELLINGS[unit]}, not a boolean")
+    if not isinstance(value, str):
+        return value
+    try:
+        if unit == "size":
+            return float(parse_size(value))
+        if unit == "duration":
+            return parse_duration(value)
+        percent = _PERCENT.match(value)
+        if unit in ("percent", "share") and percent:
+            return float(percent.group(1)) / (100.0 if unit == "share" else 1.0)
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{metric} takes {_SPELLINGS[unit]}, got {value!r}") from None
+
+
 class AlertRule(Section):
     name: str = Field(description="Unique rule name, used as the metric label.")
     metric: str = Field(description="One of: " + ", ".join(ALERT_METRICS) + ".")
     op: Literal[">", ">=", "<", "<="] = Field(default=">", description="Comparison.")
-    threshold: float = Field(description="Value the metric is compared with.")
+    threshold: float = Field(
+        description="Value the metric is compared with, in its unit: a size for rss_bytes "
+        "('512MB'), a duration for the *_seconds metrics ('2s'), '80%' for the percent "
+        "metrics and error_rate ('5%' is 0.05), or a bare number."
+    )
     for_: Duration = Field(
         default=0.0, alias="for", description="How long the condition must hold before firing."
     )
@@ -421,6 +442,12 @@ class AlertRule(Section):
         if value not in ALERT_METRICS:
             raise ValueError(f"unknown metric {value!r}; known: {', '.join(ALERT_METRICS)}")
         return value
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_in_unit(cls, value: object, info: ValidationInfo) -> object:
+        metric = info.data.get("metric")
+        return parse_threshold(metric, value) if isinstance(metric, str) else value
 
 
 def _default_rules() -> list[AlertRule]:
@@ -523,6 +550,17 @@ class LoggingConfig(Section):
     )
 
 
+# ------------------------------------------------------------------ retired sections
+
+# Sections an earlier etc/jarvis.yaml documented for features this version does not
+# have. Naming one is an error that says so, rather than a setting that does nothing.
+UNSUPPORTED_SECTIONS: dict[str, str] = {
+    "llm": "question answering with a local LLM",
+    "templates": "question templates",
+    "ask": "question answering",
+}
+
+
 # ----------------------------------------------------------------------------- root
 
 
@@ -535,8 +573,6 @@ class Config(Section):
     indexing: IndexingConfig = Field(default_factory=IndexingConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     graph: GraphConfig = Field(default_factory=GraphConfig)
-    llm: LlmConfig = Field(default_factory=LlmConfig)
-    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
     gc: GcConfig = Field(default_factory=GcConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
