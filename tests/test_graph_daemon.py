@@ -121,6 +121,40 @@ def test_jarvisctl_graph_and_note(start_daemon: Start, short_tmp: Path) -> None:
     assert ctl(daemon, "graph").returncode == 2
 
 
+def test_several_vaults_unknown_vaults_and_dates_out_of_range(
+    start_daemon: Start, short_tmp: Path
+) -> None:
+    roots = {name: write_vault(short_tmp / name, CONTRACT_VAULTS[name]) for name in ("v", "w")}
+    vaults = [{"name": name, "path": str(root)} for name, root in roots.items()]
+    config = base_config(short_tmp, vaults=vaults)
+    build_store(Path(config["storage"]["database"]), roots).close()
+    daemon = start_daemon(config)
+    routes: list[tuple[str, dict[str, str]]] = [
+        ("/v1/search", {"q": "alone", "mode": "keyword"}),
+        ("/v1/notes", {"path": "a.md"}),
+        ("/v1/graph/links", {"path": "a.md"}),
+        ("/v1/graph/backlinks", {"path": "a.md"}),
+        ("/v1/graph/neighbours", {"path": "a.md"}),
+        ("/v1/graph/path", {"from": "a.md", "to": "b.md"}),
+        ("/v1/graph/unresolved", {}),
+        ("/v1/graph/orphans", {}),
+    ]
+    for route, query in routes:
+        unknown = error_of(daemon.client, route, vault="nosuch", **query)
+        assert (unknown.status, unknown.code) == (404, "not_found"), route
+        assert "no vault named 'nosuch'; configured: v, w" in unknown.message, route
+    too_old = error_of(daemon.client, "/v1/search", q="alone", since="99999999999d")
+    assert (too_old.status, too_old.code) == (400, "out_of_range")
+    # x.md is only in the second vault: no vault named, it is found there.
+    note = ctl(daemon, "note", "x.md")
+    assert note.returncode == 0, note.stderr
+    assert "x.md" in note.stdout
+    graph = json.loads(ctl(daemon, "graph", "X", "--json").stdout)  # by file name
+    assert (graph["vault"], graph["note"]["path"]) == ("w", "x.md")
+    orphans = ctl(daemon, "graph", "--orphans")
+    assert "orphans in v" in orphans.stdout and "orphans in w" in orphans.stdout
+
+
 def assert_still_serving(client: ControlClient) -> None:
     assert get(client, "/v1/status")["state"] == "running"
     try:

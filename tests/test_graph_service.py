@@ -14,9 +14,16 @@ import pytest
 from graph_fixtures import CONTRACT_VAULTS, build_store, write_vault
 
 from jarvisd.config import Config
-from jarvisd.graph import GraphUnavailable, InvalidGraphQuery, Projection, SyncReport
+from jarvisd.graph import (
+    GraphUnavailable,
+    InvalidGraphQuery,
+    PerVault,
+    Projection,
+    SyncReport,
+)
 from jarvisd.graph.service import GraphService
 from jarvisd.graph.sync import GraphSync
+from jarvisd.notes.service import NoteNotFoundError
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
@@ -60,6 +67,83 @@ async def test_each_query_is_timed(service: GraphService) -> None:
     await service.orphans(None)
     operations = service._metrics.latency.operations()
     assert {"graph:neighbours", "graph:orphans"} <= set(operations)
+
+
+# ------------------------------------------------------------------ several vaults
+
+OTHER = {"a.md": "# Another A\n[[z]]\n", "z.md": "---\ntitle: Zed\n---\n# Z\n"}
+
+
+@pytest.fixture
+async def two_vaults(tmp_path: Path) -> AsyncIterator[GraphService]:
+    first = write_vault(tmp_path / "v", CONTRACT_VAULTS["v"])
+    second = write_vault(tmp_path / "u", OTHER)
+    store = build_store(tmp_path / "two.duckdb", {"v": first, "u": second})
+    config = Config.model_validate(
+        {"vaults": [{"name": "v", "path": str(first)}, {"name": "u", "path": str(second)}]}
+    )
+    pools = Pools(config.threads)
+    made = GraphService(config, pools, Metrics())
+    await made.start(store)
+    yield made
+    await made.stop()
+    pools.shutdown()
+    store.close()
+
+
+async def test_a_note_only_in_the_second_vault_is_found(two_vaults: GraphService) -> None:
+    result = await two_vaults.neighbours(None, "Zed", 1, "both")
+    assert (result.vault, result.note.path) == ("u", "z.md")
+    assert [item.path for item in result.neighbours] == ["a.md"]
+
+
+async def test_a_note_in_several_vaults_answers_with_the_candidates(
+    two_vaults: GraphService,
+) -> None:
+    links = await two_vaults.links(None, "a.md")
+    assert links.vault == "v"  # a path in both: the vault configured first
+    reply = links.as_dict()
+    assert reply["match"]["ambiguous"] is True
+    assert [(item["vault"], item["path"]) for item in reply["match"]["vaults"]] == [
+        ("v", "a.md"),
+        ("u", "a.md"),
+    ]
+    named = await two_vaults.links("u", "a.md")
+    assert (named.vault, named.match) == ("u", None)
+    assert [link.target for link in named.links] == ["z"]
+
+
+async def test_a_path_is_walked_in_the_vault_holding_both_ends(two_vaults: GraphService) -> None:
+    walk = await two_vaults.path(None, "a", "Zed")
+    assert walk.vault == "u" and [note.path for note in walk.notes] == ["a.md", "z.md"]
+    with pytest.raises(NoteNotFoundError, match=r"no vault holds both 'b' \(in v\) and 'Zed'"):
+        await two_vaults.path(None, "b", "Zed")
+
+
+async def test_reports_of_no_vault_in_particular_cover_every_vault(
+    two_vaults: GraphService,
+) -> None:
+    orphans = await two_vaults.orphans(None)
+    assert isinstance(orphans, PerVault)
+    assert [report["vault"] for report in orphans.as_dict()["vaults"]] == ["v", "u"]
+    unresolved = (await two_vaults.unresolved(None)).as_dict()
+    assert [report["vault"] for report in unresolved["vaults"]] == ["v", "u"]
+    assert (await two_vaults.orphans("u")).as_dict()["vault"] == "u"
+
+
+async def test_an_unknown_vault_is_not_found_by_every_query(two_vaults: GraphService) -> None:
+    queries = [
+        two_vaults.links("nosuch", "a.md"),
+        two_vaults.backlinks("nosuch", "a.md"),
+        two_vaults.neighbours("nosuch", "a.md", 1, "both"),
+        two_vaults.path("nosuch", "a", "b"),
+        two_vaults.unresolved("nosuch"),
+        two_vaults.orphans("nosuch"),
+    ]
+    for query in queries:
+        with pytest.raises(NoteNotFoundError, match="no vault named 'nosuch'") as caught:
+            await query
+        assert caught.value.status == 404
 
 
 class RecordingWriter:

@@ -144,3 +144,69 @@ async def test_resolve_takes_a_path_or_else_a_title(notes: NotesService) -> None
     assert await notes.resolve(vault, "Espresso at home") == "Coffee/Espresso.md"
     with pytest.raises(BadNoteRequest):
         await notes.resolve(vault, "  ")
+
+
+# ------------------------------------------------------------------ several vaults
+
+WORK = {
+    "Espresso.md": "# Espresso\nThe office machine.\n",
+    "Projects/Only here.md": "# Only here\nLinks [[Espresso]].\n",
+}
+
+
+@pytest.fixture
+def two_vaults(tmp_path: Path, vault: Path) -> Iterator[NotesService]:
+    work = write_vault(tmp_path / "work", WORK)
+    store = build_store(tmp_path / "two.duckdb", {"main": vault, "work": work})
+    config = Config.model_validate(
+        {"vaults": [{"name": "main", "path": str(vault)}, {"name": "work", "path": str(work)}]}
+    )
+    pools = Pools(ThreadsConfig())
+    yield NotesService(lambda: config, store, pools)
+    pools.shutdown()
+    store.close()
+
+
+async def test_with_no_vault_named_every_vault_is_looked_in(two_vaults: NotesService) -> None:
+    # Only the second vault has it: the first one used to answer "not found".
+    view = await two_vaults.lookup(None, "Only here", "title")
+    assert view.vault == "work"
+    assert view.detail.path == "Projects/Only here.md"
+    assert view.match is not None and view.match["ambiguous"] is False
+    by_path = await two_vaults.lookup(None, "Projects/Only here.md", "path")
+    assert (by_path.vault, by_path.match) == ("work", None)
+    assert by_path.as_dict()["vault"] == "work"
+
+
+async def test_a_name_in_several_vaults_answers_with_every_candidate(
+    two_vaults: NotesService,
+) -> None:
+    view = await two_vaults.lookup(None, "espresso", "title")
+    # main's Espresso matches by file name, work's by title: the title wins.
+    assert (view.vault, view.detail.path) == ("work", "Espresso.md")
+    assert view.match is not None and view.match["ambiguous"] is True
+    assert view.match["vaults"] == [
+        {"vault": "main", "path": "Coffee/Espresso.md", "matched_by": "file name"},
+        {"vault": "work", "path": "Espresso.md", "matched_by": "title"},
+    ]
+    assert "'espresso' is in 2 vaults (main, work)" in view.match["message"]
+    assert "vault=" in view.match["message"]
+
+
+async def test_naming_a_vault_looks_only_there(two_vaults: NotesService) -> None:
+    view = await two_vaults.lookup("main", "espresso", "title")
+    assert (view.vault, view.detail.path) == ("main", "Coffee/Espresso.md")
+    assert view.match is not None and "vaults" not in view.match
+    with pytest.raises(NoteNotFoundError, match="no note titled 'Only here' in vault 'main'"):
+        await two_vaults.lookup("main", "Only here", "title")
+    with pytest.raises(NoteNotFoundError, match="no vault named 'nosuch'; configured: main, work"):
+        await two_vaults.lookup("nosuch", "espresso", "title")
+
+
+async def test_a_note_in_no_vault_is_not_found_naming_every_vault(
+    two_vaults: NotesService,
+) -> None:
+    with pytest.raises(NoteNotFoundError, match=r"no note 'Nope' in any vault \(main, work\)"):
+        await two_vaults.lookup(None, "Nope", "title")
+    with pytest.raises(BadNoteRequest):
+        await two_vaults.lookup(None, "../outside.md", "path")

@@ -3,8 +3,10 @@
 The reply is the stored note (title, frontmatter, aliases, tags, headings,
 links out with where each resolves, backlinks) plus its content read from
 disk. A path that leaves the vault (`..`, absolute, a symlink out) is refused
-with 400; an unknown note or vault is 404. A title lookup says which note it
-chose and why (`match`), and lists the others when several match.
+with 400; an unknown note or vault is 404. Without `vault=` every vault is
+looked in. A title lookup says which note it chose and why (`match`), and lists
+the others when several match; so does any lookup that finds the note in
+several vaults (`match.vaults`).
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ async def get_note(request: web.Request) -> web.Response:
     path, title = request.query.get("path"), request.query.get("title")
     if (path is None) == (title is None):
         raise bad_request("give exactly one of path= (vault-relative) or title=")
+    vault = request.query.get("vault") or None
     try:
-        vault = notes.vault(request.query.get("vault") or None)
         if path is not None:
-            view = await notes.read(vault, path)
+            view = await notes.lookup(vault, path, "path")
         else:
-            view = await notes.read_by_title(vault, title or "")
+            view = await notes.lookup(vault, title or "", "title")
     except NoteError as error:
         raise ApiError(error.status, error.code, str(error)) from error
-    return json_ok({"vault": vault.name, **view.as_dict()})
+    return json_ok(view.as_dict())
 
 
 def add_notes_routes(app: web.Application, notes: NotesService) -> None:

@@ -3,8 +3,9 @@
     GET /v1/search?q=...&mode=&limit=&offset=&threshold=&tag=&folder=&vault=&since=&before=
     GET /v1/search/stats
 
-A request past a bound (query length, limit, offset, threshold, a bad date) is
-a 400 whose message names the bound and the config key that sets it.
+A request past a bound (query length, limit, offset, threshold, a bad date or
+one out of range) is a 400 whose message names the bound and the config key
+that sets it; a `vault=` that names no configured vault is a 404.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ async def get_search(request: web.Request) -> web.Response:
     try:
         reply = await service.search_params(request.query)
     except SearchError as error:
-        raise ApiError(400, error.code, error.message, parameter=error.parameter) from error
+        raise ApiError(
+            error.status, error.code, error.message, parameter=error.parameter
+        ) from error
     return json_ok(reply)
 
 

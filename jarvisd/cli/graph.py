@@ -36,7 +36,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
         help="follow links (out), backlinks (in) or both (default)",
     )
     graph.add_argument("--limit", type=int, default=None, help="most notes listed (500)")
-    graph.add_argument("--vault", help="vault name (default: the first configured)")
+    graph.add_argument("--vault", help="vault name (default: look in every vault)")
     what = graph.add_mutually_exclusive_group()
     what.add_argument("--links", action="store_true", help="NOTE's outgoing links and backlinks")
     what.add_argument("--path", nargs=2, metavar=("FROM", "TO"), help="a shortest path")
@@ -48,7 +48,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
         "note", parents=[common], help="read one note: metadata, links both ways, content"
     )
     note.add_argument("note", metavar="NOTE", help="vault-relative path (.md optional) or title")
-    note.add_argument("--vault", help="vault name (default: the first configured)")
+    note.add_argument("--vault", help="vault name (default: look in every vault)")
     note.set_defaults(handler=cmd_note)
 
 
@@ -87,8 +87,17 @@ def cmd_graph(client: ControlClient, args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace, reply: Any, draw: Any) -> int:
     if args.json:
         render.print_json(reply)
-    else:
-        draw(render.console(), reply)
+        return 0
+    out = render.console()
+    # How the note was chosen (a title, one of several vaults) comes first.
+    outgoing = reply.get("links")  # --links: the note's reply is inside
+    match = reply.get("match") or (outgoing.get("match") if isinstance(outgoing, dict) else None)
+    match = match or {}
+    if match.get("message"):
+        out.print(f"[yellow]{_escape(match['message'])}[/yellow]")
+    # A report asked of no vault in particular comes as one report per vault.
+    for each in reply.get("vaults", [reply]):
+        draw(out, each)
     return 0
 
 

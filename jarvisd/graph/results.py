@@ -48,6 +48,17 @@ class GraphBackendError(GraphError):
     code = "graph_backend_error"
 
 
+# How the service chose the note a request named, when it was a choice: the title
+# that matched, or the vaults it is in (set by GraphService, never by a backend).
+Match = dict[str, Any] | None
+
+
+def _with_match(out: dict[str, Any], match: Match) -> dict[str, Any]:
+    if match is not None:
+        out["match"] = match
+    return out
+
+
 def check_direction(direction: str) -> Direction:
     for known in DIRECTIONS:
         if direction == known:
@@ -99,14 +110,18 @@ class LinkList:
     vault: str
     note: NoteRef
     links: tuple[GraphLink, ...]
+    match: Match = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "vault": self.vault,
-            "note": asdict(self.note),
-            "count": len(self.links),
-            "links": [link.as_dict() for link in self.links],
-        }
+        return _with_match(
+            {
+                "vault": self.vault,
+                "note": asdict(self.note),
+                "count": len(self.links),
+                "links": [link.as_dict() for link in self.links],
+            },
+            self.match,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,17 +144,21 @@ class Neighbourhood:
     neighbours: tuple[Neighbour, ...]
     total: int  # how many there are, when `neighbours` was cut at the limit
     limit: int
+    match: Match = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "vault": self.vault,
-            "note": asdict(self.note),
-            "depth": self.depth,
-            "direction": self.direction,
-            "total": self.total,
-            "truncated": self.total > len(self.neighbours),
-            "neighbours": [asdict(item) for item in self.neighbours],
-        }
+        return _with_match(
+            {
+                "vault": self.vault,
+                "note": asdict(self.note),
+                "depth": self.depth,
+                "direction": self.direction,
+                "total": self.total,
+                "truncated": self.total > len(self.neighbours),
+                "neighbours": [asdict(item) for item in self.neighbours],
+            },
+            self.match,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,21 +170,25 @@ class NotePath:
     target: NoteRef
     direction: Direction
     notes: tuple[NoteRef, ...]
+    match: Match = None
 
     @property
     def found(self) -> bool:
         return bool(self.notes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "vault": self.vault,
-            "from": asdict(self.source),
-            "to": asdict(self.target),
-            "direction": self.direction,
-            "found": self.found,
-            "length": max(0, len(self.notes) - 1) if self.notes else None,
-            "notes": [asdict(note) for note in self.notes],
-        }
+        return _with_match(
+            {
+                "vault": self.vault,
+                "from": asdict(self.source),
+                "to": asdict(self.target),
+                "direction": self.direction,
+                "found": self.found,
+                "length": max(0, len(self.notes) - 1) if self.notes else None,
+                "notes": [asdict(note) for note in self.notes],
+            },
+            self.match,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +227,16 @@ class Orphans:
             "count": len(self.notes),
             "notes": [asdict(note) for note in self.notes],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class PerVault:
+    """A report for each vault, when a request named none and several are configured."""
+
+    reports: tuple[UnresolvedReport, ...] | tuple[Orphans, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"vaults": [report.as_dict() for report in self.reports]}
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from jarvisd.config import Config
@@ -23,6 +24,7 @@ from jarvisd.graph import (
     NoteNotFound,
     NotePath,
     Orphans,
+    PerVault,
     UnresolvedReport,
     check_depth,
     check_direction,
@@ -30,12 +32,14 @@ from jarvisd.graph import (
 )
 from jarvisd.indexing.indexer import Indexer
 from jarvisd.logs import get_logger
-from jarvisd.notes.service import NotesService
+from jarvisd.notes.service import Found, NoteNotFoundError, NotesService
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
 
 T = TypeVar("T")
+# The replies that name one note, and so may say how it was chosen.
+Located = TypeVar("Located", LinkList, Neighbourhood)
 log = get_logger("jarvisd.graph")
 
 DEFAULT_LIMIT = 500
@@ -140,20 +144,23 @@ class GraphService:
         finally:
             self._metrics.latency.observe(f"graph:{operation}", time.perf_counter() - started)
 
-    async def _locate(self, vault: str | None, reference: str) -> tuple[str, str]:
-        chosen = self.notes.vault(vault)
-        return chosen.name, await self.notes.resolve(chosen, reference)
-
     async def _on_note(
-        self, vault: str | None, reference: str, query: Callable[[str, str], Awaitable[T]]
-    ) -> T:
-        """`query(vault, path)` for the note `reference` names.
+        self, vault: str | None, reference: str, query: Callable[[str, str], Awaitable[Located]]
+    ) -> Located:
+        """`query(vault, path)` for the note `reference` names, in the vault named.
 
-        The usual reference is a path: it goes straight to the backend (one
-        query, one thread hop); only when no note has it is it resolved as a
-        normalised path or a title against DuckDB, and asked again.
+        With no vault named and several configured, the note is looked up in
+        all of them first (see NotesService.find), and the reply says which
+        vaults it was found in. Otherwise the usual reference is a path: it goes
+        straight to the backend (one query, one thread hop); only when no note
+        has it is it resolved as a normalised path or a title, and asked again.
         """
-        chosen = self.notes.vault(vault)
+        vaults = self.notes.vaults(vault)
+        if len(vaults) > 1:
+            found = await self.notes.find(None, reference)
+            result = await query(found.vault.name, found.path)
+            return replace(result, match=found.match(reference))
+        chosen = vaults[0]
         guess = reference.strip()
         if not guess.lower().endswith(".md"):
             guess += ".md"
@@ -198,19 +205,45 @@ class GraphService:
         checked: Direction = check_direction(direction)
 
         async def work() -> NotePath:
-            name, start = await self._locate(vault, source)
-            _, end = await self._locate(vault, target)
+            name, start, end = await self._both_ends(vault, source, target)
             return await self.backend.shortest_path(name, start, end, checked)
 
         return await self._timed("path", work)
 
-    async def unresolved(self, vault: str | None) -> UnresolvedReport:
-        name = self.notes.vault(vault).name
-        return await self._timed("unresolved", lambda: self.backend.unresolved(name))
+    async def _both_ends(self, vault: str | None, source: str, target: str) -> tuple[str, str, str]:
+        """The vault and paths of a walk's two ends: the first vault that holds both."""
+        start = await self.notes.find(vault, source)
+        end = await self.notes.find(vault, target)
+        ends = {hit.vault.name: hit.path for hit in end.hits}
+        for hit in start.hits:
+            if hit.vault.name in ends:
+                return hit.vault.name, hit.path, ends[hit.vault.name]
+        raise NoteNotFoundError(
+            f"no vault holds both {source!r} (in {_vault_names(start)}) "
+            f"and {target!r} (in {_vault_names(end)})"
+        )
 
-    async def orphans(self, vault: str | None) -> Orphans:
-        name = self.notes.vault(vault).name
-        return await self._timed("orphans", lambda: self.backend.orphans(name))
+    async def unresolved(self, vault: str | None) -> UnresolvedReport | PerVault:
+        names = [chosen.name for chosen in self.notes.vaults(vault)]
+
+        async def work() -> UnresolvedReport | PerVault:
+            reports = [await self.backend.unresolved(name) for name in names]
+            return reports[0] if len(reports) == 1 else PerVault(tuple(reports))
+
+        return await self._timed("unresolved", work)
+
+    async def orphans(self, vault: str | None) -> Orphans | PerVault:
+        names = [chosen.name for chosen in self.notes.vaults(vault)]
+
+        async def work() -> Orphans | PerVault:
+            reports = [await self.backend.orphans(name) for name in names]
+            return reports[0] if len(reports) == 1 else PerVault(tuple(reports))
+
+        return await self._timed("orphans", work)
+
+
+def _vault_names(found: Found) -> str:
+    return ", ".join(hit.vault.name for hit in found.hits)
 
 
 def failed_run(event: dict[str, Any]) -> bool:

@@ -7,11 +7,13 @@ it, so the client can fix the request (or the config) without reading code.
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from typing import Literal
 
 from jarvisd.config import SearchConfig
@@ -25,16 +27,24 @@ _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _WHITESPACE = re.compile(r"\s+")
 NANOSECONDS = 1_000_000_000
+# The moments a filter may name: what a datetime can show in any time zone (a day
+# inside years 1..9999), so an age like 99999999999d is a 400, not an overflow.
+_EARLIEST_DATE, _LATEST_DATE = date(1, 1, 2), date(9999, 12, 30)
+EARLIEST = datetime.combine(_EARLIEST_DATE, dt_time(), UTC).timestamp()
+LATEST = datetime.combine(_LATEST_DATE, dt_time(), UTC).timestamp()
 
 
 class SearchError(Exception):
     """A request the service refuses; `parameter` is the query parameter at fault."""
 
-    def __init__(self, parameter: str, message: str, code: str = "bad_request") -> None:
+    def __init__(
+        self, parameter: str, message: str, code: str = "bad_request", status: int = 400
+    ) -> None:
         super().__init__(message)
         self.parameter = parameter
         self.message = message
         self.code = code
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +89,15 @@ class SearchRequest:
 
 
 def parse_request(
-    params: Mapping[str, str], config: SearchConfig, now: float | None = None
+    params: Mapping[str, str],
+    config: SearchConfig,
+    now: float | None = None,
+    vaults: Collection[str] | None = None,
 ) -> SearchRequest:
-    """The request in `params` (query-string values), or SearchError naming what is wrong."""
+    """The request in `params` (query-string values), or SearchError naming what is wrong.
+
+    With `vaults` (the configured names), a `vault=` naming none of them is a 404.
+    """
     query = normalise_query(params.get("q", ""))
     if not query:
         raise SearchError("q", "q is empty: give the text to search for, e.g. ?q=espresso")
@@ -112,7 +128,7 @@ def parse_request(
         limit=limit,
         offset=offset,
         threshold=threshold,
-        filters=parse_filters(params, time.time() if now is None else now),
+        filters=parse_filters(params, time.time() if now is None else now, vaults),
     )
 
 
@@ -121,7 +137,15 @@ def normalise_query(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-def parse_filters(params: Mapping[str, str], now: float) -> Filters:
+def parse_filters(
+    params: Mapping[str, str], now: float, vaults: Collection[str] | None = None
+) -> Filters:
+    vault = params.get("vault", "").strip() or None
+    if vault is not None and vaults is not None and vault not in vaults:
+        known = ", ".join(vaults) or "none"
+        raise SearchError(
+            "vault", f"no vault named {vault!r}; configured: {known}", "not_found", 404
+        )
     folder = params.get("folder", "").strip().strip("/") or None
     raw_tag = params.get("tag", "").strip()
     tag = None
@@ -136,7 +160,7 @@ def parse_filters(params: Mapping[str, str], now: float) -> Filters:
     if since is not None and before is not None and since >= before:
         raise SearchError("since", "since must be earlier than before")
     return Filters(
-        vault=params.get("vault", "").strip() or None,
+        vault=vault,
         folder=folder,
         tag=tag,
         since_ns=since,
@@ -151,18 +175,29 @@ def parse_moment(raw: str, parameter: str, now: float) -> int | None:
         return None
     relative = _RELATIVE.match(text.lower())
     if relative:
-        seconds = float(relative.group(1)) * _UNIT_SECONDS[relative.group(2)]
-        return int((now - seconds) * NANOSECONDS)
-    try:
-        # A date without a zone is the reader's local time, as a person means it.
-        moment = datetime.fromisoformat(text).astimezone()
-    except ValueError:
+        seconds = now - float(relative.group(1)) * _UNIT_SECONDS[relative.group(2)]
+    else:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise SearchError(
+                parameter,
+                f"{parameter} must be a date (2024-05-01), a date and time (2024-05-01T08:30) "
+                f"or an age (90m, 12h, 7d, 2w), got {raw!r}",
+            ) from None
+        try:
+            # A date without a zone is the reader's local time, as a person means it.
+            seconds = moment.astimezone().timestamp()
+        except (ValueError, OverflowError, OSError):
+            seconds = math.nan  # at the very edge of year 1 or 9999: outside the range
+    if not EARLIEST <= seconds <= LATEST:
         raise SearchError(
             parameter,
-            f"{parameter} must be a date (2024-05-01), a date and time (2024-05-01T08:30) "
-            f"or an age (90m, 12h, 7d, 2w), got {raw!r}",
-        ) from None
-    return int(moment.timestamp() * NANOSECONDS)
+            f"{parameter} {raw!r} is out of range: a date or age must fall between "
+            f"{_EARLIEST_DATE} and {_LATEST_DATE}",
+            code="out_of_range",
+        )
+    return int(seconds * NANOSECONDS)
 
 
 def _integer(params: Mapping[str, str], name: str, default: int) -> int:

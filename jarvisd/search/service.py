@@ -152,7 +152,8 @@ class SearchService:
     async def search_params(self, params: Mapping[str, str]) -> dict[str, Any]:
         """Parse query parameters and search; SearchError for a request past a bound."""
         try:
-            request = parse_request(params, self._config.search)
+            names = [vault.name for vault in self._config.vaults]
+            request = parse_request(params, self._config.search, vaults=names)
         except SearchError:
             mode = params.get("mode") or "hybrid"
             label = mode if mode in ("hybrid", "semantic", "keyword") else "invalid"
