@@ -165,10 +165,14 @@ def test_excludes_and_bad_files_are_skipped_with_reasons(harness: Harness, tmp_p
     outside = tmp_path / "outside.md"
     outside.write_text("# outside", encoding="utf-8")
     (harness.vault / "escape.md").symlink_to(outside)
+    # Issue 16: broken note links (to itself, a pair) were left out with no reason.
+    (harness.vault / "self.md").symlink_to(harness.vault / "self.md")
+    (harness.vault / "ping.md").symlink_to(harness.vault / "pong.md")
+    (harness.vault / "pong.md").symlink_to(harness.vault / "ping.md")
     report = harness.run()
     assert report.state == "done"
     assert report.skipped_reasons == {
-        "binary": 1, "not_utf8": 1, "too_large": 1, "symlink_outside": 1,
+        "binary": 1, "not_utf8": 1, "too_large": 1, "symlink_outside": 1, "symlink_broken": 3,
     }  # fmt: skip
     paths = harness.paths()
     assert not {".obsidian/workspace.md", "drafts/secret.md", "binary.md", "latin1.md",

@@ -152,9 +152,24 @@ def test_symlink_loops_and_dangling_links_do_not_hang(vault: Path) -> None:
     (vault / "loop-a").symlink_to(vault / "loop-b")
     (vault / "loop-b").symlink_to(vault / "loop-a")
     (vault / "Dangling.md").symlink_to(vault / "nowhere.md")
+    (vault / "Self.md").symlink_to(vault / "Self.md")
+    (vault / "Ping.md").symlink_to(vault / "Pong.md")
+    (vault / "Pong.md").symlink_to(vault / "Ping.md")
     result = scan_vault(vault, [], 1_000_000)
     assert [info.path for info in result.files] == ["Real.md"]
-    assert result.skipped == []
+    # A broken link named like a note is skipped with its reason, as every other
+    # skip is; one named like nothing we index (loop-a, loop-b) is not a note.
+    loop = "a symlink loop: following it comes back to it"
+    assert [(item.path, item.reason, item.detail) for item in result.skipped] == [
+        (
+            "Dangling.md",
+            "symlink_broken",
+            f"points to {vault / 'nowhere.md'}, which does not exist",
+        ),
+        ("Ping.md", "symlink_broken", loop),
+        ("Pong.md", "symlink_broken", loop),
+        ("Self.md", "symlink_broken", loop),
+    ]
 
 
 def test_special_files_are_never_opened(vault: Path) -> None:

@@ -13,6 +13,7 @@ either, so a vault cannot pull in files its owner did not put in it.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -34,7 +35,9 @@ __all__ = [
     "scan_vault",
 ]
 
-SkipReason = Literal["symlink_outside", "symlink_inside", "too_large", "unreadable"]
+SkipReason = Literal[
+    "symlink_outside", "symlink_inside", "symlink_broken", "too_large", "unreadable"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +195,12 @@ class _Walker:
 
     def visit_symlink(self, entry: os.DirEntry[str], relative: str) -> None:
         target = os.path.realpath(entry.path)
-        if not os.path.exists(target):
-            return  # a dangling link names nothing to index
         is_note = entry.name.lower().endswith(".md")
+        if not os.path.exists(target):
+            # Named like a note, it is one the user expects to find: say why it is not.
+            if is_note:
+                self.skip(relative, "symlink_broken", _broken_link(entry.path))
+            return
         if not (is_note or os.path.isdir(target)):
             return
         if not _is_inside(self.root, target):
@@ -214,6 +220,20 @@ class _Walker:
             self.skip(relative, "unreadable", "no read permission for this user")
         else:
             self.result.files.append(FileInfo(relative, info.st_size, info.st_mtime_ns))
+
+
+def _broken_link(path: str) -> str:
+    """Why a symlink leads nowhere: a loop (to itself, or round a chain) or a missing target."""
+    try:
+        os.path.realpath(path, strict=True)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symlink loop: following it comes back to it"
+    try:
+        written = os.readlink(path)
+    except OSError:
+        written = "?"
+    return f"points to {written}, which does not exist"
 
 
 def scan_vault(root: Path, exclude: Sequence[str], max_file_bytes: int) -> ScanResult:
