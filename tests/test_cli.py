@@ -107,8 +107,51 @@ def test_config_check_needs_no_daemon(tmp_path: Path) -> None:
     bad.write_text("search: {max_limit: 0}\n", encoding="utf-8")
     assert ctl("config", "check", str(good)).returncode == 0
     failed = ctl("config", "check", str(bad), "--json")
-    assert failed.returncode == 1
+    assert failed.returncode == 78
     assert "search.max_limit" in json.loads(failed.stdout)["problems"][0]
+
+
+def test_config_check_exits_78_with_the_same_reason_as_jarvisd(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: {max_limit: 0}\n", encoding="utf-8")
+    by_ctl = ctl("config", "check", str(bad))
+    by_daemon = subprocess.run(
+        [sys.executable, "-m", "jarvisd", "--check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert by_ctl.returncode == by_daemon.returncode == 78
+    assert by_ctl.stdout == ""
+    for result in (by_ctl, by_daemon):
+        assert "search.max_limit (line 1)" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--json", "no-such-command"),
+        ("search", "--json"),  # QUERY missing
+        ("graph", "--json"),  # the handler's own usage check
+        ("top", "--interval", "0", "--json"),
+        ("--json", "status", "--bogus"),
+    ],
+)
+def test_usage_errors_with_json_are_a_json_error_on_stderr(args: tuple[str, ...]) -> None:
+    result = ctl(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "usage"
+    assert error["message"] and error["usage"].startswith("usage: jarvisctl")
+
+
+def test_usage_errors_without_json_read_as_argparse_prints_them() -> None:
+    result = ctl("search")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: jarvisctl search")
+    assert "jarvisctl search: error: the following arguments are required" in result.stderr
 
 
 def test_jarvisctl_imports_nothing_heavy(start_daemon: Start) -> None:

@@ -2,7 +2,8 @@
 
     jarvisctl [--socket PATH] COMMAND [ARGS] [--json]
 
-Exit codes: 0 ok, 1 the daemon reported an error, 2 usage, 3 daemon not reachable.
+Exit codes: 0 ok, 1 the daemon reported an error, 2 usage, 3 daemon not reachable,
+78 `config check` found the file invalid (as `jarvisd --check-config` does).
 Imports nothing heavy (no torch, duckdb, pydantic), so it answers fast.
 """
 
@@ -13,10 +14,29 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn, cast
 
 from jarvisd.cli.client import ControlClient, DaemonError, DaemonUnreachable
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG, the code jarvisd itself exits with
+
+
+class UsageError(Exception):
+    """A command line argparse refuses; main() prints it as text or as JSON."""
+
+    def __init__(self, message: str, usage: str, prog: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+        self.prog = prog
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises its usage errors, so that `--json` can print them as JSON."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage(), self.prog)
 
 Command = Callable[[ControlClient, argparse.Namespace], int]
 
@@ -47,7 +67,7 @@ def resolve_socket(explicit: Path | None, config: Path | None) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="jarvisctl",
         description="Control and query a running jarvisd over its Unix socket.",
         parents=[common],
@@ -60,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="jarvis.yaml to take control.socket from")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Every subcommand's parser is a Parser too (argparse makes them of the parent's class).
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+    )
     for register in _registrars():
         register(commands, common)
     return parser
@@ -75,8 +99,26 @@ def _registrars() -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(build_parser().parse_args(arguments))
+    except UsageError as error:
+        return _usage_error(error, as_json="--json" in arguments)
+
+
+def _usage_error(error: UsageError, *, as_json: bool) -> int:
+    """argparse's message on stderr: as it prints it, or as a JSON error object."""
+    if as_json:
+        import json
+
+        body = {"code": "usage", "message": error.message, "usage": error.usage.strip()}
+        print(json.dumps({"error": body}), file=sys.stderr)
+    else:
+        sys.stderr.write(f"{error.usage}{error.prog}: error: {error.message}\n")
+    return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace) -> int:
     handler: Command = args.handler
     if getattr(args, "local", False):
         return handler(ControlClient(Path("/nonexistent")), args)

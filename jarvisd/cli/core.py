@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,14 +140,16 @@ def cmd_config_show(client: ControlClient, args: argparse.Namespace) -> int:
 def cmd_config_check(client: ControlClient, args: argparse.Namespace) -> int:
     from jarvisd.config import ConfigError, load_config
 
+    from jarvisd.cli import EXIT_CONFIG
+
     try:
         load_config(args.file)
     except ConfigError as error:
         if args.json:
             render.print_json({"ok": False, "file": str(args.file), "problems": error.problems})
         else:
-            print(f"jarvisctl: invalid config: {error}")
-        return 1
+            print(f"jarvisctl: invalid config: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.json:
         render.print_json({"ok": True, "file": str(args.file)})
     else:
