@@ -38,6 +38,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, self.format_usage(), self.prog)
 
+
 Command = Callable[[ControlClient, argparse.Namespace], int]
 
 

@@ -138,9 +138,8 @@ def cmd_config_show(client: ControlClient, args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(client: ControlClient, args: argparse.Namespace) -> int:
-    from jarvisd.config import ConfigError, load_config
-
     from jarvisd.cli import EXIT_CONFIG
+    from jarvisd.config import ConfigError, load_config
 
     try:
         load_config(args.file)
