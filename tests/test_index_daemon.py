@@ -51,7 +51,17 @@ def test_obsidian_help_vault_through_jarvisctl(start_daemon: Start, short_tmp: P
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[-1]["type"] == "done"
-    assert any(event["type"] == "progress" for event in events)
+    progress = [event for event in events if event["type"] == "progress"]
+    # Phases in their order (the model may still be loading from the preload).
+    order = ["scanning", "loading model", "encoding", "finalizing"]
+    seen = [order.index(event["phase"]) for event in progress]
+    assert seen == sorted(seen) and "encoding" in {event["phase"] for event in progress}
+    assert all(
+        event["chunks_per_second"] is None and event["eta_seconds"] is None
+        for event in progress
+        if event["phase"] == "loading model"
+    )
+    assert any(event["eta_seconds"] is not None for event in progress)
     run = events[-1]["run"]
     assert run["state"] == "done" and run["files_seen"] == 173
     status = json.loads(ctl(daemon, "status", "--json").stdout)

@@ -53,47 +53,51 @@ def cmd_index(client: ControlClient, args: argparse.Namespace) -> int:
 
 
 def _follow(events: Any) -> int:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     out = render.console()
     columns = (
-        TextColumn("[bold]{task.description}"),
+        TextColumn("[bold]{task.description:<13}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("files  {task.fields[chunks]} chunks  {task.fields[rate]} chunks/s"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        # The daemon's ETA (chunks still to encode over the smoothed rate), not one
+        # rich would extrapolate from files done: notes differ tenfold in length.
+        TextColumn("eta {task.fields[eta]}"),
     )
     run: dict[str, Any] = {}
     with Progress(*columns, console=out, transient=False) as progress:
-        bar = progress.add_task("indexing", total=None, chunks=0, rate="-")
+        bar = progress.add_task("scanning", total=None, chunks=0, rate="-", eta="-")
         for event in events:
             if event.get("type") == "done":
                 run = event["run"]
                 progress.update(
                     bar,
+                    description="done" if run.get("state") == "done" else run.get("state", ""),
                     total=max(1, run.get("files_to_index", 0)),
                     completed=run.get("files_indexed", 0),
                     chunks=run.get("chunks"),
+                    eta="-",
                 )
                 break
-            progress.update(
-                bar,
-                description=event.get("phase", "indexing"),
-                total=event.get("files_total") or None,
-                completed=event.get("files_done", 0),
-                chunks=event.get("chunks_done", 0),
-                rate=event.get("chunks_per_second", "-"),
-            )
+            progress.update(bar, **progress_fields(event))
     _print_run(out, run)
     return 0 if run.get("state") == "done" else 1
+
+
+def progress_fields(event: dict[str, Any]) -> dict[str, Any]:
+    """What the bar shows of one progress event: phase, files, chunks, rate, ETA."""
+    rate, eta = event.get("chunks_per_second"), event.get("eta_seconds")
+    chunks, planned = event.get("chunks_encoded", 0), event.get("chunks_to_encode")
+    return {
+        "description": event.get("phase", "indexing"),
+        "total": event.get("files_total") or None,
+        "completed": event.get("files_done", 0),
+        "chunks": f"{chunks}/~{planned}" if planned else chunks,
+        "rate": "-" if rate is None else f"{rate:.1f}",
+        "eta": "-" if eta is None else ("<1 s" if eta < 1 else render.duration(eta)),
+    }
 
 
 def _print_run(out: Any, run: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from jarvisd.config import Config, VaultConfig
 from jarvisd.indexing.planner import Plan, plan_vault, read_and_parse
+from jarvisd.indexing.progress import EncodeProgress
 from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
@@ -29,6 +30,7 @@ from jarvisd.store import Store
 log = get_logger("jarvisd.indexing.indexer")
 
 WINDOW_FILES = 48  # files parsed, encoded and written together
+RATE_PROBE = 64  # texts encoded alone at the start of a run, to time the model early
 MAX_SKIPPED_LISTED = 50
 
 ProgressListener = Callable[[dict[str, Any]], None]
@@ -65,6 +67,7 @@ class RunReport:
     duration_seconds: float = 0.0
     error: str | None = None
     changed: bool = False  # anything in the store changed (also renames and deletes)
+    encoding: EncodeProgress = field(default_factory=EncodeProgress)
 
     def skip(self, path: str, reason: str, detail: str) -> None:
         self.files_skipped += 1
@@ -73,12 +76,20 @@ class RunReport:
             self.skipped.append({"path": path, "reason": reason, "detail": detail})
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["encoding"]  # the live ETA's state; progress() reports what it means
+        return out
 
     def progress(self) -> dict[str, Any]:
+        """One progress event: the phase, files and chunks done, the encode rate, the ETA.
+
+        Phases: scanning, loading model, encoding, finalizing. The rate and the ETA
+        come from `EncodeProgress` (see there); both are None until known.
+        """
         elapsed = max(1e-9, time.time() - self.started_at)
-        rate = self.files_indexed / elapsed
-        remaining = max(0, self.files_to_index - self.files_indexed)
+        encoding = self.encoding
+        remaining = encoding.remaining()
+        rate, eta = encoding.rate, encoding.eta()
         return {
             "type": "progress",
             "run": self.id,
@@ -86,10 +97,14 @@ class RunReport:
             "files_total": self.files_to_index,
             "files_done": self.files_indexed,
             "chunks_done": self.chunks,
-            "files_per_second": round(rate, 3),
-            "chunks_per_second": round(self.chunks / elapsed, 3),
+            "chunks_encoded": encoding.chunks_encoded,
+            "chunks_to_encode": (
+                None if remaining is None else round(encoding.chunks_encoded + remaining)
+            ),
+            "files_per_second": round(self.files_indexed / elapsed, 3),
+            "chunks_per_second": None if rate is None else round(rate, 1),
             "elapsed_seconds": round(elapsed, 3),
-            "eta_seconds": round(remaining / rate, 1) if rate > 0 and remaining else None,
+            "eta_seconds": None if eta is None or self.phase == "finalizing" else round(eta, 1),
         }
 
 
@@ -245,6 +260,7 @@ class Indexer:
 
     async def _index_vault(self, vault: VaultConfig, report: RunReport) -> bool:
         report.phase = "scanning"
+        self._emit(report.progress())
         plan: Plan = await self._pools.run(
             "io",
             plan_vault,
@@ -254,7 +270,9 @@ class Indexer:
             report.full or report.reparse,
         )
         self._account_plan(plan, report)
-        report.phase = "indexing"
+        report.encoding.planned(plan.to_index)
+        cold = plan.to_index and not self._embedder.loaded
+        report.phase = "loading model" if cold else "encoding"
         self._emit(report.progress())
         await self._pools.run("io", self._apply_cheap_changes, vault, plan)
         report.changed |= plan.changes > len(plan.to_index)
@@ -324,7 +342,8 @@ class Indexer:
                 log.warning("index.skipped", path=path, reason=reason, detail=detail)
             if self._paused is not None:
                 raise _Deferred  # the windows written so far stay; the next run resumes
-            vectors = await self._encode(batch.texts)
+            report.encoding.parsed(windows[number], len(batch.texts))
+            vectors = await self._encode(batch.texts, report)
             if writing is not None:
                 await writing
             writing = loop.create_task(
@@ -333,10 +352,37 @@ class Indexer:
         if writing is not None:
             await writing
 
-    async def _encode(self, texts: list[str]) -> np.ndarray:
+    async def _encode(self, texts: list[str], report: RunReport) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._embedder.dimension), dtype=np.float32)
-        return await self._pools.run("index", self._embedder.encode, texts)
+        if not self._embedder.loaded:
+            # Seconds on a cold start: say so, and keep them out of the encode rate.
+            report.phase = "loading model"
+            self._emit(report.progress())
+            await self._pools.run("index", self._embedder.load)
+            report.phase = "encoding"
+            report.encoding.start(restart=True)
+            self._emit(report.progress())
+        report.encoding.start()
+        if report.encoding.rate is None and len(texts) > 2 * RATE_PROBE:
+            # A first window takes minutes on a busy machine: time the model on a
+            # sample first, so the ETA shows within seconds, not after the window. An
+            # even spread, since the time per chunk follows its length: the first 64
+            # chunks of obsidian-help average 399 characters, a spread 369, all 376.
+            probe = set(range(0, len(texts), len(texts) // RATE_PROBE)[:RATE_PROBE])
+            order = sorted(probe) + [i for i in range(len(texts)) if i not in probe]
+            sample = await self._encode_counted([texts[i] for i in order[:RATE_PROBE]], report)
+            self._emit(report.progress())
+            rest = await self._encode_counted([texts[i] for i in order[RATE_PROBE:]], report)
+            vectors = np.empty((len(texts), sample.shape[1]), dtype=sample.dtype)
+            vectors[order] = np.vstack([sample, rest])
+            return vectors
+        return await self._encode_counted(texts, report)
+
+    async def _encode_counted(self, texts: list[str], report: RunReport) -> np.ndarray:
+        vectors = await self._pools.run("index", self._embedder.encode, texts)
+        report.encoding.encoded(len(texts))
+        return vectors
 
     def _write(
         self, vault: VaultConfig, batch: Any, vectors: np.ndarray, report: RunReport
