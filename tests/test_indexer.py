@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jarvisd.config import Config
+from jarvisd.config import Config, VaultConfig
 from jarvisd.indexing.indexer import Indexer, RunReport
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
@@ -235,3 +235,20 @@ def test_new_chunking_reparses_every_note_and_reuses_vectors(harness: Harness) -
     assert rechunked.chunks > first.chunks  # smaller chunks, more of them
     assert rechunked.chunks_encoded > 0
     assert harness.store.stats()["chunks"] == rechunked.chunks
+
+
+def test_a_vault_taken_out_of_the_config_leaves_the_index(harness: Harness, tmp_path: Path) -> None:
+    """`vaults:` naming your own vault replaces the example: its notes stop being found."""
+    harness.run()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "Mine.md").write_text("# Mine\n\nMy own note.\n", encoding="utf-8")
+    replaced = harness.config.model_copy(update={"vaults": [VaultConfig(name="mine", path=mine)]})
+    harness.indexer.reconfigure(replaced)
+    report = harness.run()
+    assert report.state == "done"
+    assert report.files_deleted == len(list(EXAMPLE.rglob("*.md")))
+    assert harness.store.vault_names() == ["mine"]
+    assert harness.paths() == {"Mine.md"}
+    assert harness.store.stats()["pending_work"] == 0
+    assert (harness.vault / "Coffee" / "Espresso.md").is_file()  # the files are untouched

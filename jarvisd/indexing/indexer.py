@@ -206,6 +206,7 @@ class Indexer:
         log.info("index.started", run=report.id, trigger=trigger, full=full)
         vector_table_changed = False
         try:
+            report.changed |= await self._pools.run("io", self._forget_vaults, report)
             for vault in self._config.vaults:
                 report.changed |= await self._index_vault(vault, report)
             report.phase = "finalizing"
@@ -245,6 +246,24 @@ class Indexer:
         log.info("index.deferred", run=report.id, reason=self._paused, trigger=report.trigger)
         self.current = None
         return report
+
+    def _forget_vaults(self, report: RunReport) -> bool:
+        """Notes of a vault no longer in `vaults:` leave the index; its files stay.
+
+        So a first config naming your own vault replaces the bundled example in
+        search results, and is not searched beside it.
+        """
+        configured = {vault.name for vault in self._config.vaults}
+        forgotten = False
+        for name in self._store.vault_names():
+            if name in configured:
+                continue
+            deleted = self._store.delete_notes(name, list(self._store.file_states(name)))
+            self._store.resolve_links(name)  # clears the links work the deletes left
+            report.files_deleted += deleted
+            forgotten = True
+            log.info("index.vault_forgotten", vault=name, notes=deleted)
+        return forgotten
 
     def _finalize(self, changed: bool) -> bool:
         """Derived indexes after the notes: link targets, BM25, HNSW.

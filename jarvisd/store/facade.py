@@ -250,6 +250,11 @@ class Store:
         self._check_open()
         return reads.file_states(self.reader(), vault)
 
+    def vault_names(self) -> list[str]:
+        """The vaults with notes in the store (configured or not any more)."""
+        self._check_open()
+        return reads.vault_names(self.reader())
+
     def paths_by_hash(self, vault: str, content_hash: str) -> list[str]:
         self._check_open()
         return reads.paths_by_hash(self.reader(), vault, content_hash)

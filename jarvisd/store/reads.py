@@ -68,6 +68,12 @@ def _stack(column: Any, dimension: int) -> npt.NDArray[np.float32]:
     return np.stack(list(column)).astype(np.float32, copy=False)
 
 
+def vault_names(cursor: duckdb.DuckDBPyConnection) -> list[str]:
+    """The vaults that have notes in the store, by name."""
+    rows = cursor.execute("SELECT DISTINCT vault FROM notes ORDER BY 1").fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def stats(cursor: duckdb.DuckDBPyConnection) -> dict[str, int]:
     row = first_row(
         cursor.execute("""
