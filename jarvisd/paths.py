@@ -7,15 +7,35 @@ import sys
 from pathlib import Path
 
 
+def _systemd_directory(variable: str) -> Path | None:
+    """The folder systemd made for this service (`StateDirectory=` and the like), if any.
+
+    systemd sets $STATE_DIRECTORY, $RUNTIME_DIRECTORY for a unit naming them (a
+    colon-separated list when it names several: the first is ours).
+    """
+    value = os.environ.get(variable, "").split(":")[0]
+    return Path(value) if value and os.path.isabs(value) else None
+
+
 def default_data_dir() -> Path:
-    """Where the database lives by default (platformdirs' user data dir)."""
+    """Where the database lives by default: the unit's StateDirectory, else the user data dir."""
+    state = _systemd_directory("STATE_DIRECTORY")
+    if state is not None:
+        return state
     import platformdirs
 
     return Path(platformdirs.user_data_dir("jarvis", appauthor=False))
 
 
 def default_socket_path() -> Path:
-    """`$XDG_RUNTIME_DIR/jarvis/jarvisd.sock`; a private folder elsewhere without one."""
+    """`$XDG_RUNTIME_DIR/jarvis/jarvisd.sock`; a private folder elsewhere without one.
+
+    Under a systemd unit with `RuntimeDirectory=`, in that folder: the user unit's
+    `RuntimeDirectory=jarvis` is `$XDG_RUNTIME_DIR/jarvis`, the same place.
+    """
+    service = _systemd_directory("RUNTIME_DIRECTORY")
+    if service is not None:
+        return service / "jarvisd.sock"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and Path(runtime).is_dir():
         return Path(runtime) / "jarvis" / "jarvisd.sock"

@@ -158,7 +158,8 @@ class StorageConfig(Section):
     database: UserPath | None = Field(
         default=None,
         description="DuckDB file. null: jarvis.duckdb in the user data directory "
-        "(~/.local/share/jarvis on Linux). Needs a restart.",
+        "(~/.local/share/jarvis on Linux), or in $STATE_DIRECTORY under a systemd unit "
+        "with StateDirectory= (jarvisd@.service). Needs a restart.",
     )
     threads: int = Field(default=2, ge=1, le=256, description="DuckDB worker threads.")
     memory_limit: Size = Field(
@@ -500,7 +501,8 @@ class ControlConfig(Section):
     socket: UserPath | None = Field(
         default=None,
         description="Control socket. null: $XDG_RUNTIME_DIR/jarvis/jarvisd.sock (or the "
-        "platform's equivalent). Needs a restart.",
+        "platform's equivalent), or jarvisd.sock in $RUNTIME_DIRECTORY under a systemd "
+        "unit with RuntimeDirectory=. Needs a restart.",
     )
     max_request_bytes: Size = Field(
         default=1_000_000, description="Largest request body accepted (bytes)."
