@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,15 @@ def test_frame_fills_the_terminal_exactly(
     if samples and height >= 24:
         text = "\n".join(lines)
         assert "RSS" in text and "CPU" in text and "memory_sample" in text
+
+
+def test_the_footer_says_how_to_quit() -> None:
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=80, height=24, color_system=None)
+    console.print(frame(synthetic_view(10, 0), 80, 24))
+    last = console.file.getvalue().splitlines()[-1]  # type: ignore[attr-defined]
+    assert last.startswith("q or Ctrl-C quits · every 2 s")
 
 
 # -------------------------------------------------------------------------- no daemon
@@ -367,6 +377,56 @@ def test_top_live_on_a_terminal_exits_0_on_ctrl_c(start_daemon: Start) -> None:
         os.close(controller)
     assert b"\x1b[?1049h" in screen and b"\x1b[?1049l" in screen  # alternate screen, restored
     assert b"Traceback" not in screen
+
+
+@serial
+def test_top_live_on_a_terminal_quits_on_q(start_daemon: Start) -> None:
+    daemon = start_daemon(**QUIET)
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    environment["TERM"] = "xterm-256color"
+    command = [sys.executable, "-m", "jarvisd.cli", "--socket", str(daemon.socket), "top"]
+    # The terminal is top's controlling terminal, as in a shell: its own session.
+    top = subprocess.Popen(
+        [*command, "--interval", "5"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=environment,
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(terminal)
+    screen = b""
+    try:
+        while b"quits" not in screen:  # the first frame, footer included
+            chunk = os.read(controller, 65536)
+            assert chunk, screen.decode(errors="replace")
+            screen += chunk
+        started = time.monotonic()
+        os.write(controller, b"q")  # no Enter
+        assert top.wait(30) == 0
+        assert time.monotonic() - started < 5, "q waited for the next refresh"
+        screen += _drain(controller)
+    finally:
+        if top.poll() is None:
+            top.kill()
+        os.close(controller)
+    assert b"\x1b[?1049l" in screen and b"Traceback" not in screen
+
+
+@serial
+def test_tops_own_polling_is_not_in_its_request_panel(start_daemon: Start) -> None:
+    daemon = start_daemon(**QUIET)
+    before = daemon.client.get("/v1/metrics/requests", window=60)
+    for _ in range(2):
+        ok(ctl("top", "--once", "--json", socket=daemon.socket))
+    snapshot = json.loads(ok(ctl("top", "--once", "--json", socket=daemon.socket)))
+    requests = snapshot["requests"]
+    # Only the request above (and none of top's) was added to what others sent.
+    assert requests["count"] == before["count"] + 1
+    assert requests["monitor"]["count"] >= 2 * 5  # status, memory, alerts, latency, requests
 
 
 def _drain(fd: int) -> bytes:

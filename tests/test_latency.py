@@ -111,6 +111,22 @@ def test_summary_per_endpoint() -> None:
     assert summary["endpoints"]["/v1/status"]["by_status"] == {"2xx": 1}
 
 
+def test_a_monitors_polls_are_counted_apart() -> None:
+    """jarvisctl top's own polling must not read as traffic, nor dilute the error rate."""
+    stats = RequestStats()
+    for second in range(30):
+        for endpoint in ("/v1/status", "/v1/memory", "/v1/metrics/requests"):
+            stats.record(endpoint, 200, 0.001, now=float(second), monitor=True)
+    stats.record("/v1/search", 500, 0.2, now=10.0)
+    stats.record("/v1/search", 200, 0.02, now=11.0)
+    summary = stats.summary(60, now=30.0)
+    assert summary["count"] == 2 and set(summary["endpoints"]) == {"/v1/search"}
+    assert summary["error_rate"] == pytest.approx(0.5)
+    assert summary["monitor"] == {"count": 90, "rate_per_second": pytest.approx(1.5)}
+    assert stats.error_rate(60, now=30.0) == pytest.approx(0.5)
+    assert stats.count(60, now=30.0) == 2
+
+
 def test_horizon_bounds_memory_and_reset_empties() -> None:
     stats = RequestStats(horizon_seconds=10)
     for second in range(1000):

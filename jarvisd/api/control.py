@@ -24,6 +24,7 @@ from jarvisd.api.peercred import peer_uid
 from jarvisd.config import Config
 from jarvisd.jobs import JobError
 from jarvisd.logs import get_logger
+from jarvisd.observe.latency import MONITOR_HEADER
 from jarvisd.observe.metrics import Metrics
 
 log = get_logger("jarvisd.api")
@@ -103,7 +104,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     elapsed = time.perf_counter() - started
     response.headers["X-Request-Id"] = request_id
     endpoint = endpoint_of(request)
-    target.metrics.observe_request(endpoint, request.method, response.status, elapsed)
+    monitor = MONITOR_HEADER in request.headers
+    target.metrics.observe_request(
+        endpoint, request.method, response.status, elapsed, monitor=monitor
+    )
     # Reads that succeed are routine (jarvisctl top polls several a second): debug.
     # Changes and errors are what an operator reads the log for.
     quiet = request.method == "GET" and response.status < 400

@@ -50,6 +50,7 @@ class ControlClient:
     def __init__(self, socket_path: Path, timeout: float = 30.0) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
+        self.headers: dict[str, str] = {}  # sent with every request
 
     def _open(
         self, method: str, path: str, body: Any, query: dict[str, Any] | None, timeout: float | None
@@ -59,7 +60,9 @@ class ControlClient:
             path = f"{path}?{urlencode(clean, doseq=True)}" if clean else path
         connection = _UnixConnection(self.socket_path, timeout or self.timeout)
         payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        headers = dict(self.headers)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
         try:
             connection.request(method, path, body=payload, headers=headers)
             return connection.getresponse()

@@ -9,7 +9,9 @@ for the terminal's current size, so a resize reflows within a quarter second; 80
 is the smallest size it is designed for.
 
 `--once` prints one frame and exits (with --json: the data behind it). `--json`
-alone streams one JSON object per interval. Ctrl-C leaves with exit 0.
+alone streams one JSON object per interval. `q` (read from the terminal without
+Enter) or Ctrl-C leaves with exit 0, as the footer says. Its polls carry
+MONITOR_HEADER, so the request panel shows everyone's requests but its own.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from jarvisd.cli.observe import (
     sparkline,
     styled,
 )
+from jarvisd.observe.latency import MONITOR_HEADER
 from jarvisd.units import human_bytes
 
 if TYPE_CHECKING:
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 REQUEST_WINDOW_SECONDS = 60
+QUIT_KEYS = frozenset(b"qQ")
 RATE_POINTS = 240  # request-rate readings kept client-side for the sparkline
 MIN_INTERVAL = 0.1  # below this, top itself would dominate the request rate
 
@@ -50,7 +54,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     top = commands.add_parser(
         "top",
         parents=[common],
-        help="live dashboard: memory, CPU, requests, latency, jobs, alerts",
+        help="live dashboard: memory, CPU, requests, latency, jobs, alerts (q quits)",
     )
     top.add_argument(
         "--interval",
@@ -154,6 +158,7 @@ def _rate(snapshot: Snapshot | None, rates: tuple[float, ...]) -> tuple[float, .
 
 
 def cmd_top(client: ControlClient, args: argparse.Namespace) -> int:
+    client.headers[MONITOR_HEADER] = "jarvisctl top"
     view = View.first(client, args.interval)
     if args.once:
         if args.json:
@@ -166,32 +171,86 @@ def cmd_top(client: ControlClient, args: argparse.Namespace) -> int:
     # does for a background job's children), where Python never raises on it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        if args.json:
-            _stream_json(client, view)
-        else:
-            _watch(client, view)
+        with Keys() as keys:
+            if args.json:
+                _stream_json(client, view, keys)
+            else:
+                _watch(client, view, keys)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how one leaves top: not an error
     return 0
 
 
-def _stream_json(client: ControlClient, view: View) -> None:
+class Keys:
+    """Keys pressed on the terminal, one at a time (cbreak: no Enter; Ctrl-C still works).
+
+    Only when stdin is a terminal this process owns: a background job changing
+    the terminal's mode would be stopped by SIGTTOU. Otherwise `q` is not read
+    and waiting is a plain sleep.
+    """
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._saved: list[Any] | None = None
+
+    def __enter__(self) -> Keys:
+        import os
+        import sys
+
+        fd = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
+        try:
+            foreground = fd is not None and os.tcgetpgrp(fd) == os.getpgrp()
+        except OSError:  # a terminal, but not this process's controlling one
+            foreground = False
+        if fd is not None and foreground:
+            import termios
+            import tty
+
+            self._saved = termios.tcgetattr(fd)
+            tty.setcbreak(fd)
+            self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None and self._saved is not None:
+            import termios
+
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+
+    def quit_within(self, seconds: float) -> bool:
+        """Wait `seconds`; True as soon as `q` is pressed."""
+        if self._fd is None:
+            time.sleep(seconds)
+            return False
+        import os
+        import select
+
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self._fd], [], [], left)
+            if ready and QUIT_KEYS & set(os.read(self._fd, 64)):
+                return True
+        return False
+
+
+def _stream_json(client: ControlClient, view: View, keys: Keys) -> None:
     while True:
         if view.error is None:
             body = view.snapshot.as_dict()
         else:
             body = {"at": time.time(), "error": view.error}
         print(json.dumps(body, default=str), flush=True)
-        time.sleep(view.interval)
+        if keys.quit_within(view.interval):
+            return
         view = view.advanced(client)
 
 
-def _watch(client: ControlClient, view: View) -> None:
+def _watch(client: ControlClient, view: View, keys: Keys) -> None:
     from rich.live import Live
 
     console = render.console()
     if not console.is_terminal:
-        _print_frames(client, view, console)
+        _print_frames(client, view, console, keys)
         return
     # get_renderable reads `view` when it draws (it is a closure over the variable),
     # so the auto refresh re-lays out the latest data for the current terminal size.
@@ -203,17 +262,17 @@ def _watch(client: ControlClient, view: View) -> None:
         redirect_stderr=False,
         get_renderable=lambda: frame(view, console.size.width, console.size.height),
     ) as live:
-        while True:
-            time.sleep(view.interval)
+        while not keys.quit_within(view.interval):
             view = view.advanced(client)
             live.refresh()
 
 
-def _print_frames(client: ControlClient, view: View, console: Console) -> None:
+def _print_frames(client: ControlClient, view: View, console: Console, keys: Keys) -> None:
     """Piped or redirected: one frame after another, like `top -b`."""
     while True:
         console.print(frame(view, console.size.width, console.size.height))
-        time.sleep(view.interval)
+        if keys.quit_within(view.interval):
+            return
         view = view.advanced(client)
 
 
@@ -230,9 +289,10 @@ def frame(view: View, width: int, height: int) -> Any:
     layout = Layout()
     layout.split_column(
         Layout(_header(view), size=1),
-        Layout(name="upper", size=max(8, (height - 1) * 2 // 5)),
+        Layout(name="upper", size=max(8, (height - 2) * 2 // 5)),
         Layout(name="lower", minimum_size=4),
         Layout(_alerts_panel(firing), size=alert_rows),
+        Layout(_footer(view), size=1),
     )
     layout["upper"].split_row(
         Layout(_memory_panel(snapshot.memory), ratio=3),
@@ -276,6 +336,17 @@ def _header(view: View) -> Any:
     grid.add_column(no_wrap=True, justify="right")
     grid.add_row(left, clock)
     return grid
+
+
+def _footer(view: View) -> Any:
+    from rich.text import Text
+
+    text = Text(no_wrap=True, overflow="ellipsis", style="dim")
+    text.append("q", style="bold")
+    text.append(" or ")
+    text.append("Ctrl-C", style="bold")
+    text.append(f" quits · every {view.interval:g} s · requests leave out top's own polls")
+    return text
 
 
 def _panel(body: Any, title: str, style: str = "blue") -> Any:

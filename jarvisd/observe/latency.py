@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 PERCENTILES = (50, 90, 95, 99)
+# A request carrying this header is a dashboard polling (`jarvisctl top`): it is
+# counted apart, so the request rates and the error rate show everyone else's.
+MONITOR_HEADER = "X-Jarvis-Monitor"
 
 
 def percentile(sorted_values: list[float], rank: float) -> float:
@@ -119,8 +122,9 @@ class _Tally:
     seconds: float = 0.0
 
 
-# One second of traffic: (endpoint, status class) -> tally.
-_Bucket = dict[tuple[str, str], _Tally]
+# One second of traffic: (endpoint, status class, a monitor's poll) -> tally.
+_Key = tuple[str, str, bool]
+_Bucket = dict[_Key, _Tally]
 
 
 class RequestStats:
@@ -137,9 +141,18 @@ class RequestStats:
         self._lock = threading.Lock()
         self._buckets: deque[tuple[int, _Bucket]] = deque()
 
-    def record(self, endpoint: str, status: int, seconds: float, now: float | None = None) -> None:
+    def record(
+        self,
+        endpoint: str,
+        status: int,
+        seconds: float,
+        now: float | None = None,
+        *,
+        monitor: bool = False,
+    ) -> None:
+        """One answered request; `monitor`: a dashboard's poll, reported apart."""
         second = int(time.monotonic() if now is None else now)
-        key = (endpoint, status_class(status))
+        key = (endpoint, status_class(status), monitor)
         with self._lock:
             if not self._buckets or self._buckets[-1][0] < second:
                 self._buckets.append((second, {}))
@@ -156,8 +169,13 @@ class RequestStats:
         while self._buckets and self._buckets[0][0] <= second - self.horizon_seconds:
             self._buckets.popleft()
 
-    def _window(self, window_seconds: float, now: float | None) -> dict[tuple[str, str], _Tally]:
-        """Tallies summed over the buckets within the window ending now."""
+    def _window(
+        self, window_seconds: float, now: float | None, monitor: bool = False
+    ) -> dict[tuple[str, str], _Tally]:
+        """Tallies summed over the buckets within the window ending now.
+
+        Those of ordinary requests, or (`monitor`) of a dashboard's polls.
+        """
         current = time.monotonic() if now is None else now
         start = current - min(window_seconds, self.horizon_seconds)
         totals: dict[tuple[str, str], _Tally] = {}
@@ -165,8 +183,10 @@ class RequestStats:
             for second, bucket in reversed(self._buckets):
                 if second + 1 <= start:
                     break
-                for key, tally in bucket.items():
-                    total = totals.setdefault(key, _Tally())
+                for (endpoint, cls, polled), tally in bucket.items():
+                    if polled != monitor:
+                        continue
+                    total = totals.setdefault((endpoint, cls), _Tally())
                     total.count += tally.count
                     total.seconds += tally.seconds
         return totals
@@ -200,12 +220,15 @@ class RequestStats:
             entry["error_rate"] = entry["by_status"].get("5xx", 0) / entry["count"]
         requests = sum(entry["count"] for entry in endpoints.values())
         errors = sum(entry["by_status"].get("5xx", 0) for entry in endpoints.values())
+        polls = sum(tally.count for tally in self._window(window, now, monitor=True).values())
         return {
             "window_seconds": window,
             "count": requests,
             "rate_per_second": requests / window,
             "error_rate": errors / requests if requests else 0.0,
             "endpoints": endpoints,
+            # A dashboard's own polling (MONITOR_HEADER), left out of all of the above.
+            "monitor": {"count": polls, "rate_per_second": polls / window},
         }
 
     def reset(self) -> None:

@@ -212,14 +212,18 @@ class Metrics:
     def uptime_seconds(self) -> float:
         return time.monotonic() - self._start_monotonic
 
-    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+    def observe_request(
+        self, endpoint: str, method: str, status: int, seconds: float, *, monitor: bool = False
+    ) -> None:
         """One answered request: the counter, the histogram and the recent windows.
 
         `endpoint` is the route template (`/v1/notes/{path}`), never the raw path.
+        A `monitor`'s poll (jarvisctl top) counts in Prometheus but apart in the
+        recent-request windows, so a dashboard does not measure itself.
         """
         self.requests.labels(endpoint, method, str(status)).inc()
         self.request_duration.labels(endpoint).observe(seconds)
-        self.request_stats.record(endpoint, status, seconds)
+        self.request_stats.record(endpoint, status, seconds, monitor=monitor)
         self.latency.observe(f"request:{endpoint}", seconds)
 
     def observe_search(self, mode: str, seconds: float, result: str = "ok") -> None:
