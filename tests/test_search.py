@@ -159,7 +159,9 @@ async def test_folder_and_vault_filters(indexed: Indexed) -> None:
     reply = await search(service, q="notes about coffee", folder="Coffee/", limit=20)
     assert paths(reply) and all(p.startswith("Coffee/") for p in paths(reply))
     assert reply["filters"]["folder"] == "Coffee"
-    assert (await search(service, q="coffee", vault="other"))["results"] == []
+    with pytest.raises(SearchError) as unknown:  # a vault that is not configured: 404
+        await search(service, q="coffee", vault="other")
+    assert (unknown.value.status, unknown.value.code) == (404, "not_found")
     assert paths(await search(service, q="coffee", vault="notes"))
 
 
