@@ -1,10 +1,12 @@
 """Control-socket routes for the link graph: `/v1/graph/...`, all GET, all JSON.
 
 A note is named by `path=` (vault-relative, `.md` optional) or, when no
-stored note has that path, by its title or an alias. `vault=` picks a vault
-(default: the first configured). Errors: 404 unknown note or vault, 400 bad
-depth, direction or limit, 503 the graph server cannot be reached, 502 it
-answered with a failure; every error names what to fix.
+stored note has that path, by its title or an alias. `vault=` picks a vault;
+without it every vault is looked in, a reply's `match` lists the vaults a name
+was found in, and the reports (unresolved, orphans) come one per vault.
+Errors: 404 unknown note or vault, 400 bad depth, direction or limit, 503 the
+graph server cannot be reached, 502 it answered with a failure; every error
+names what to fix.
 """
 
 from __future__ import annotations
