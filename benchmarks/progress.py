@@ -47,6 +47,13 @@ async def readings(vault: Path, database: Path) -> tuple[list[dict[str, Any]], f
     store = Store(config.database_path, config.storage, embedder.probe_dimension())
     indexer = Indexer(config, store, embedder, pools, Metrics())
     taken: list[dict[str, Any]] = []
+    ended: list[float] = []  # when encoding ended: the first `finalizing` event
+
+    def listen(event: dict[str, Any]) -> None:
+        if event.get("phase") == "finalizing" and not ended:
+            ended.append(time.monotonic())
+
+    indexer.subscribe(listen)
     try:
         run = asyncio.ensure_future(indexer.run())
         while not run.done():
@@ -59,10 +66,9 @@ async def readings(vault: Path, database: Path) -> tuple[list[dict[str, Any]], f
         store.close()
         pools.shutdown()
         embedder.unload()
-    if report.state != "done":
+    if report.state != "done" or not ended:
         raise SystemExit(f"the run failed: {report.error}")
-    ended = next(item["at"] for item in taken if item["phase"] == "finalizing")
-    return taken, ended
+    return taken, ended[0]
 
 
 def files_based_eta(reading: dict[str, Any]) -> float | None:
