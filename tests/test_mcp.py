@@ -113,6 +113,24 @@ async def test_no_daemon_is_a_failure_that_says_how_to_start_it(tmp_path: Path) 
     assert await bridge.capabilities() == frozenset()  # core tools are still listed
 
 
+async def test_a_daemon_that_does_not_answer_in_time_is_called_busy(tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "silent.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)  # accepts the connection, never answers
+        bridge = DaemonBridge(ControlClient(path, timeout=0.3))
+        with pytest.raises(DaemonFailure) as caught:
+            await bridge.get("/v1/status")
+    assert caught.value.error["code"] == "timeout"
+    assert (
+        "did not answer within" in caught.value.text
+        and "call again in a moment" in caught.value.text
+    )
+    assert "Start it" not in caught.value.text
+
+
 def test_the_server_is_built_without_touching_the_daemon(tmp_path: Path) -> None:
     server = build_server(ControlClient(tmp_path / "absent.sock"))
     options = server.create_initialization_options()

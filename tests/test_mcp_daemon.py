@@ -36,6 +36,7 @@ SECOND = {
     "Garden/Tomatoes.md": "# Tomatoes\nSow in March, plant out after the last frost. [[Compost]]\n",
     "Garden/Compost.md": "# Compost\nGreens and browns, turned every two weeks.\n",
     "Ideas.md": "# Ideas\nA cold frame for the [[Tomatoes]].\n",
+    "Trials.md": "---\ntitle: A/B trials\n---\n# Trials\nTwo beds, two feeds. [[Compost]]\n",
 }
 FORCE_MINIMAL = {"modes": {"full_min_available": "10TB", "lite_min_available": "9TB"}}
 NORMAL = {"modes": {"full_min_available": "1KB", "lite_min_available": "1KB"}}
@@ -231,6 +232,8 @@ async def test_search_and_read_a_note(vaults: Vaults, tmp_path: Path) -> None:
         _, part = await ok(client, "read_note", note="Espresso at home", end_line=10)
         assert part["lines"] == {"start": 1, "end": 10, "total": 38}
         assert part["next_start_line"] == 11 and part["content"].startswith("---\n")
+        _, slashed = await ok(client, "read_note", note="A/B trials", vault="garden")
+        assert slashed["path"] == "Trials.md"  # a title with a slash, after no such path
         text, by_title = await ok(client, "read_note", note="tomatoes", vault="garden")
         assert by_title["path"] == "Garden/Tomatoes.md" and by_title["next_start_line"] is None
         assert "no note titled 'Nothing like it'" in await refused(

@@ -20,6 +20,10 @@ START_HINT = (
     "Start it (`jarvisd`, or `systemctl --user start jarvisd`) and call again: this MCP "
     "server keeps running and reaches the daemon on the next call."
 )
+BUSY_HINT = (
+    "It may be loading its model or busy indexing: call again in a moment (a longer wait: "
+    "`jarvisctl --timeout 120 mcp` in the client's configuration)."
+)
 # What to do after each kind of refusal, by HTTP status; the daemon's message says what.
 _HINTS = {
     400: "Fix that argument and call again.",
@@ -46,8 +50,16 @@ class DaemonFailure(Exception):
 
 
 def unreachable(error: DaemonUnreachable) -> DaemonFailure:
-    text = f"jarvisd is not reachable: {error}. {START_HINT}"
-    return DaemonFailure(text, {"status": None, "code": "unreachable", "message": str(error)})
+    """What to do depends on why: nothing listens, the socket is not ours, or no answer in time."""
+    cause = error.__cause__
+    if isinstance(cause, PermissionError):
+        hint, code = "Run the MCP client as the user that runs jarvisd.", "forbidden"
+    elif isinstance(cause, TimeoutError):
+        hint, code = BUSY_HINT, "timeout"
+    else:
+        hint, code = START_HINT, "unreachable"
+    text = f"jarvisd is not reachable: {error}. {hint}"
+    return DaemonFailure(text, {"status": None, "code": code, "message": str(error)})
 
 
 def refused(error: DaemonError) -> DaemonFailure:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jarvisd.cli.mcp import schemas, text
-from jarvisd.cli.mcp.bridge import DaemonBridge
+from jarvisd.cli.mcp.bridge import DaemonBridge, DaemonFailure
 from jarvisd.cli.mcp.pages import ArgumentProblem, page_of
 
 Direction = Literal["out", "in", "both"]
@@ -120,9 +120,7 @@ class ReadNoteArguments(Arguments):
 
 
 async def read_note(daemon: DaemonBridge, arguments: ReadNoteArguments) -> Answer:
-    name = arguments.note
-    key = "path" if "/" in name or name.lower().endswith(".md") else "title"
-    note = await daemon.get("/v1/notes", vault=arguments.vault, **{key: name})
+    note = await find_note(daemon, arguments.note, arguments.vault)
     try:
         page = page_of(note.get("content"), arguments.start_line, arguments.end_line)
     except ArgumentProblem as problem:
@@ -136,6 +134,19 @@ async def read_note(daemon: DaemonBridge, arguments: ReadNoteArguments) -> Answe
     structured["content"] = page.text if note.get("content") is not None else None
     structured["content_error"] = note.get("content_error")
     return Answer(text.note_page(structured), structured)
+
+
+async def find_note(daemon: DaemonBridge, name: str, vault: str | None) -> Any:
+    """The note at a path (`/` in it, or `.md`), else by title; a path-like title too."""
+    if name.lower().endswith(".md"):
+        return await daemon.get("/v1/notes", vault=vault, path=name)
+    if "/" in name:
+        try:
+            return await daemon.get("/v1/notes", vault=vault, path=name)
+        except DaemonFailure as failure:
+            if failure.error.get("status") != 404:
+                raise  # a path that leaves the vault stays refused
+    return await daemon.get("/v1/notes", vault=vault, title=name)
 
 
 class NoteArguments(Arguments):
