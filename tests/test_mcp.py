@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,16 @@ def test_every_tool_schema_is_valid_json_schema_and_says_when_to_use_it(tool: To
     assert len(tool.description) > 60 and wire.annotations and wire.annotations.read_only_hint
     for name, prop in wire.input_schema.get("properties", {}).items():
         assert prop.get("description"), f"{tool.name}.{name} has no description"
+
+
+def test_the_readme_example_of_each_tool_is_valid_for_its_schema() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    examples = dict(re.findall(r"^\| `(\w+)` \| .+ \| `(\{.*\})` \|$", readme, re.MULTILINE))
+    assert sorted(examples) == sorted(CORE)
+    for tool in TOOLS:
+        arguments = json.loads(examples[tool.name])
+        validator_for(tool.input_schema())(tool.input_schema()).validate(arguments)
+        tool.arguments.model_validate(arguments)
 
 
 def test_graph_path_takes_from_and_to() -> None:

@@ -11,6 +11,7 @@ never by the other commands.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from jarvisd.cli.client import ControlClient
@@ -32,6 +33,12 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_mcp(client: ControlClient, args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        print(
+            "jarvisctl mcp: serving MCP on stdin/stdout for an AI assistant; add it to the "
+            "client's configuration (README: AI assistants). Ctrl-D ends it.",
+            file=sys.stderr,
+        )
     from jarvisd.cli.mcp.server import serve
 
     serve(client)
