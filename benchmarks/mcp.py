@@ -4,9 +4,10 @@ Against a real daemon on a copy of the example vault (indexed first, model
 loaded), it measures, as JSON:
 
 - `handshake_seconds`: a fresh `jarvisctl mcp` process, from spawn to the
-  `initialize` reply on its stdout (target: under 1 s), beside two references
-  taken in the same run: a bare `python -c pass` and `python -c "import mcp..."`
-  (the SDK's own import cost, which dominates), and `jarvisctl status`;
+  `initialize` reply on its stdout (target: under 1 s), beside references
+  taken in the same run: a bare `python -c pass`, the time a fresh interpreter
+  spends importing the SDK (`import_mcp_sdk`, timed inside it: the cost that
+  dominates) and the whole `jarvisctl mcp` server module, and `jarvisctl status`;
 - `call_seconds`: one long-running `jarvisctl mcp`, `tools/call` of search
   (hybrid; first sight of each query, then the same queries again, which the
   daemon answers from its result cache) and read_note, each beside the same
@@ -192,18 +193,26 @@ def measure_calls(client: ControlClient, socket: Path, rounds: int) -> dict[str,
     }
 
 
+def import_seconds(module: str) -> float:
+    """How long a fresh interpreter takes to import `module` (timed inside it, no exit)."""
+    probe = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
+    return float(done.stdout)
+
+
 def measure_handshakes(socket: Path, runs: int) -> dict[str, Any]:
-    python = sys.executable
-    bare, sdk, status, cold = [], [], [], []
-    for _ in range(runs):  # interleaved, so load changes hit all four alike
-        bare.append(wall([python, "-c", "pass"]))
-        sdk.append(wall([python, "-c", "import mcp.server.lowlevel, mcp.server.stdio"]))
+    bare, sdk, server, status, cold = [], [], [], [], []
+    for _ in range(runs):  # interleaved, so load changes hit all of them alike
+        bare.append(wall([sys.executable, "-c", "pass"]))
+        sdk.append(import_seconds("mcp.server.lowlevel, mcp.server.stdio"))
+        server.append(import_seconds("jarvisd.cli.mcp.server"))
         status.append(wall([jarvisctl(), "--socket", str(socket), "status", "--json"]))
         cold.append(handshake(socket))
     return {
         "jarvisctl_mcp_initialize": percentiles(cold),
         "python_startup": percentiles(bare),
-        "python_import_mcp_sdk": percentiles(sdk),
+        "import_mcp_sdk": percentiles(sdk),
+        "import_jarvisctl_mcp_server": percentiles(server),
         "jarvisctl_status": percentiles(status),
     }
 
