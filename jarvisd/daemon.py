@@ -38,6 +38,10 @@ log = logs.get_logger("jarvisd.daemon")
 
 SHUTDOWN_DEADLINE = 20.0  # seconds for everything; systemd's TimeoutStopSec is above it
 _SIGNALS = {signal.SIGHUP: "hup", signal.SIGTERM: "term", signal.SIGINT: "int"}
+# What the control socket serves, in `/v1/status`: clients (`jarvisctl mcp`) offer
+# a feature only when the daemon they talk to lists it. A new surface (`ask`)
+# adds its name here beside its routes.
+CAPABILITIES = ("search", "graph", "notes", "notes.list")
 
 
 class Daemon:
@@ -276,6 +280,7 @@ class Daemon:
             "state": self.state.value,
             "pid": os.getpid(),
             "version": __version__,
+            "capabilities": list(CAPABILITIES),
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "started_at": self.started_at,
             "config_path": str(self.config_path) if self.config_path else None,

@@ -39,6 +39,12 @@ def default_socket_path() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and Path(runtime).is_dir():
         return Path(runtime) / "jarvis" / "jarvisd.sock"
+    # MCP clients start `jarvisctl mcp` with a trimmed environment (the SDK's stdio
+    # client passes only HOME, LOGNAME, PATH, SHELL, TERM, USER): find the runtime
+    # dir logind made for this user, where a systemd user service's jarvisd listens.
+    logind = Path(f"/run/user/{os.getuid()}")
+    if sys.platform.startswith("linux") and logind.is_dir() and logind.stat().st_uid == os.getuid():
+        return logind / "jarvis" / "jarvisd.sock"
     if sys.platform == "darwin":
         # launchd gives no runtime dir; the per-user cache folder is private to the user.
         return Path.home() / "Library" / "Caches" / "jarvis" / "jarvisd.sock"

@@ -59,6 +59,22 @@ def test_socket_from_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert resolve_socket(None, config) == Path("/env.sock")
 
 
+def test_default_socket_without_xdg_runtime_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trimmed environment (as MCP clients give `jarvisctl mcp`) finds logind's runtime dir."""
+    from jarvisd.paths import default_socket_path
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert default_socket_path() == tmp_path / "jarvis" / "jarvisd.sock"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    logind = Path(f"/run/user/{os.getuid()}")
+    if sys.platform.startswith("linux") and logind.is_dir() and logind.stat().st_uid == os.getuid():
+        assert default_socket_path() == logind / "jarvis" / "jarvisd.sock"
+    elif sys.platform.startswith("linux"):
+        assert default_socket_path() == Path(f"/tmp/jarvis-{os.getuid()}") / "jarvisd.sock"
+
+
 def test_reload_config_and_jobs(start_daemon: Start) -> None:
     daemon = start_daemon()
     daemon.rewrite(search={"default_limit": 4}, control={"socket": "/tmp/elsewhere.sock"})
@@ -159,8 +175,8 @@ def test_jarvisctl_imports_nothing_heavy(start_daemon: Start) -> None:
     probe = (
         "import sys; from jarvisd.cli import main; code = main(['--socket', sys.argv[1], "
         "'status', '--json']); heavy = sorted(m for m in ('torch', 'duckdb', "
-        "'sentence_transformers', 'pandas', 'numpy', 'pydantic', 'aiohttp') if m in "
-        "sys.modules); print('HEAVY', heavy, file=sys.stderr); sys.exit(code)"
+        "'sentence_transformers', 'pandas', 'numpy', 'pydantic', 'aiohttp', 'mcp', 'anyio') "
+        "if m in sys.modules); print('HEAVY', heavy, file=sys.stderr); sys.exit(code)"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, str(daemon.socket)],

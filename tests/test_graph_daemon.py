@@ -101,6 +101,22 @@ def test_notes_route_reads_a_note_and_guards_the_vault(
     assert error_of(client, "/v1/notes").status == 400
 
 
+def test_notes_list_route_pages_and_states_its_bound(start_daemon: Start, short_tmp: Path) -> None:
+    client = start_daemon(prepared(short_tmp)).client
+    assert "notes.list" in get(client, "/v1/status")["capabilities"]
+    first = get(client, "/v1/notes/list", limit=5)
+    assert first["vault"] == "v" and first["total"] == len(CONTRACT_VAULTS["v"])
+    rest = get(client, "/v1/notes/list", vault="v", cursor=first["next_cursor"], limit=5)
+    assert rest["next_cursor"] is None
+    paths = [note["path"] for note in first["notes"] + rest["notes"]]
+    assert paths == sorted(CONTRACT_VAULTS["v"])
+    assert get(client, "/v1/notes/list")["limit"] == 100  # the default page
+    over = error_of(client, "/v1/notes/list", limit=1001)
+    assert over.status == 400 and "limit must be between 1 and 1000, got 1001" in over.message
+    assert error_of(client, "/v1/notes/list", limit="many").status == 400
+    assert error_of(client, "/v1/notes/list", vault="other").status == 404
+
+
 def test_jarvisctl_graph_and_note(start_daemon: Start, short_tmp: Path) -> None:
     daemon = start_daemon(prepared(short_tmp))
     tree = ctl(daemon, "graph", "Alpha", "--depth", "2", "--direction", "out")

@@ -210,3 +210,37 @@ async def test_a_note_in_no_vault_is_not_found_naming_every_vault(
         await two_vaults.lookup(None, "Nope", "title")
     with pytest.raises(BadNoteRequest):
         await two_vaults.lookup(None, "../outside.md", "path")
+
+
+async def test_a_listing_pages_through_the_vault_in_path_order(notes: NotesService) -> None:
+    vault = notes.vault(None)
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = await notes.list_notes(vault, cursor, 2)
+        pages += 1
+        assert page.total == len(NOTES) and len(page.notes) <= 2
+        seen.extend(note.path for note in page.notes)
+        if page.next_after is None:
+            break
+        cursor = page.next_after
+    assert seen == sorted(NOTES) and pages == 3
+    whole = await notes.list_notes(vault, None, len(NOTES))
+    assert whole.next_after is None  # exactly one page: no empty page to ask for
+    first = whole.notes[0].as_dict()
+    assert first["path"] == "Archive/Old/Beans.md" and first["title"] == "Beans"
+    assert set(first) == {"path", "title", "size", "modified"}
+
+
+async def test_a_listing_refuses_limits_out_of_range_and_unknown_vaults(
+    notes: NotesService,
+) -> None:
+    for limit in (0, -1, 1001):
+        with pytest.raises(BadNoteRequest, match="limit must be between 1 and 1000") as caught:
+            await notes.list_notes(notes.vault(None), None, limit)
+        assert caught.value.status == 400
+    with pytest.raises(NoteNotFoundError, match="no vault named 'other'"):
+        notes.vault("other")
+    past_the_end = await notes.list_notes(notes.vault(None), "zzz", 10)
+    assert past_the_end.notes == () and past_the_end.next_after is None

@@ -19,10 +19,14 @@ from typing import Any, Literal
 from jarvisd.config import Config, VaultConfig
 from jarvisd.indexing.vault import PathOutsideVault, read_note_bytes, resolve_in_vault
 from jarvisd.pools import Pools
-from jarvisd.store import NoteDetail, Store
+from jarvisd.store import NoteDetail, NotePage, Store
 from jarvisd.store.connection import first_row
 
 MAX_CANDIDATES = 20
+# A listing page: enough for a client that browses resources, small enough that a
+# page of the 10k-note benchmark vault stays a few hundred kB of JSON.
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
 
 # Rank 0 title, 1 file name, 2 alias; then the shortest path, then alphabetical.
 _BY_TITLE = """
@@ -217,6 +221,12 @@ class NotesService:
     async def read_by_title(self, vault: VaultConfig, title: str) -> NoteView:
         match = await self._pools.run("graph", self._match_title, vault.name, title)
         return await self._pools.run("graph", self._read, vault, match.path, match.as_dict(title))
+
+    async def list_notes(self, vault: VaultConfig, cursor: str | None, limit: int) -> NotePage:
+        """A page of the vault's notes in path order; `cursor` is a page's `next_cursor`."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise BadNoteRequest(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+        return await self._pools.run("graph", self._store.list_notes, vault.name, cursor, limit)
 
     async def resolve(self, vault: VaultConfig, reference: str) -> str:
         """A stored note's path from a path (with or without `.md`) or else a title."""

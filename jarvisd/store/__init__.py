@@ -23,6 +23,8 @@ from jarvisd.store.records import (
     FileState,
     LinkKey,
     NoteDetail,
+    NotePage,
+    NoteSummary,
     OutgoingLink,
 )
 from jarvisd.store.schema import FTS_SCHEMA, LATEST_VERSION
@@ -38,6 +40,8 @@ __all__ = [
     "FileState",
     "LinkKey",
     "NoteDetail",
+    "NotePage",
+    "NoteSummary",
     "NoteWriteError",
     "OutgoingLink",
     "SchemaTooNewError",

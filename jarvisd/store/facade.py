@@ -27,7 +27,7 @@ from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError
 from jarvisd.store.indexes import VectorTable
 from jarvisd.store.maintenance import Step, maintenance, timed
-from jarvisd.store.records import ChunkMatrix, FileState, LinkKey, NoteDetail
+from jarvisd.store.records import ChunkMatrix, FileState, LinkKey, NoteDetail, NotePage
 
 log = get_logger("jarvisd.store")
 
@@ -267,6 +267,10 @@ class Store:
     def get_note(self, vault: str, path: str) -> NoteDetail | None:
         self._check_open()
         return reads.get_note(self.reader(), vault, path)
+
+    def list_notes(self, vault: str, after: str | None, limit: int) -> NotePage:
+        self._check_open()
+        return reads.list_notes(self.reader(), vault, after, limit)
 
     def chunk_matrix(self, after: int | None = None) -> ChunkMatrix:
         """Every chunk id and vector (float32, rows L2-normalised by the embedder);

@@ -12,7 +12,15 @@ import numpy.typing as npt
 
 from jarvisd.indexing.parsed import Heading, LinkKind
 from jarvisd.store.connection import first_row
-from jarvisd.store.records import Backlink, ChunkMatrix, FileState, NoteDetail, OutgoingLink
+from jarvisd.store.records import (
+    Backlink,
+    ChunkMatrix,
+    FileState,
+    NoteDetail,
+    NotePage,
+    NoteSummary,
+    OutgoingLink,
+)
 
 
 def file_states(cursor: duckdb.DuckDBPyConnection, vault: str) -> dict[str, FileState]:
@@ -89,6 +97,29 @@ def stats(cursor: duckdb.DuckDBPyConnection) -> dict[str, int]:
     assert row is not None
     names = ("notes", "chunks", "links", "note_links", "unresolved_links", "tags", "vaults")
     return {name: int(value) for name, value in zip(names, row, strict=True)}
+
+
+def list_notes(
+    cursor: duckdb.DuckDBPyConnection, vault: str, after: str | None, limit: int
+) -> NotePage:
+    """Up to `limit` notes of `vault` with paths after `after`, in path order.
+
+    Keyset paging on the (vault, path) key: a page costs its own rows whatever
+    its depth, and notes added or removed between pages never shift the others.
+    """
+    rows = cursor.execute(
+        "SELECT path, title, size, mtime_ns FROM notes "
+        "WHERE vault = $vault AND ($after IS NULL OR path > $after) "
+        "ORDER BY path LIMIT $limit",
+        {"vault": vault, "after": after, "limit": limit + 1},
+    ).fetchall()
+    total = first_row(cursor.execute("SELECT count(*) FROM notes WHERE vault = ?", [vault]))
+    notes = tuple(
+        NoteSummary(str(path), str(title), int(size), int(mtime))
+        for path, title, size, mtime in rows[:limit]
+    )
+    more = len(rows) > limit and bool(notes)
+    return NotePage(notes, int(total[0]) if total else 0, notes[-1].path if more else None)
 
 
 def get_note(cursor: duckdb.DuckDBPyConnection, vault: str, path: str) -> NoteDetail | None:

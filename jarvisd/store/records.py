@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,31 @@ class NoteDetail:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class NoteSummary:
+    """One line of a note listing: enough to name the note and to open it."""
+
+    path: str
+    title: str
+    size: int
+    mtime_ns: int
+
+    def as_dict(self) -> dict[str, Any]:
+        # `modified` as search results give it: ISO 8601 in local time.
+        modified = datetime.fromtimestamp(self.mtime_ns / 1e9).astimezone().isoformat()
+        return {"path": self.path, "title": self.title, "size": self.size, "modified": modified}
+
+
+@dataclass(frozen=True, slots=True)
+class NotePage:
+    """A page of a vault's notes in path order, and the count of all of them."""
+
+    notes: tuple[NoteSummary, ...]
+    total: int
+    # The last path of this page when more notes follow it, else None.
+    next_after: str | None
 
 
 @dataclass(frozen=True)
