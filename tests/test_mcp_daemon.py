@@ -236,7 +236,7 @@ async def test_search_and_read_a_note(vaults: Vaults, tmp_path: Path) -> None:
         assert slashed["path"] == "Trials.md"  # a title with a slash, after no such path
         text, by_title = await ok(client, "read_note", note="tomatoes", vault="garden")
         assert by_title["path"] == "Garden/Tomatoes.md" and by_title["next_start_line"] is None
-        assert "no note titled 'Nothing like it'" in await refused(
+        assert "no note 'Nothing like it' in any vault" in await refused(
             client, "read_note", note="Nothing like it"
         )
         assert "climbs out of the vault" in await refused(client, "read_note", note="../x.md")
@@ -253,7 +253,7 @@ async def test_links_graph_and_reports(vaults: Vaults, tmp_path: Path) -> None:
         text, links = await ok(client, "note_links", note="Home")
         assert any(link["target_path"] == "Coffee/Espresso.md" for link in links["links"])
         assert "[[Espresso]] → Coffee/Espresso.md" in text
-        assert "no note titled 'Nowhere.md'" in await refused(
+        assert "no note 'Nowhere.md' in any vault" in await refused(
             client, "note_links", note="Nowhere.md"
         )
 
