@@ -278,9 +278,14 @@ async def test_links_graph_and_reports(vaults: Vaults, tmp_path: Path) -> None:
             client, "graph_path", **{"from": "Home", "to": "Beans", "direction": "up"}
         )
 
-        text, unresolved = await ok(client, "unresolved_links")
+        text, unresolved = await ok(client, "unresolved_links", vault="example")
         assert [item["target"] for item in unresolved["targets"]] == ["Pizza oven"]
         assert "[[Pizza oven]]" in text
+        # Asked of no vault with two configured: one report per vault, each rendered.
+        text, both = await ok(client, "unresolved_links", limit=1)
+        assert [report["vault"] for report in both["vaults"]] == ["example", "garden"]
+        assert both["vaults"][0]["targets"][0]["target"] == "Pizza oven"
+        assert "in vault example" in text and "in vault garden" in text
         assert "limit: Input should be less than or equal to 1000" in await refused(
             client, "unresolved_links", limit=5000
         )

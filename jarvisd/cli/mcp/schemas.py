@@ -28,6 +28,11 @@ def listing(items: Schema) -> Schema:
     return {"type": "array", "items": items}
 
 
+def per_vault(report: Schema) -> Schema:
+    """One vault's report, or, asked of no vault with several configured, one per vault."""
+    return {"type": "object", "oneOf": [report, shape({"vaults": listing(report)}, "vaults")]}
+
+
 NOTE_REFERENCE = shape({"path": STRING, "title": STRING}, "path", "title")
 
 SEARCH_RESULT = shape(
@@ -154,7 +159,7 @@ PATH = shape(
     "notes",
 )
 
-UNRESOLVED = shape(
+UNRESOLVED_REPORT = shape(
     {
         "vault": STRING,
         "count": INTEGER,
@@ -170,13 +175,16 @@ UNRESOLVED = shape(
     "targets",
 )
 
-ORPHANS = shape(
+ORPHANS_REPORT = shape(
     {"vault": STRING, "count": INTEGER, "truncated": BOOLEAN, "notes": listing(NOTE_REFERENCE)},
     "vault",
     "count",
     "truncated",
     "notes",
 )
+
+UNRESOLVED = per_vault(UNRESOLVED_REPORT)
+ORPHANS = per_vault(ORPHANS_REPORT)
 
 VAULT_STATUS = shape(
     {

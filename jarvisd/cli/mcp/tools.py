@@ -211,17 +211,32 @@ class ReportArguments(Arguments):
 
 async def unresolved_links(daemon: DaemonBridge, arguments: ReportArguments) -> Answer:
     reply = await daemon.get("/v1/graph/unresolved", vault=arguments.vault)
-    targets = reply["targets"]
-    reply = {**reply, "targets": targets[: arguments.limit]}
-    reply["truncated"] = len(targets) > arguments.limit
-    return Answer(text.unresolved(reply), reply)
+    return _per_vault(reply, "targets", arguments.limit, text.unresolved)
 
 
 async def orphans(daemon: DaemonBridge, arguments: ReportArguments) -> Answer:
     reply = await daemon.get("/v1/graph/orphans", vault=arguments.vault)
-    notes = reply["notes"]
-    reply = {**reply, "notes": notes[: arguments.limit], "truncated": len(notes) > arguments.limit}
-    return Answer(text.orphans(reply), reply)
+    return _per_vault(reply, "notes", arguments.limit, text.orphans)
+
+
+def _per_vault(
+    reply: dict[str, Any],
+    items: str,
+    limit: int,
+    render: Callable[[dict[str, Any]], str],
+) -> Answer:
+    """Cut a report's list to `limit`; asked of no vault with several configured, the
+    daemon sends one report per vault (`vaults`), each cut and rendered in turn."""
+
+    def cut(report: dict[str, Any]) -> dict[str, Any]:
+        listed = report[items]
+        return {**report, items: listed[:limit], "truncated": len(listed) > limit}
+
+    if "vaults" in reply:
+        reports = [cut(report) for report in reply["vaults"]]
+        return Answer("\n\n".join(render(report) for report in reports), {"vaults": reports})
+    report = cut(reply)
+    return Answer(render(report), report)
 
 
 # ------------------------------------------------------------------- status
