@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jarvisd import __version__, logs
+from jarvisd.api.ask import add_ask_routes
 from jarvisd.api.control import create_control_app
 from jarvisd.api.graph import add_graph_routes
 from jarvisd.api.index import add_index_routes
@@ -48,12 +49,13 @@ class Daemon:
         self.state = State.STARTING
         self.started_at = time.time()
         self.notifier = Notifier()
-        self.pools = Pools(config.threads)
+        self.pools = Pools(config.threads, llm=config.llm.max_concurrent)
         self.jobs = JobScheduler(config.schedule, self.metrics)
         self.observer = Observer(config, self.metrics, self.pools, ready=self.ready)
         self.knowledge = Knowledge(config, self.metrics, self.pools, self.jobs)
         self.observer.on_mode_change(self.knowledge.on_memory_mode)
         self.observer.add_model_memory("embedding", self.knowledge.embedder.memory_report)
+        self.observer.add_model_memory("llm", self.knowledge.ask.llm.memory_report)
         self._locks = [
             LockFile(config.socket_path.with_name(config.socket_path.name + ".lock")),
             LockFile(config.database_path.with_name(config.database_path.name + ".lock")),
@@ -132,6 +134,7 @@ class Daemon:
         add_search_routes(app, self.knowledge)
         add_graph_routes(app, self.knowledge.graph)
         add_notes_routes(app, self.knowledge.graph.notes)
+        add_ask_routes(app, self.knowledge.ask)
         # The metrics port's POST operations are always allowed on the socket: its peer
         # is the daemon's own user.
         for prefix in ("/metrics", "/v1/metrics"):
@@ -282,6 +285,7 @@ class Daemon:
             "socket": str(self._config.socket_path),
             "database": str(self._config.database_path),
             "memory_mode": self.observer.mode.value,
+            "capabilities": self.knowledge.capabilities(),
             "alerts_firing": [alert["rule"] for alert in self.observer.alerts.firing()],
             "threads": self.pools.sizes(),
             **self.knowledge.status(),

@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]
 ]:
-    from jarvisd.cli import core, graph, index, observe, search
+    from jarvisd.cli import ask, core, graph, index, observe, search
 
-    return [module.register for module in (core, index, search, graph, observe)]
+    return [module.register for module in (core, index, search, graph, observe, ask)]
 
 
 def main(argv: list[str] | None = None) -> int:

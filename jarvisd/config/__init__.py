@@ -1,5 +1,6 @@
 """jarvis.yaml as a value: the model, loading with located errors, and diffs."""
 
+from jarvisd.config.ask import AskConfig, LlmConfig, TemplatesConfig
 from jarvisd.config.diff import (
     MASK,
     RESTART_REQUIRED,
@@ -21,7 +22,6 @@ from jarvisd.config.model import (
     HnswConfig,
     HybridConfig,
     IndexingConfig,
-    LlmConfig,
     LoggingConfig,
     MemoryConfig,
     MemoryModesConfig,
@@ -31,7 +31,6 @@ from jarvisd.config.model import (
     ScheduleConfig,
     SearchConfig,
     StorageConfig,
-    TemplatesConfig,
     ThreadsConfig,
     VaultConfig,
     example_vault_path,
@@ -45,6 +44,7 @@ __all__ = [
     "RESTART_REQUIRED",
     "AlertRule",
     "AlertsConfig",
+    "AskConfig",
     "Config",
     "ConfigDiff",
     "ConfigError",

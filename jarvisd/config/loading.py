@@ -87,6 +87,11 @@ def _is_internal_loc(part: object) -> bool:
     return isinstance(part, str) and (part.startswith("function-") or "[" in part)
 
 
+def validation_problems(error: ValidationError, text: str) -> list[str]:
+    """Each problem of a YAML document's validation, as `key.path (line N): message`."""
+    return _problems(error, _key_lines(text))
+
+
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate YAML text into a Config, or raise ConfigError with key paths and lines."""
     try:

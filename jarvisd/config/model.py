@@ -6,37 +6,22 @@ it (`jarvisd --print-default-config`) and a test fails when the two disagree.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     field_validator,
     model_validator,
 )
 
+from jarvisd.config.ask import AskConfig, LlmConfig, TemplatesConfig
+from jarvisd.config.types import Duration, Section, Size, UserPath
 from jarvisd.paths import default_data_dir, default_socket_path
-from jarvisd.units import format_duration, format_size, parse_duration, parse_size
-
-Duration = Annotated[
-    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
-]
-Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
-
-
-def _expand_path(value: object) -> object:
-    if isinstance(value, str):
-        return Path(os.path.expandvars(os.path.expanduser(value)))
-    return value
-
-
-UserPath = Annotated[Path, BeforeValidator(_expand_path), PlainSerializer(str, return_type=str)]
+from jarvisd.units import parse_duration
 
 _CRON_FIELD = re.compile(r"^[\w*/,\-?]+$")
 
@@ -79,10 +64,6 @@ def _check_schedule(value: object) -> object:
 
 
 Schedule = Annotated[str | None, BeforeValidator(_check_schedule)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 # --------------------------------------------------------------------------- vaults
@@ -314,30 +295,6 @@ class GraphConfig(Section):
     neo4j: Neo4jConfig = Field(default_factory=Neo4jConfig)
 
 
-# --------------------------------------------------------------------- llm / templates
-
-
-class LlmConfig(Section):
-    enabled: bool = Field(default=False, description="Answer questions with a local LLM.")
-    model: UserPath | None = Field(
-        default=None, description="Path to a local mlx-lm model folder. Never downloaded."
-    )
-    max_tokens: int = Field(default=256, ge=1, le=8192, description="Longest answer in tokens.")
-    temperature: float = Field(default=0.2, ge=0.0, le=2.0, description="Sampling temperature.")
-    idle_unload: Duration = Field(
-        default=600.0, description="Unload the LLM after this long without a question."
-    )
-
-
-class TemplatesConfig(Section):
-    threshold: float = Field(
-        default=0.7, ge=0.0, le=1.0, description="Similarity a question needs to match a template."
-    )
-    file: UserPath | None = Field(
-        default=None, description="YAML file of question templates; null: none."
-    )
-
-
 # ------------------------------------------------------------------ threads / gc / memory
 
 
@@ -537,6 +494,7 @@ class Config(Section):
     graph: GraphConfig = Field(default_factory=GraphConfig)
     llm: LlmConfig = Field(default_factory=LlmConfig)
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    ask: AskConfig = Field(default_factory=AskConfig)
     threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
     gc: GcConfig = Field(default_factory=GcConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
