@@ -26,6 +26,7 @@ BatchEncoder = Callable[[list[str]], FloatArray]
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[*_]*[A-Z0-9])")
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "no.", "mr.", "dr.")
 MARKERS = re.compile(r"\s*\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_LEADING_MARKERS = re.compile(r"^\s*(?:\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]\s*)+")
 _BULLET = re.compile(r"^\s*(?:[-*+]\s+(?:\[[ xX]\]\s+)?|\d{1,3}[.)]\s+|>\s*|#{1,6}\s+)")
 _EMBED = re.compile(r"!\[\[[^\]]*\]\]|!\[[^\]]*\]\([^)]*\)")
 _WIKILINK = re.compile(r"\[\[([^\]|#]*)(?:#[^\]|]*)?(?:\|([^\]]*))?\]\]")
@@ -49,7 +50,7 @@ def plain(text: str) -> str:
     text = _WIKILINK.sub(lambda match: match.group(2) or match.group(1), text)
     text = _LINK.sub(r"\1", text)
     text = _EMPHASIS.sub("", text)
-    return text.replace("|", " ").strip()
+    return " ".join(text.replace("|", " ").split())
 
 
 def split(text: str) -> list[Sentence]:
@@ -61,15 +62,19 @@ def split(text: str) -> list[Sentence]:
         line = _BULLET.sub("", line)
         pieces = [piece for piece in _split_line(line) if piece.strip()]
         for index, piece in enumerate(pieces):
-            sentence = _sentence(piece, ends_line=index == len(pieces) - 1)
-            if not sentence.text and sentence.markers and sentences:
-                # "... Paris. [1]" split after the full stop: the markers go back.
+            leading = _LEADING_MARKERS.match(piece)
+            if leading and sentences:
+                # "... Paris. [1] Next" split after the full stop: [1] goes back.
+                back = _sentence(leading.group(), ends_line=False).markers
                 previous = sentences[-1]
-                sentences[-1] = Sentence(
-                    previous.text, previous.markers + sentence.markers, sentence.ends_line
-                )
-            elif sentence.text:
+                sentences[-1] = Sentence(previous.text, previous.markers + back, False)
+                piece = piece[leading.end() :]
+            sentence = _sentence(piece, ends_line=index == len(pieces) - 1)
+            if sentence.text:
                 sentences.append(sentence)
+            elif sentences and sentence.ends_line:
+                previous = sentences[-1]
+                sentences[-1] = Sentence(previous.text, previous.markers, True)
     return sentences
 
 
