@@ -194,6 +194,8 @@ class Daemon:
             return
         log.info("daemon.stopping", reason=reason)
         self.state = State.STOPPING
+        # Answers being generated end now, so the socket's in-flight requests drain fast.
+        self.knowledge.ask.llm.stop_generating()
         self.notifier.stopping()
         self._stop.set()
 

@@ -2,10 +2,11 @@
 
 Real parts only: a byte-level BPE tokenizer trained offline with `tokenizers`
 on the example vault, a two-layer Llama saved by transformers as safetensors,
-a ChatML template. Its end-of-answer token's embedding row is zero, so its
-logit is always 0 while the largest of the other random logits is above 0:
-greedy decoding never stops on its own, and a test decides when it ends
-(max_tokens, a cancel, a timeout).
+a ChatML template. The embedding rows of its special and whitespace tokens
+are zero, so their
+logits are always 0 while the largest of the other random logits is above 0:
+greedy decoding writes words, never stops on its own, and a test decides when
+it ends (max_tokens, a cancel, a timeout).
 
 `write_tiny_gguf` writes the same kind of model as a GGUF file with the `gguf`
 package, as llama.cpp would, for `jarvisctl model import`.
@@ -77,8 +78,10 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
+    silent = [i for i in range(len(fast)) if not fast.decode([i], skip_special_tokens=True).strip()]
     with torch.no_grad():
-        model.get_input_embeddings().weight[eos].zero_()
+        for token in silent:  # tied: their logits are always 0, so greedy never picks them
+            model.get_input_embeddings().weight[token].zero_()
     model.save_pretrained(str(folder))
     return folder
 

@@ -62,6 +62,7 @@ async def _collect(
             await _close(events)  # nobody is waiting for this answer: stop generating it
             return web.Response(status=499)
         event = await anext(events)
+    await _close(events)
     return json_ok(event.as_dict())
 
 
@@ -73,6 +74,7 @@ async def _stream(
     try:
         while True:
             if isinstance(event, AskReply):
+                await _close(events)
                 await response.write(_line({"type": "done", **event.as_dict()}))
                 break
             await response.write(_line(event.as_dict()))

@@ -240,8 +240,7 @@ class LlmRuntime:
     def on_memory_mode(self, mode: MemoryMode) -> None:
         self._mode = mode
         if mode is not MemoryMode.FULL and self._generator is not None:
-            for stop in list(self._stops):
-                stop.set()  # answers being generated end now, extractively
+            self.stop_generating()  # answers being generated end now, extractively
             asyncio.get_running_loop().create_task(self.unload(f"memory mode {mode.value}"))
 
     def reconfigure(self, config: LlmConfig) -> bool:
@@ -258,9 +257,13 @@ class LlmRuntime:
         self._touch()
         return False
 
-    async def stop(self) -> None:
+    def stop_generating(self) -> None:
+        """Every answer being generated ends at its next token (and becomes extractive)."""
         for stop in list(self._stops):
             stop.set()
+
+    async def stop(self) -> None:
+        self.stop_generating()
         if self._idle is not None:
             self._idle.cancel()
         await self.unload("stopping")

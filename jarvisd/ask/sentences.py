@@ -56,7 +56,7 @@ def plain(text: str) -> str:
 def split(text: str) -> list[Sentence]:
     """The sentences of `text`, each with the [n] markers written after it."""
     sentences: list[Sentence] = []
-    for line in text.splitlines():
+    for line in _logical_lines(text):
         if _TABLE_RULE.match(line):
             continue
         line = _BULLET.sub("", line)
@@ -76,6 +76,25 @@ def split(text: str) -> list[Sentence]:
                 previous = sentences[-1]
                 sentences[-1] = Sentence(previous.text, previous.markers, True)
     return sentences
+
+
+def _logical_lines(text: str) -> list[str]:
+    """Lines as a reader sees them: a paragraph's wrapped lines are one; a list item,
+    heading, quote or table row starts its own."""
+    lines: list[str] = []
+    joinable = False
+    for raw in text.splitlines():
+        if not raw.strip():
+            joinable = False
+            continue
+        starts_block = bool(_BULLET.match(raw)) or raw.lstrip().startswith("|")
+        if joinable and not starts_block:
+            lines[-1] = f"{lines[-1].rstrip()} {raw.strip()}"
+        else:
+            lines.append(raw)
+        # A heading or table row ends where it is; a paragraph or list item may wrap on.
+        joinable = not (raw.lstrip().startswith(("#", "|")))
+    return lines
 
 
 def _split_line(line: str) -> list[str]:

@@ -155,6 +155,7 @@ class AskService:
         started = time.perf_counter()
         path: AnswerPath = "extractive"
         outcome = "error"
+        counted = False
         try:
             reply = await self._by_template(request.question, started)
             if reply is None:
@@ -167,6 +168,8 @@ class AskService:
             path = reply.path
             outcome = "ok" if reply.path != "extractive" or self._expected(reply) else "fallback"
             self._answered[path] = self._answered.get(path, 0) + 1
+            self._metrics.observe_ask(path, outcome, time.perf_counter() - started)
+            counted = True  # before the last yield: the caller need not iterate past it
             yield reply
         except GeneratorExit:
             outcome = "cancelled"
@@ -175,7 +178,8 @@ class AskService:
             path, outcome = "llm", "rejected"
             raise
         finally:
-            self._metrics.observe_ask(path, outcome, time.perf_counter() - started)
+            if not counted:
+                self._metrics.observe_ask(path, outcome, time.perf_counter() - started)
 
     def _expected(self, reply: AskReply) -> bool:
         """An extractive answer by design (no LLM configured, nothing found), not a fallback."""

@@ -29,8 +29,10 @@ from jarvisd.model.allocator import trim
 
 log = get_logger("jarvisd.ask.transformers")
 
-# Tokens held back while they decode to an incomplete character (a split UTF-8 sequence).
+# Tokens held back while they decode to an incomplete character (a split UTF-8
+# sequence); a character has at most 4 bytes, so never more than 3 are held.
 _INCOMPLETE = "\ufffd"
+_MAX_HELD = 3
 
 
 class TransformersGenerator:
@@ -152,6 +154,7 @@ class _Streamer:
         self._prompt_seen = False
         self._ids: list[int] = []
         self._sent = 0  # characters of the decoded answer already handed on
+        self._held = 0  # tokens since the last piece handed on
 
     def put(self, value: Any) -> None:
         if not self._prompt_seen:
@@ -172,8 +175,10 @@ class _Streamer:
         # Decoding the whole answer each time keeps spaces and multi-token characters
         # right; answers are a few hundred tokens, so it costs microseconds.
         text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
-        if not final and text.endswith(_INCOMPLETE):
+        if not final and text.endswith(_INCOMPLETE) and self._held < _MAX_HELD:
+            self._held += 1
             return
+        self._held = 0
         if len(text) > self._sent:
             piece, self._sent = text[self._sent :], len(text)
             self._on_text(piece)
