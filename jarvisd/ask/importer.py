@@ -23,6 +23,8 @@ from jarvisd.ask.errors import ModelFolderError
 from jarvisd.ask.folder import ModelFolder, has_chat_template, inspect_folder
 from jarvisd.units import human_bytes
 
+# The GGUF loader draws its own progress bar; ours are the step lines. Before tqdm loads.
+os.environ.setdefault("TQDM_DISABLE", "1")
 Progress = Callable[[str], None]
 DTYPES = ("bfloat16", "float16", "float32")
 # GGUF architectures transformers reads that are not decoder-only language models.
@@ -177,7 +179,6 @@ def _tied(model: Any, key: str) -> bool:
 
 
 def _quiet() -> None:
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own bar; ours are the steps
     import transformers
 
     logging: Any = transformers.utils.logging

@@ -52,6 +52,7 @@ class SentenceCheck:
 @dataclass(frozen=True, slots=True)
 class Timings:
     retrieval_seconds: float = 0.0
+    prompt_tokens: int = 0
     first_token_seconds: float | None = None
     generation_seconds: float | None = None
     tokens: int = 0
@@ -74,6 +75,7 @@ class Timings:
         rate = self.tokens_per_second
         return {
             "retrieval_ms": ms(self.retrieval_seconds),
+            "prompt_tokens": self.prompt_tokens,
             "first_token_ms": ms(self.first_token_seconds),
             "generation_ms": ms(self.generation_seconds),
             "tokens": self.tokens,

@@ -252,6 +252,7 @@ class AskService:
         text: str | None = None
         stats: GenerationStats | None = None
         shown: Sequence[Passage] = passages
+        prompt: list[int] = []
         if generator is not None:
             pieces: list[str] = []
             result: list[GenerationStats] = []
@@ -274,6 +275,7 @@ class AskService:
         checked = await self._answer(question, text, shown, passages)
         timings = Timings(
             retrieval_seconds=retrieval,
+            prompt_tokens=len(prompt),
             first_token_seconds=None if stats is None else stats.first_token_seconds,
             generation_seconds=None if stats is None else stats.seconds,
             tokens=0 if stats is None else stats.tokens,
