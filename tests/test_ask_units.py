@@ -189,3 +189,21 @@ def test_a_model_folder_is_checked_before_anything_loads(tmp_path: Path) -> None
     (folder / "tokenizer.json").write_text("{}", encoding="utf-8")
     facts = inspect_folder(folder)
     assert facts.model_type == "llama" and facts.weight_bytes == 16 and not facts.chat_template
+
+
+def test_sentence_vectors_encode_each_sentence_once() -> None:
+    import numpy as np
+
+    from jarvisd.ask.sentences import SentenceVectors
+
+    batches: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        batches.append(texts)
+        return np.asarray([[float(len(text)), 1.0] for text in texts], dtype=np.float32)
+
+    vectors = SentenceVectors(encode)
+    first = vectors(["a b c", "d e"])
+    again = vectors(["d e", "f g h i", "a b c"])
+    assert batches == [["a b c", "d e"], ["f g h i"]]
+    assert first.shape == (2, 2) and again[0, 0] == 3.0 and again[2, 0] == 5.0

@@ -33,7 +33,7 @@ from jarvisd.ask.llm import LlmRuntime
 from jarvisd.ask.prompt import build_prompt
 from jarvisd.ask.replies import AnswerPath, AskReply, Timings, Token
 from jarvisd.ask.request import AskRequest, parse_ask
-from jarvisd.ask.sentences import BatchEncoder, SentenceTable, sentence_table
+from jarvisd.ask.sentences import BatchEncoder, SentenceTable, SentenceVectors, sentence_table
 from jarvisd.ask.sources import AskSources
 from jarvisd.ask.templates import (
     Match,
@@ -84,6 +84,7 @@ class AskService:
         self._mode = MemoryMode.FULL
         self._started = False
         self._background: set[asyncio.Task[Any]] = set()
+        self._sentences = SentenceVectors(embedder.encode)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -334,7 +335,7 @@ class AskService:
         return extractive_answer(question, question_vector, considered, table, count)
 
     def _encoder(self) -> BatchEncoder | None:
-        return None if self._mode is MemoryMode.MINIMAL else self._embedder.encode
+        return None if self._mode is MemoryMode.MINIMAL else self._sentences
 
     def _evidence(
         self, question: str, passages: Sequence[Passage], encode: BatchEncoder | None
