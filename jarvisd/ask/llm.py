@@ -58,6 +58,7 @@ class LlmRuntime:
         self._last_used = time.monotonic()
         self._idle: asyncio.TimerHandle | None = None
         self._stops: set[threading.Event] = set()
+        self._tasks: set[asyncio.Task[int]] = set()  # unloads under way (kept referenced)
         self.state = "not configured" if config.model is None else "not loaded"
 
     # ------------------------------------------------------------------ availability
@@ -222,7 +223,12 @@ class LlmRuntime:
             return  # the next answer's end re-arms the timer
         idle = time.monotonic() - self._last_used
         if idle >= self._config.idle_unload - 0.05:
-            asyncio.get_running_loop().create_task(self.unload(f"idle for {idle:.0f}s"))
+            self._unload_soon(f"idle for {idle:.0f}s")
+
+    def _unload_soon(self, reason: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.unload(reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def unload(self, reason: str) -> int:
         """Free the model; the bytes its weights held (0 when none was loaded)."""
@@ -241,7 +247,7 @@ class LlmRuntime:
         self._mode = mode
         if mode is not MemoryMode.FULL and self._generator is not None:
             self.stop_generating()  # answers being generated end now, extractively
-            asyncio.get_running_loop().create_task(self.unload(f"memory mode {mode.value}"))
+            self._unload_soon(f"memory mode {mode.value}")
 
     def reconfigure(self, config: LlmConfig) -> bool:
         """Apply a new llm section; True when the loaded model must go (model, runtime, threads)."""
