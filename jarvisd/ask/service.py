@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,7 @@ from jarvisd.search.passages import Passage
 log = get_logger("jarvisd.ask")
 
 TEMPLATE_CACHE = "templates"
+NO_PASSAGE = "no passage in your notes matches the question"
 
 
 class AskService:
@@ -243,56 +245,62 @@ class AskService:
         retrieval_started = time.perf_counter()
         passages = await self._sources.passages(question, self._config.ask.passages)
         retrieval = time.perf_counter() - retrieval_started
-        reason = self.llm.unavailable() if passages else "no passage in your notes matches"
-        generator: Generator | None = None
-        if reason is None:
+        run = _Generation(passages, self.llm.unavailable() if passages else NO_PASSAGE)
+        if run.reason is None:
             try:
-                generator = await self.llm.acquire()
+                run.generator = await self.llm.acquire()
             except GeneratorError as error:
-                reason = str(error)
-        text: str | None = None
-        stats: GenerationStats | None = None
-        shown: Sequence[Passage] = passages
-        prompt: list[int] = []
-        if generator is not None:
-            pieces: list[str] = []
-            result: list[GenerationStats] = []
-            try:
-                async with self.llm.slot():
-                    prompt, shown = await self._prompt(generator, question, passages)
-                    async for piece in self.llm.stream(generator, prompt, result):
-                        pieces.append(piece)
-                        yield Token(piece)
-            except GeneratorError as error:
-                reason = str(error)
-            except TimeoutError:
-                reason = f"the LLM did not answer within {self._config.llm.timeout:g}s"
-            stats = result[0] if result else None
-            reason = reason or _finish_reason(stats, self._config.llm.timeout)
-            text = "".join(pieces).strip() if reason is None else None
-            if reason is None and not text:
-                reason = "the LLM gave an empty answer"
+                run.reason = str(error)
+        if run.generator is not None:
+            async for token in self._generate(run.generator, question, run):
+                yield token
         checking = time.perf_counter()
-        checked = await self._answer(question, text, shown, passages)
+        checked = await self._answer(question, run.text, run.shown, passages)
+        stats = run.stats
         timings = Timings(
             retrieval_seconds=retrieval,
-            prompt_tokens=len(prompt),
+            prompt_tokens=run.prompt_tokens,
             first_token_seconds=None if stats is None else stats.first_token_seconds,
             generation_seconds=None if stats is None else stats.seconds,
             tokens=0 if stats is None else stats.tokens,
             check_seconds=time.perf_counter() - checking,
             total_seconds=time.perf_counter() - started,
         )
+        answered = run.text is not None
         yield AskReply(
             question=question,
             answer=checked.answer,
-            path="llm" if text else "extractive",
+            path="llm" if answered else "extractive",
             citations=checked.citations,
             sentences=checked.sentences,
-            reason=None if text else reason,
-            model=str(generator.folder.path) if text and generator else None,
+            reason=None if answered else run.reason,
+            model=str(run.generator.folder.path) if answered and run.generator else None,
             timings=timings,
         )
+
+    async def _generate(
+        self, generator: Generator, question: str, run: _Generation
+    ) -> AsyncIterator[Token]:
+        """The LLM's tokens as they come; `run` gets the text, or the reason there is none."""
+        pieces: list[str] = []
+        result: list[GenerationStats] = []
+        try:
+            async with self.llm.slot():
+                prompt, run.shown = await self._prompt(generator, question, run.passages)
+                run.prompt_tokens = len(prompt)
+                async for piece in self.llm.stream(generator, prompt, result):
+                    pieces.append(piece)
+                    yield Token(piece)
+        except GeneratorError as error:
+            run.reason = str(error)
+        except TimeoutError:
+            run.reason = f"the LLM did not answer within {self._config.llm.timeout:g}s"
+        run.stats = result[0] if result else None
+        run.reason = run.reason or _finish_reason(run.stats, self._config.llm.timeout)
+        text = "".join(pieces).strip()
+        if run.reason is None and not text:
+            run.reason = "the LLM gave an empty answer"
+        run.text = text if run.reason is None else None
 
     async def _prompt(
         self, generator: Generator, question: str, passages: Sequence[Passage]
@@ -386,6 +394,22 @@ class AskService:
             "templates": 0 if templates is None else len(templates.intents),
             "templates_error": self.template_error,
         }
+
+
+@dataclass
+class _Generation:
+    """One question's trip through the LLM: what it was shown, what came back, or why not."""
+
+    passages: Sequence[Passage]
+    reason: str | None
+    generator: Generator | None = None
+    shown: Sequence[Passage] = ()
+    prompt_tokens: int = 0
+    stats: GenerationStats | None = None
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        self.shown = self.passages
 
 
 def _finish_reason(stats: GenerationStats | None, timeout: float) -> str | None:
