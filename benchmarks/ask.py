@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="keep the index here for the next run")
     parser.add_argument("--prompt-tokens", type=int, default=600)
     parser.add_argument("--limit", type=int, help="only the first N questions (smoke runs)")
+    parser.add_argument("--dump", type=Path, help="write every reply here (JSON lines)")
     return parser.parse_args(argv)
 
 
@@ -79,6 +80,8 @@ def score(question: dict[str, Any], reply: dict[str, Any], notes: dict[str, str]
     )
     checked = [s for s in reply["sentences"] if s["score"] is not None]
     return {
+        "question": question["question"],
+        "template": reply["template"],
         "path": reply["path"],
         "recall": recall,
         "precision": sum(precise) / len(precise) if precise and facts else None,
@@ -95,8 +98,10 @@ def summarise(scored: list[dict[str, Any]]) -> dict[str, Any]:
         by_path[item["path"]].append(item)
     out: dict[str, Any] = {
         "routing_accuracy": round(sum(i["routed"] for i in scored) / len(scored), 4),
+        "misrouted": [f"{i['question']} -> {i['template'] or i['path']}" for i in scored
+                      if not i["routed"]],
         "paths": {},
-    }
+    }  # fmt: skip
     for path, items in sorted(by_path.items()):
         out["paths"][path] = _path_figures(items)
     return out
@@ -134,12 +139,18 @@ def _path_figures(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def ask_all(
-    client: ControlClient, questions: list[dict[str, Any]], notes: dict[str, str]
+    client: ControlClient,
+    questions: list[dict[str, Any]],
+    notes: dict[str, str],
+    dump: Path | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     scored, peak = [], 0
     for question in questions:
         reply = client.request("POST", "/v1/ask", {"question": question["question"]}, timeout=900)
         scored.append(score(question, reply, notes))
+        if dump is not None:
+            with dump.open("a", encoding="utf-8") as out:
+                out.write(json.dumps({"spec": question, "reply": reply}) + "\n")
         peak = max(peak, int(client.post("/v1/metrics/sample")["rss"]))
     return scored, peak
 
@@ -180,14 +191,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             started = time.perf_counter()
             _wait_indexed(client)
             report["index_seconds"] = round(time.perf_counter() - started, 1)
-            scored, peak = ask_all(client, questions, notes)
+            scored, peak = ask_all(client, questions, notes, args.dump)
             report["models"] = {"none": {**summarise(scored), "peak_rss_bytes": peak}}
             for model in models:
                 budget = MAX_TOKENS + args.prompt_tokens
                 llm = {"model": str(model), "max_tokens": MAX_TOKENS, "context_tokens": budget,
                        "idle_unload": "0s"}  # fmt: skip
                 reload_with(client, workdir / "jarvis.yaml", llm)
-                scored, peak = ask_all(client, questions, notes)
+                scored, peak = ask_all(client, questions, notes, args.dump)
                 report["models"][model.name] = {**summarise(scored), "peak_rss_bytes": peak}
     report["load_average_after"] = os.getloadavg()
     return report
