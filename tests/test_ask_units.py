@@ -207,3 +207,17 @@ def test_sentence_vectors_encode_each_sentence_once() -> None:
     again = vectors(["d e", "f g h i", "a b c"])
     assert batches == [["a b c", "d e"], ["f g h i"]]
     assert first.shape == (2, 2) and again[0, 0] == 3.0 and again[2, 0] == 5.0
+
+
+def test_an_answer_ends_where_the_model_starts_a_new_turn_and_says_each_thing_once() -> None:
+    from jarvisd.ask.citations import claims
+
+    text = "It is 5 MB [1]. It is 5 MB [1]. Is that a lot?\nQuestion: and on Plus? It is 200 MB."
+    assert [s.text for s in claims(text)] == ["It is 5 MB.", "Is that a lot?"]
+
+
+def test_prompt_passages_show_no_embeds_and_links_by_their_text() -> None:
+    from jarvisd.ask.sentences import readable
+
+    text = "Click **Open** ![[lucide-cog.svg#icon]] in the [[Ribbon|ribbon]].\nSee [docs](x.md)."
+    assert readable(text) == "Click **Open**  in the ribbon.\nSee docs."

@@ -16,6 +16,7 @@ first note cited, whatever rank the retrieval gave it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from jarvisd.search.passages import Passage
 
 MARGIN = 0.05  # passages this close to the best one support a sentence too
 MAX_PER_SENTENCE = 2
+_NEW_TURN = re.compile(r"^(question|user|passages?|answer)\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +46,42 @@ def check_answer(
     threshold: float,
 ) -> CheckedAnswer:
     """The answer with checked markers, its citations and the verdict on each sentence."""
-    sentences = split(text)
+    sentences = claims(text)
     if encode is None or table.vectors is None or not sentences:
         # Nothing to check against: no marker can be trusted, none is kept.
         unchecked = [(sentence, (), None) for sentence in sentences]
         return _assemble(unchecked, passages)
     vectors = encode([sentence.text for sentence in sentences])
     best = table.best_per_passage(vectors, len(passages))
-    verdicts = []
+    verdicts: list[tuple[Sentence, tuple[int, ...], float | None]] = []
     for row, sentence in enumerate(sentences):
+        if sentence.text.endswith("?"):
+            verdicts.append((sentence, (), None))  # a question claims nothing to support
+            continue
         supporting = _supporting(best[row], threshold)
         agreed = [number - 1 for number in sentence.markers if number - 1 in supporting]
         chosen = agreed or supporting[:1]
         score = float(best[row].max()) if len(passages) else None
         verdicts.append((sentence, tuple(chosen), score))
     return _assemble(verdicts, passages)
+
+
+def claims(text: str) -> list[Sentence]:
+    """The answer's sentences, once each, up to where the model began a new turn.
+
+    Small models repeat themselves and go on to invent the next exchange
+    ("Question: ..."); neither is part of the answer.
+    """
+    kept: list[Sentence] = []
+    seen: set[str] = set()
+    for sentence in split(text):
+        if _NEW_TURN.match(sentence.text):
+            break
+        key = sentence.text.lower()
+        if key not in seen:
+            seen.add(key)
+            kept.append(sentence)
+    return kept
 
 
 def _supporting(scores: np.ndarray, threshold: float) -> list[int]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from jarvisd.ask.generator import Message
+from jarvisd.ask.sentences import readable
 from jarvisd.search.passages import Passage
 
 SYSTEM_PROMPT = (
@@ -31,7 +32,7 @@ class Prompt:
 
 
 def user_message(question: str, passages: Sequence[Passage]) -> str:
-    blocks = [f"[{number}] {passage.label}\n{passage.text.strip()}" for number, passage in
+    blocks = [f"[{number}] {passage.label}\n{readable(passage.text)}" for number, passage in
               enumerate(passages, start=1)]  # fmt: skip
     return "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
 
@@ -47,7 +48,7 @@ def build_prompt(
     left = budget - fixed
     shown: list[Passage] = []
     for number, passage in enumerate(passages, start=1):
-        block = f"[{number}] {passage.label}\n{passage.text.strip()}\n\n"
+        block = f"[{number}] {passage.label}\n{readable(passage.text)}\n\n"
         cost = count_tokens(block)
         if cost <= left:
             shown.append(passage)
@@ -67,7 +68,7 @@ def build_prompt(
 
 def _cut(passage: Passage, count_tokens: Callable[[str], int], budget: int) -> Passage | None:
     """The passage's leading lines that fit in `budget` tokens (None: not even one)."""
-    lines = passage.text.strip().splitlines()
+    lines = readable(passage.text).splitlines()
     header = count_tokens(f"[99] {passage.label}\n")
     kept: list[str] = []
     used = header

@@ -55,6 +55,20 @@ def plain(text: str) -> str:
     return " ".join(text.replace("|", " ").split())
 
 
+def readable(text: str) -> str:
+    """Passage text for a prompt: lines kept, embeds dropped, links by their text.
+
+    A small model copies what it sees: `![[lucide-settings.svg#icon]]` came back
+    verbatim in SmolLM2's answers until the prompt stopped showing it.
+    """
+    lines = []
+    for line in text.splitlines():
+        cleaned = _EMBED.sub("", line)
+        cleaned = _WIKILINK.sub(lambda match: match.group(2) or match.group(1), cleaned)
+        lines.append(_LINK.sub(r"\1", cleaned).rstrip())
+    return "\n".join(lines).strip()
+
+
 def split(text: str) -> list[Sentence]:
     """The sentences of `text`, each with the [n] markers written after it."""
     sentences: list[Sentence] = []
