@@ -211,6 +211,7 @@ class Knowledge:
             device=self.embedder.device,
             seconds=round(time.perf_counter() - started, 2),
         )
+        await self.ask.warm()  # the templates' examples, in one batch, while nobody waits
 
     def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[RunReport]:
         return self._spawn(self.indexer.run(full=full, trigger=trigger), f"index-{trigger}")

@@ -42,6 +42,7 @@ ACTIONS: dict[str, tuple[Slot | None, frozenset[str]]] = {
 }
 _FIELD = re.compile(r"\{(\w+)\}")
 _HASHTAG = re.compile(r"#([A-Za-z0-9_][\w/-]*)")
+_AFTER_TAG = re.compile(r"\btag(?:ged|s)?\s+(?:with\s+|as\s+)?([\w/-]+)", re.IGNORECASE)
 _QUOTED = re.compile(r"\[\[([^\]|#]+)[^\]]*\]\]|\"([^\"]+)\"|“([^”]+)”")
 Vectors = npt.NDArray[np.float32]
 
@@ -185,9 +186,11 @@ class Names:
         hashtag = _HASHTAG.search(question)
         if hashtag:
             return hashtag.group(1).lower(), hashtag.span()
-        for word in re.finditer(r"[\w/-]+", question):
-            if word.group().lower() in self.tags:
-                return word.group().lower(), word.span()
+        # A bare word is a tag only right after "tag"/"tagged"/"tags" ("notes tagged
+        # coffee"): "how do I add a tag to a note" names no tag, whatever tags exist.
+        for word in _AFTER_TAG.finditer(question):
+            if word.group(1).lower() in self.tags:
+                return word.group(1).lower(), word.span(1)
         return None
 
 
