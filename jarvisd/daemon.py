@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jarvisd import __version__, logs
+from jarvisd.api.ask import add_ask_routes
 from jarvisd.api.control import create_control_app
 from jarvisd.api.graph import add_graph_routes
 from jarvisd.api.index import add_index_routes
@@ -38,10 +39,6 @@ log = logs.get_logger("jarvisd.daemon")
 
 SHUTDOWN_DEADLINE = 20.0  # seconds for everything; systemd's TimeoutStopSec is above it
 _SIGNALS = {signal.SIGHUP: "hup", signal.SIGTERM: "term", signal.SIGINT: "int"}
-# What the control socket serves, in `/v1/status`: clients (`jarvisctl mcp`) offer
-# a feature only when the daemon they talk to lists it. A new surface (`ask`)
-# adds its name here beside its routes.
-CAPABILITIES = ("search", "graph", "notes", "notes.list")
 
 
 class Daemon:
@@ -52,12 +49,13 @@ class Daemon:
         self.state = State.STARTING
         self.started_at = time.time()
         self.notifier = Notifier()
-        self.pools = Pools(config.threads)
+        self.pools = Pools(config.threads, llm=config.llm.max_concurrent)
         self.jobs = JobScheduler(config.schedule, self.metrics)
         self.observer = Observer(config, self.metrics, self.pools, ready=self.ready)
         self.knowledge = Knowledge(config, self.metrics, self.pools, self.jobs)
         self.observer.on_mode_change(self.knowledge.on_memory_mode)
         self.observer.add_model_memory("embedding", self.knowledge.embedder.memory_report)
+        self.observer.add_model_memory("llm", self.knowledge.ask.llm.memory_report)
         self._locks = [
             LockFile(config.socket_path.with_name(config.socket_path.name + ".lock")),
             LockFile(config.database_path.with_name(config.database_path.name + ".lock")),
@@ -136,6 +134,7 @@ class Daemon:
         add_search_routes(app, self.knowledge)
         add_graph_routes(app, self.knowledge.graph)
         add_notes_routes(app, self.knowledge.graph.notes)
+        add_ask_routes(app, self.knowledge.ask)
         # The metrics port's POST operations are always allowed on the socket: its peer
         # is the daemon's own user.
         for prefix in ("/metrics", "/v1/metrics"):
@@ -195,6 +194,8 @@ class Daemon:
             return
         log.info("daemon.stopping", reason=reason)
         self.state = State.STOPPING
+        # Answers being generated end now, so the socket's in-flight requests drain fast.
+        self.knowledge.ask.llm.stop_generating()
         self.notifier.stopping()
         self._stop.set()
 
@@ -280,13 +281,13 @@ class Daemon:
             "state": self.state.value,
             "pid": os.getpid(),
             "version": __version__,
-            "capabilities": list(CAPABILITIES),
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "started_at": self.started_at,
             "config_path": str(self.config_path) if self.config_path else None,
             "socket": str(self._config.socket_path),
             "database": str(self._config.database_path),
             "memory_mode": self.observer.mode.value,
+            "capabilities": self.knowledge.capabilities(),
             "alerts_firing": [alert["rule"] for alert in self.observer.alerts.firing()],
             "threads": self.pools.sizes(),
             **self.knowledge.status(),

@@ -1,4 +1,4 @@
-"""The data services as one component: store, embedder, indexer, watcher.
+"""The data services as one component: store, embedder, indexer, watcher, search, graph, ask.
 
 The daemon owns the process (sockets, signals, reload); this owns the notes.
 It opens DuckDB off the event loop, warms the model in the background after
@@ -14,6 +14,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from jarvisd.ask import AskService, KnowledgeSources
 from jarvisd.config import Config, ConfigDiff
 from jarvisd.graph.service import GraphService
 from jarvisd.indexing.indexer import Indexer, RunReport
@@ -28,6 +29,9 @@ from jarvisd.search import SearchService
 from jarvisd.store import Store
 
 log = get_logger("jarvisd.knowledge")
+
+# What every daemon serves; clients (jarvisctl mcp) list their tools from these.
+CAPABILITIES = ("search", "graph", "notes", "notes.list")
 
 
 class Knowledge:
@@ -46,6 +50,8 @@ class Knowledge:
         # Opens nothing until start(): its backend needs the open store.
         self.graph = GraphService(config, pools, metrics)
         self.watcher = VaultWatcher(config, self._on_files_changed)
+        sources = KnowledgeSources(lambda: self.search, lambda: self.indexer, self.graph)
+        self.ask = AskService(config, sources, self.embedder, pools, metrics)
         self._background: set[asyncio.Task[Any]] = set()
         self.model_state = "not loaded"
 
@@ -82,6 +88,8 @@ class Knowledge:
         self._indexer.on_change(self._search.invalidate)
         await self._search.start()
         await self.graph.start(self._store, self._indexer)
+        self._indexer.on_change(self.ask.invalidate)  # titles and tags the templates know
+        await self.ask.start()
         self._jobs.register(
             "index",
             self.index_job,
@@ -118,6 +126,7 @@ class Knowledge:
             self.start_index_run(False, "start")
 
     async def stop(self) -> None:
+        await self.ask.stop()  # answers being generated end first: they read search
         await self.watcher.stop()
         if self._search is not None:
             await self._search.stop()
@@ -151,6 +160,7 @@ class Knowledge:
             self._spawn(self.watcher.reconfigure(config), "watcher-reconfigure")
         if diff.touches("vaults"):
             self.start_index_run(False, "reload")
+        self.ask.reconfigure(config, diff)
 
     async def _reconfigure_store(self, config: Config, diff: ConfigDiff) -> None:
         await self._pools.run("io", self.store.reconfigure, config.storage)
@@ -161,6 +171,7 @@ class Knowledge:
     def on_memory_mode(self, old: MemoryMode, new: MemoryMode, reason: str) -> None:
         """MINIMAL frees the embedding model; going back up reloads it lazily."""
         self._memory_mode = new
+        self.ask.on_memory_mode(new)  # the LLM answers in FULL only
         if self._search is not None:
             self._search.on_memory_mode(new)  # before the unload: no search reloads the model
         self.embedder.set_memory_scale(0.5 if new is MemoryMode.LITE else 1.0)
@@ -203,6 +214,7 @@ class Knowledge:
             device=self.embedder.device,
             seconds=round(time.perf_counter() - started, 2),
         )
+        await self.ask.warm()  # the templates' examples, in one batch, while nobody waits
 
     def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[RunReport]:
         return self._spawn(self.indexer.run(full=full, trigger=trigger), f"index-{trigger}")
@@ -246,4 +258,9 @@ class Knowledge:
             },
             "watching": self.watcher.active,
             "graph": self.graph.status(),
+            "ask": self.ask.status(),
         }
+
+    def capabilities(self) -> list[str]:
+        """What this daemon answers now: `ask` once the ask service is up (MCP lists it then)."""
+        return [*CAPABILITIES, *(["ask"] if self.ask.started else [])]

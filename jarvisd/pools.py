@@ -16,18 +16,22 @@ from typing import Literal, ParamSpec, TypeVar
 
 from jarvisd.config import ThreadsConfig
 
-PoolName = Literal["search", "index", "io", "graph"]
-POOL_NAMES: tuple[PoolName, ...] = ("search", "index", "io", "graph")
+PoolName = Literal["search", "index", "io", "graph", "llm"]
+# Sized by `threads:`; the `llm` pool is sized by llm.max_concurrent (one thread per
+# answer generated at a time: generation holds its thread for seconds).
+THREAD_POOLS: tuple[PoolName, ...] = ("search", "index", "io", "graph")
+POOL_NAMES: tuple[PoolName, ...] = (*THREAD_POOLS, "llm")
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 class Pools:
-    def __init__(self, config: ThreadsConfig) -> None:
-        self._config = config
+    def __init__(self, config: ThreadsConfig, llm: int = 1) -> None:
+        self._sizes: dict[str, int] = {name: getattr(config, name) for name in THREAD_POOLS}
+        self._sizes["llm"] = llm
         self._executors: dict[str, ThreadPoolExecutor] = {
-            name: self._executor(name, getattr(config, name)) for name in POOL_NAMES
+            name: self._executor(name, size) for name, size in self._sizes.items()
         }
 
     @staticmethod
@@ -44,20 +48,21 @@ class Pools:
         return await loop.run_in_executor(self._executors[pool], call)
 
     def sizes(self) -> dict[str, int]:
-        return {name: getattr(self._config, name) for name in POOL_NAMES}
+        return dict(self._sizes)
+
+    def resize(self, name: PoolName, size: int) -> bool:
+        """A new executor for `name` when its size changed; running work finishes on the old."""
+        if self._sizes[name] == size:
+            return False
+        old = self._executors[name]
+        self._executors[name] = self._executor(name, size)
+        self._sizes[name] = size
+        old.shutdown(wait=False)  # running work finishes on the old threads
+        return True
 
     def reconfigure(self, config: ThreadsConfig) -> list[str]:
         """Resize the pools whose size changed; returns their names."""
-        resized: list[str] = []
-        for name in POOL_NAMES:
-            size = getattr(config, name)
-            if size != getattr(self._config, name):
-                old = self._executors[name]
-                self._executors[name] = self._executor(name, size)
-                old.shutdown(wait=False)  # running work finishes on the old threads
-                resized.append(name)
-        self._config = config
-        return resized
+        return [name for name in THREAD_POOLS if self.resize(name, getattr(config, name))]
 
     def shutdown(self, wait: bool = True) -> None:
         for executor in self._executors.values():

@@ -19,9 +19,17 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
-from jarvisd.api.errors import HTTP_CODES, ApiError, bad_request, error_response, json_ok
+from jarvisd.api.errors import (
+    HTTP_CODES,
+    ApiError,
+    bad_request,
+    error_response,
+    from_domain,
+    json_ok,
+)
 from jarvisd.api.peercred import peer_uid
 from jarvisd.config import Config
+from jarvisd.errors import DomainError
 from jarvisd.jobs import JobError
 from jarvisd.logs import get_logger
 from jarvisd.observe.latency import MONITOR_HEADER
@@ -127,6 +135,9 @@ async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     except ApiError as error:
         return error_response(error.status, error.code, error.message, **error.details)
+    except DomainError as error:
+        mapped = from_domain(error)
+        return error_response(mapped.status, mapped.code, mapped.message, **mapped.details)
     except web.HTTPException as error:
         if error.status < 400:
             raise

@@ -7,6 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from jarvisd.errors import DomainError
+
 
 class ApiError(Exception):
     """An error a client can act on, with the HTTP status that fits it."""
@@ -49,3 +51,18 @@ HTTP_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+# Domain error codes (jarvisd.errors.DomainError) to statuses: the only place they meet.
+STATUS_BY_CODE = {
+    "bad_request": 400,
+    "question_too_long": 400,
+    "not_found": 404,
+    "busy": 429,
+    "unavailable": 503,
+}
+
+
+def from_domain(error: DomainError) -> ApiError:
+    """The reply for a service's error: its code and message, the status that fits the code."""
+    return ApiError(STATUS_BY_CODE.get(error.code, 500), error.code, error.message, **error.details)

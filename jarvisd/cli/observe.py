@@ -63,6 +63,9 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     memory.set_defaults(handler=cmd_memory)
 
     gc = commands.add_parser("gc", parents=[common], help="run a full garbage collection now")
+    gc.add_argument(
+        "--models", action="store_true", help="unload the LLM first (it loads again when needed)"
+    )
     gc.set_defaults(handler=cmd_gc)
 
     # top lives in its own module; imported here, not at the top, because it imports
@@ -353,10 +356,14 @@ def _export(history: list[dict[str, Any]], path: Path, *, as_json: bool) -> int:
 
 
 def cmd_gc(client: ControlClient, args: argparse.Namespace) -> int:
+    unloaded = client.post("/v1/models/unload") if args.models else None
     result = client.post("/v1/metrics/gc")
     if args.json:
-        render.print_json(result)
+        render.print_json(result if unloaded is None else {**result, "models": unloaded})
         return 0
+    if unloaded is not None:
+        names = ", ".join(unloaded.get("unloaded", [])) or "no model was loaded"
+        print(f"unloaded: {names} ({human_bytes(unloaded.get('freed_bytes', 0))} of weights)")
     print(
         f"collected {result.get('collected', 0)} objects in "
         f"{result.get('duration_seconds', 0.0) * 1000:.1f} ms; "

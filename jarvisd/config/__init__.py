@@ -1,5 +1,6 @@
 """jarvis.yaml as a value: the model, loading with located errors, and diffs."""
 
+from jarvisd.config.ask import AskConfig, LlmConfig, TemplatesConfig
 from jarvisd.config.diff import (
     MASK,
     RESTART_REQUIRED,
@@ -43,6 +44,7 @@ __all__ = [
     "RESTART_REQUIRED",
     "AlertRule",
     "AlertsConfig",
+    "AskConfig",
     "Config",
     "ConfigDiff",
     "ConfigError",
@@ -53,6 +55,7 @@ __all__ = [
     "HnswConfig",
     "HybridConfig",
     "IndexingConfig",
+    "LlmConfig",
     "LoggingConfig",
     "MemoryConfig",
     "MemoryModesConfig",
@@ -62,6 +65,7 @@ __all__ = [
     "ScheduleConfig",
     "SearchConfig",
     "StorageConfig",
+    "TemplatesConfig",
     "ThreadsConfig",
     "VaultConfig",
     "diff_configs",

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from jarvisd.config.model import UNSUPPORTED_SECTIONS, Config
+from jarvisd.config.model import Config
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -83,18 +83,17 @@ def _problems(error: ValidationError, lines: Mapping[tuple[str | int, ...], int]
 
 
 def _unknown_key(loc: tuple[str | int, ...]) -> str:
-    if len(loc) == 1 and str(loc[0]) in UNSUPPORTED_SECTIONS:
-        feature = UNSUPPORTED_SECTIONS[str(loc[0])]
-        return (
-            f"this section configures {feature}, which is not in this version of "
-            "jarvisd; remove it (it would do nothing)"
-        )
     return "unknown key (check the spelling against etc/jarvis.yaml)"
 
 
 def _is_internal_loc(part: object) -> bool:
     # pydantic adds the tagged-union/function names to some locations
     return isinstance(part, str) and (part.startswith("function-") or "[" in part)
+
+
+def validation_problems(error: ValidationError, text: str) -> list[str]:
+    """Each problem of a YAML document's validation, as `key.path (line N): message`."""
+    return _problems(error, _key_lines(text))
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:

@@ -6,38 +6,23 @@ it (`jarvisd --print-default-config`) and a test fails when the two disagree.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from jarvisd.config.ask import AskConfig, LlmConfig, TemplatesConfig
+from jarvisd.config.types import Duration, Section, Size, UserPath
 from jarvisd.paths import default_data_dir, default_socket_path
-from jarvisd.units import format_duration, format_size, parse_duration, parse_size
-
-Duration = Annotated[
-    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
-]
-Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
-
-
-def _expand_path(value: object) -> object:
-    if isinstance(value, str):
-        return Path(os.path.expandvars(os.path.expanduser(value)))
-    return value
-
-
-UserPath = Annotated[Path, BeforeValidator(_expand_path), PlainSerializer(str, return_type=str)]
+from jarvisd.units import parse_duration, parse_size
 
 _CRON_FIELD = re.compile(r"^[\w*/,\-?]+$")
 
@@ -80,10 +65,6 @@ def _check_schedule(value: object) -> object:
 
 
 Schedule = Annotated[str | None, BeforeValidator(_check_schedule)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 # --------------------------------------------------------------------------- vaults
@@ -552,17 +533,6 @@ class LoggingConfig(Section):
     )
 
 
-# ------------------------------------------------------------------ retired sections
-
-# Sections an earlier etc/jarvis.yaml documented for features this version does not
-# have. Naming one is an error that says so, rather than a setting that does nothing.
-UNSUPPORTED_SECTIONS: dict[str, str] = {
-    "llm": "question answering with a local LLM",
-    "templates": "question templates",
-    "ask": "question answering",
-}
-
-
 # ----------------------------------------------------------------------------- root
 
 
@@ -575,6 +545,9 @@ class Config(Section):
     indexing: IndexingConfig = Field(default_factory=IndexingConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     graph: GraphConfig = Field(default_factory=GraphConfig)
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    ask: AskConfig = Field(default_factory=AskConfig)
     threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
     gc: GcConfig = Field(default_factory=GcConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)

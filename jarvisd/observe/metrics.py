@@ -85,6 +85,7 @@ class Metrics:
         self._declare_alerts_and_caches(r)
         self._declare_index_and_search(r)
         self._declare_models(r)
+        self._declare_ask(r)
 
     # ------------------------------------------------------------------ declarations
 
@@ -207,6 +208,29 @@ class Metrics:
             self.model_loaded.labels(model).set(0)
             self.model_memory.labels(model).set(0)
 
+    def _declare_ask(self, r: CollectorRegistry) -> None:
+        self.ask_requests = Counter(
+            "jarvis_ask_requests",
+            "Questions answered, by path (template, llm, extractive) and result",
+            ["path", "result"],
+            registry=r,
+        )
+        self.ask_duration = Histogram(
+            "jarvis_ask_duration_seconds",
+            "Time to the final answer, by path",
+            ["path"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.llm_tokens = Counter("jarvis_llm_tokens", "Tokens the LLM generated", registry=r)
+        self.llm_first_token = Histogram(
+            "jarvis_llm_first_token_seconds",
+            "From the start of generation to the first token (reading the prompt)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.llm_loaded = Gauge("jarvis_llm_loaded", "1 while the LLM is loaded", registry=r)
+
     # ---------------------------------------------------------------------- helpers
 
     def uptime_seconds(self) -> float:
@@ -240,6 +264,16 @@ class Metrics:
 
     def observe_cache(self, cache: str, hit: bool) -> None:
         (self.cache_hits if hit else self.cache_misses).labels(cache).inc()
+
+    def observe_ask(self, path: str, result: str, seconds: float) -> None:
+        """One question answered; `path` is template, llm or extractive."""
+        self.ask_requests.labels(path, result).inc()
+        self.ask_duration.labels(path).observe(seconds)
+        self.latency.observe(f"ask:{path}", seconds)
+
+    def set_llm(self, loaded: bool, memory_bytes: float = 0.0) -> None:
+        self.llm_loaded.set(1 if loaded else 0)
+        self.set_model("llm", loaded, memory_bytes)
 
     def set_memory_mode(self, mode: str) -> None:
         if mode not in MEMORY_MODES:

@@ -37,6 +37,7 @@ class Ranked:
 
     results: list[dict[str, Any]]
     total: int
+    chunks: tuple[int, ...] = ()  # the snapshot row of each result's chunk (for passages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ def rank(
     ):
         result["snippet"] = snippet.text
         result["highlights"] = [list(span) for span in snippet.highlights]
-    return Ranked(results, total)
+    return Ranked(results, total, tuple(chunks))
 
 
 def _hybrid(

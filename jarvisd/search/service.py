@@ -23,9 +23,10 @@ from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search.cache import ResultCache
 from jarvisd.search.keyword import Stemmer
+from jarvisd.search.passages import Passage, best_passages
 from jarvisd.search.ranking import Encoder, Ranked, rank
-from jarvisd.search.request import SearchError, SearchRequest, parse_request
-from jarvisd.search.snapshot import Snapshot, build_snapshot
+from jarvisd.search.request import SearchError, SearchRequest, normalise_query, parse_request
+from jarvisd.search.snapshot import NoteInfo, Snapshot, build_snapshot
 from jarvisd.store import Store
 
 log = get_logger("jarvisd.search")
@@ -244,6 +245,35 @@ class SearchService:
         if stats.misses > misses:
             self._metrics.cache_misses.labels(EMBEDDING_CACHE).inc(stats.misses - misses)
         self._metrics.cache_entries.labels(EMBEDDING_CACHE).set(stats.size)
+
+    # -------------------------------------------------------------------- for ask
+
+    async def passages(self, question: str, limit: int) -> list[Passage]:
+        """The best passages for a question (hybrid; keyword only when the model is away)."""
+        self._embedder.threads.mark_interactive()
+        request = SearchRequest(
+            query=normalise_query(question)[: self._config.search.max_query_chars],
+            limit=limit,
+            threshold=self._config.search.similarity_threshold,
+        )
+        semantic = not self._minimal
+        snapshot = await self._fresh_snapshot(self._generation, vectors=semantic)
+        encode: Encoder | None = self._embedder.encode_query if semantic else None
+        store, stemmer, config = self._store, self._stemmer, self._config.search
+        try:
+            return await self._pools.run(
+                "search", best_passages, store, stemmer, snapshot, request, config, encode
+            )
+        except EmbedderError as error:
+            log.warning("search.degraded", reason=f"the embedding model is unavailable ({error})")
+            return await self._pools.run(
+                "search", best_passages, store, stemmer, snapshot, request, config, None
+            )
+
+    async def notes(self) -> list[NoteInfo]:
+        """Every indexed note (title, path, tags, mtime) as of the latest index change."""
+        snapshot = await self._fresh_snapshot(self._generation, vectors=False)
+        return list(snapshot.notes)
 
     # ---------------------------------------------------------------------- report
 
