@@ -17,7 +17,7 @@ from jarvisd.cli.mcp import resources
 from jarvisd.cli.mcp.bridge import DaemonBridge, DaemonFailure
 from jarvisd.cli.mcp.pages import ArgumentProblem, page_of
 from jarvisd.cli.mcp.server import build_server, definition
-from jarvisd.cli.mcp.tools import TOOLS, NoArguments, Tool, offered, vault_status
+from jarvisd.cli.mcp.tools import TOOLS, NoArguments, Tool, by_name, offered, vault_status
 
 CORE = [
     "search",
@@ -50,7 +50,7 @@ def test_every_tool_schema_is_valid_json_schema_and_says_when_to_use_it(tool: To
 def test_the_readme_example_of_each_tool_is_valid_for_its_schema() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     examples = dict(re.findall(r"^\| `(\w+)` \| .+ \| `(\{.*\})` \|$", readme, re.MULTILINE))
-    assert sorted(examples) == sorted(CORE)
+    assert sorted(examples) == sorted(tool.name for tool in TOOLS)
     for tool in TOOLS:
         arguments = json.loads(examples[tool.name])
         validator_for(tool.input_schema())(tool.input_schema()).validate(arguments)
@@ -66,16 +66,12 @@ def test_graph_path_takes_from_and_to() -> None:
 
 
 def test_a_tool_that_needs_a_capability_is_listed_only_when_offered() -> None:
-    async def never(daemon: DaemonBridge, arguments: NoArguments) -> Any:
-        raise AssertionError("not called")
-
-    ask = Tool("ask", "Ask", "Answer a question from the notes.", NoArguments, {}, never, "ask")
-    table = (*TOOLS, ask)
     today = frozenset({"search", "graph", "notes", "notes.list"})
-    assert [tool.name for tool in offered(today, table)] == CORE  # not offered, not listed
-    assert [tool.name for tool in offered(today | {"ask"}, table)] == [*CORE, "ask"]
-    assert [tool.name for tool in offered(frozenset(), table)] == CORE  # daemon down
-    assert [tool.name for tool in offered(today)] == CORE
+    assert [tool.name for tool in offered(today)] == CORE  # not offered, not listed
+    assert [tool.name for tool in offered(today | {"ask"})] == [*CORE, "ask"]
+    assert [tool.name for tool in offered(frozenset())] == CORE  # daemon down
+    ask = by_name("ask")
+    assert ask is not None and ask.requires == "ask"
 
 
 def test_a_page_is_whole_lines_within_the_budget_and_names_the_next() -> None:

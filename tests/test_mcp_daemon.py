@@ -140,7 +140,7 @@ async def refused(client: Client, name: str, **arguments: Any) -> str:
 async def test_initialize_lists_tools_and_the_note_resources(
     vaults: Vaults, tmp_path: Path
 ) -> None:
-    assert "ask" not in vaults.daemon.client.get("/v1/status")["capabilities"]
+    assert "ask" in vaults.daemon.client.get("/v1/status")["capabilities"]
     async with mcp_client(vaults.socket, tmp_path / "err") as client:
         assert client.server_info is not None and client.server_info.name == "jarvisd"
         assert "search" in (client.instructions or "")
@@ -154,7 +154,8 @@ async def test_initialize_lists_tools_and_the_note_resources(
             "unresolved_links",
             "orphans",
             "vault_status",
-        ]  # and no `ask`: this daemon does not offer it
+            "ask",
+        ]  # `ask` because this daemon offers it (tests/test_mcp.py: not offered, not listed)
         templates = (await client.list_resource_templates()).resource_templates
         assert [t.uri_template for t in templates] == ["note://{vault}/{+path}"]
         first = await client.list_resources()
@@ -181,7 +182,7 @@ async def test_initialize_lists_tools_and_the_note_resources(
                 await client.read_resource(uri)
     # The modern (2026-07-28) protocol, negotiated by the SDK's default mode, works too.
     async with mcp_client(vaults.socket, tmp_path / "err2", mode="auto") as client:
-        assert len((await client.list_tools()).tools) == 8
+        assert len((await client.list_tools()).tools) == 9
 
 
 async def test_resources_are_listed_in_bounded_pages_across_vaults(vaults: Vaults) -> None:
@@ -301,7 +302,13 @@ async def test_links_graph_and_reports(vaults: Vaults, tmp_path: Path) -> None:
         assert status["degraded"] is False and status["memory_mode"] == "FULL"
         assert "not degraded" in text and "example (" in text
         assert "Extra inputs are not permitted" in await refused(client, "vault_status", x=1)
-        assert "There is no tool 'ask'" in await refused(client, "ask", question="why?")
+        # No llm.model here: the answer is extractive, its citations checked, and says why.
+        text, answer = await ok(client, "ask", question="How long should I pull an espresso?")
+        assert answer["path"] == "extractive" and answer["reason"]
+        assert answer["citations"] and answer["citations"][0]["vault"] in ("example", "garden")
+        assert "Sources (checked by jarvisd" in text and "Why: " in text
+        assert "question is empty" in await refused(client, "ask", question="   ")
+        assert "question: Field required" in await refused(client, "ask")
 
 
 async def test_a_degraded_answer_is_a_tool_error_that_says_what_to_do(
@@ -341,13 +348,15 @@ async def test_a_daemon_that_stops_and_starts_again_is_found_on_the_next_call(
             text = await refused(client, name, **arguments)
             assert text.startswith("jarvisd is not reachable: is jarvisd running?")
             assert "call again" in text
-        assert len((await client.list_tools()).tools) == 8  # still listed while it is down
+        # The core tools stay listed while it is down; ask, a capability, does not.
+        assert len((await client.list_tools()).tools) == 8
         with pytest.raises(MCPError, match="jarvisd is not reachable"):
             await client.list_resources()
         vaults.start()
         _, found = await ok(client, "search", query="espresso grind size", limit=1)
         assert found["results"][0]["path"] == "Coffee/Espresso.md"
         await ok(client, "read_note", note="Home")
+        assert len((await client.list_tools()).tools) == 9  # ask is back with the daemon
     assert "Traceback" not in errors.read_text(encoding="utf-8")
 
 

@@ -58,7 +58,8 @@ class ControlClient:
         if query:
             clean = {k: v for k, v in query.items() if v is not None}
             path = f"{path}?{urlencode(clean, doseq=True)}" if clean else path
-        connection = _UnixConnection(self.socket_path, timeout or self.timeout)
+        timeout = timeout or self.timeout
+        connection = _UnixConnection(self.socket_path, timeout)
         payload = json.dumps(body).encode() if body is not None else None
         headers = dict(self.headers)
         if payload is not None:
@@ -81,7 +82,7 @@ class ControlClient:
                 f"permission denied on {self.socket_path}: the socket belongs to another user"
             ) from error
         except TimeoutError as error:
-            raise DaemonUnreachable(f"jarvisd did not answer within {self.timeout:.0f}s") from error
+            raise DaemonUnreachable(f"jarvisd did not answer within {timeout:.0f}s") from error
 
     def request(
         self,

@@ -87,6 +87,16 @@ class DaemonBridge:
         except DaemonError as error:
             raise refused(error) from error
 
+    async def post(self, route: str, body: Any, /, timeout: float | None = None) -> Any:
+        """The decoded reply to `POST route` with a JSON body."""
+        call = functools.partial(self.client.request, "POST", route, body=body, timeout=timeout)
+        try:
+            return await anyio.to_thread.run_sync(call)
+        except DaemonUnreachable as error:
+            raise unreachable(error) from error
+        except DaemonError as error:
+            raise refused(error) from error
+
     async def capabilities(self) -> frozenset[str]:
         """What the daemon serves (its `/v1/status`); empty when it cannot be reached."""
         try:

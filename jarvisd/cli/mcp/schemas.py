@@ -208,3 +208,38 @@ VAULT_STATUS = shape(
     "degraded",
     "degraded_reasons",
 )
+
+ASK = shape(
+    {
+        "question": STRING,
+        "answer": STRING,
+        "path": {"enum": ["template", "llm", "extractive"]},
+        "reason": MAYBE_STRING,
+        "citations": listing(
+            shape(
+                {
+                    "number": INTEGER,
+                    "vault": STRING,
+                    "path": STRING,
+                    "title": STRING,
+                    "heading": MAYBE_STRING,
+                    "lines": {"type": ["array", "null"], "items": INTEGER},
+                },
+                "number",
+                "vault",
+                "path",
+            )
+        ),
+        "sentences": listing(
+            shape(
+                {"text": STRING, "citations": listing(INTEGER), "unsupported": BOOLEAN},
+                "text",
+                "unsupported",
+            )
+        ),
+    },
+    "answer",
+    "path",
+    "citations",
+    "sentences",
+)

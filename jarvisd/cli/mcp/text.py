@@ -224,3 +224,37 @@ def vault_status(report: dict[str, Any]) -> str:
     if report.get("alerts_firing"):
         lines.append(f"alerts firing: {', '.join(report['alerts_firing'])}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- ask
+
+
+def answer(reply: dict[str, Any]) -> str:
+    """The checked answer, the notes it cites, and the sentences no passage supports."""
+    lines = [reply["answer"] or "(no answer)", ""]
+    how = {"template": "a template", "llm": "the local LLM", "extractive": "sentences of the notes"}
+    lines.append(f"Answered by {how.get(reply['path'], reply['path'])}.")
+    if reply.get("reason"):
+        lines.append(f"Why: {reply['reason']}")
+    unsupported = [
+        sentence["text"] for sentence in reply.get("sentences", ()) if sentence["unsupported"]
+    ]
+    if unsupported:
+        lines.append(
+            f"{count(len(unsupported), 'sentence')} no passage of the notes supports "
+            "(treat as unverified): " + " | ".join(unsupported)
+        )
+    if reply.get("citations"):
+        lines += ["", "Sources (checked by jarvisd, not by the model):"]
+        for citation in reply["citations"]:
+            where = (
+                f", lines {citation['lines'][0]}-{citation['lines'][1]}"
+                if citation["lines"]
+                else ""
+            )
+            heading = f" > {citation['heading']}" if citation.get("heading") else ""
+            lines.append(
+                f"[{citation['number']}] {citation['title']}{heading} "
+                f"({citation['vault']}: {citation['path']}{where})"
+            )
+    return "\n".join(lines)

@@ -280,6 +280,25 @@ def degraded_reasons(status: dict[str, Any]) -> list[str]:
     return reasons
 
 
+# ---------------------------------------------------------------------- ask
+
+# The daemon bounds a generation itself (llm.timeout, 120 s by default, then it answers
+# extractively); the bridge waits longer than that so it reports the daemon's answer,
+# not its own impatience.
+ASK_TIMEOUT = 300.0
+
+
+class AskArguments(Arguments):
+    question: str = Field(
+        description="The user's question in plain words, about what their notes say."
+    )
+
+
+async def ask(daemon: DaemonBridge, arguments: AskArguments) -> Answer:
+    reply = await daemon.post("/v1/ask", {"question": arguments.question}, timeout=ASK_TIMEOUT)
+    return Answer(text.answer(reply), reply)
+
+
 # ----------------------------------------------------------------- the list
 
 TOOLS: tuple[Tool, ...] = (
@@ -357,6 +376,18 @@ TOOLS: tuple[Tool, ...] = (
         NoArguments,
         schemas.VAULT_STATUS,
         vault_status,
+    ),
+    Tool(
+        "ask",
+        "Ask the notes",
+        "A short answer to a question, written from the user's notes by jarvisd (a "
+        "template, its local LLM, or the notes' own sentences), with numbered citations "
+        "jarvisd checked itself and the sentences no note supports marked. Use it for a "
+        "direct question; use search and read_note to gather material yourself.",
+        AskArguments,
+        schemas.ASK,
+        ask,
+        requires="ask",
     ),
 )
 
