@@ -23,7 +23,7 @@ from jarvisd.api.index import add_index_routes
 from jarvisd.api.metrics import add_mutation_routes, create_metrics_app
 from jarvisd.api.notes import add_notes_routes
 from jarvisd.api.search import add_search_routes
-from jarvisd.api.server import AppServer, SocketError, prepare_socket_path
+from jarvisd.api.server import AppServer, ConnectionLimits, SocketError, prepare_socket_path
 from jarvisd.config import Config, ConfigDiff, ConfigError, diff_configs, load_config, masked
 from jarvisd.indexing.indexer import Indexer, RunReport
 from jarvisd.jobs import JobScheduler
@@ -139,8 +139,14 @@ class Daemon:
         # is the daemon's own user.
         for prefix in ("/metrics", "/v1/metrics"):
             add_mutation_routes(app, self.observer, prefix, allowed=True)
-        self._control = AppServer(app, shutdown_timeout=SHUTDOWN_DEADLINE / 2)
+        self._control = AppServer(
+            app, shutdown_timeout=SHUTDOWN_DEADLINE / 2, limits=self._connection_limits
+        )
         await self._control.start_unix(self._config.socket_path)
+
+    def _connection_limits(self) -> ConnectionLimits:
+        control = self._config.control
+        return ConnectionLimits(control.max_connections, control.request_timeout)
 
     async def _serve_metrics(self) -> None:
         address = self._config.metrics.host_port
@@ -149,7 +155,7 @@ class Daemon:
         app = create_metrics_app(
             self.observer, allow_mutations=lambda: self._config.metrics.allow_mutations
         )
-        self._metrics_server = AppServer(app, shutdown_timeout=2.0)
+        self._metrics_server = AppServer(app, shutdown_timeout=2.0, limits=self._connection_limits)
         try:
             await self._metrics_server.start_tcp(*address)
         except OSError as error:

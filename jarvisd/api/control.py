@@ -8,6 +8,7 @@ services through the `ControlTarget` Protocol, never to DuckDB.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -134,7 +135,11 @@ async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse
     try:
         return await handler(request)
     except ApiError as error:
-        return error_response(error.status, error.code, error.message, **error.details)
+        response = error_response(error.status, error.code, error.message, **error.details)
+        if error.status in (408, 413):
+            # The rest of that body is not worth reading: close instead of draining it.
+            response.force_close()
+        return response
     except DomainError as error:
         mapped = from_domain(error)
         return error_response(mapped.status, mapped.code, mapped.message, **mapped.details)
@@ -175,13 +180,19 @@ BUCKET: web.AppKey[TokenBucket] = web.AppKey("bucket")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The JSON object in the body ({} when empty), bounded by control.max_request_bytes."""
-    limit = request.app[TARGET].config.control.max_request_bytes
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
+    """The JSON object in the body ({} when empty), bounded by control.max_request_bytes
+    and, in time, by control.request_timeout (a body that stalls is a 408)."""
+    control = request.app[TARGET].config.control
+    timeout = control.request_timeout or None
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await _read_body(request, control.max_request_bytes)
+    except TimeoutError:
         raise ApiError(
-            413, "request_too_large", f"request body over {limit} bytes (control.max_request_bytes)"
-        )
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {timeout:g}s (control.request_timeout)",
+        ) from None
     if not raw.strip():
         return {}
     try:
@@ -191,6 +202,22 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise bad_request("body must be a JSON object")
     return value
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    # StreamReader.read(n) returns what has arrived, not n bytes: read to the end.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(
+                413,
+                "request_too_large",
+                f"request body over {limit} bytes (control.max_request_bytes)",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # ------------------------------------------------------------------------ routes

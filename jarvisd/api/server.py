@@ -1,12 +1,35 @@
-"""Serving an aiohttp app on the control Unix socket or a TCP address."""
+"""Serving an aiohttp app on the control Unix socket or a TCP address.
+
+Every connection is bounded, because a daemon that runs for months must not
+let clients that never finish a request pile up (fault injection measured it:
+200 connections that sent half a request held 200 descriptors for as long as
+they stayed, and a 1,000-connection flood got EAGAIN at connect() for 509 of
+them, the default listen backlog of 128 being full):
+
+- a client has `request_timeout` to send a request's headers after it
+  connects, and a body read gets the same time (`api.control.read_json`);
+  past it the connection is closed;
+- an idle keep-alive connection is closed after KEEPALIVE_SECONDS;
+- past `max_connections` open connections a request is answered at once with
+  503 `busy` and a Retry-After, and its connection closed;
+- the listen backlog is LISTEN_BACKLOG, so a burst is queued by the kernel
+  and answered rather than refused.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from jarvisd.logs import get_logger
 
@@ -46,21 +69,158 @@ def prepare_socket_path(path: Path) -> None:
         log.info("control.stale_socket_removed", socket=str(path))
 
 
+# Linux caps a listen backlog at net.core.somaxconn (4096 by default since 5.4).
+LISTEN_BACKLOG = 1024
+# Our clients (jarvisctl, top, the MCP bridge) open a connection per request;
+# keep-alive only has to outlast a burst of calls from one script.
+KEEPALIVE_SECONDS = 15.0
+# Refusals and timeouts are logged as one summary line at most this often: a
+# flood must not turn into a flood of log lines.
+SUMMARY_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """The bounds on a server's connections; read at each connection (a reload applies)."""
+
+    max_connections: int = 0  # 0: no limit
+    request_timeout: float = 0.0  # seconds to send a request's headers; 0: none
+
+
+def _no_limits() -> ConnectionLimits:
+    return ConnectionLimits()
+
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+class GuardedServer(web.Server):
+    """aiohttp's Server with a connection limit and a deadline for each request to arrive."""
+
+    def __init__(
+        self, handler: Handler, *, limits: Callable[[], ConnectionLimits], **kwargs: Any
+    ) -> None:
+        super().__init__(self._limited, **kwargs)
+        self._inner = handler
+        self._limits = limits
+        self._deadlines: dict[RequestHandler, asyncio.TimerHandle] = {}
+        self._arrive = self.request_factory
+        self.request_factory = self._arrived
+        self.counts = {"busy": 0, "timed_out": 0}
+        self._logged: dict[str, tuple[float, int]] = {}
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        timeout = self._limits().request_timeout
+        if timeout > 0:
+            self._deadlines[handler] = self._loop.call_later(timeout, self._expire, handler)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        deadline = self._deadlines.pop(handler, None)
+        if deadline is not None:
+            deadline.cancel()
+        super().connection_lost(handler, exc)
+
+    def _arrived(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
+        """A request's headers are in: its connection has no deadline to meet any more."""
+        deadline = self._deadlines.pop(protocol, None)
+        if deadline is not None:
+            deadline.cancel()
+        return self._arrive(message, payload, protocol, writer, task)
+
+    def _expire(self, handler: RequestHandler) -> None:
+        self._deadlines.pop(handler, None)
+        transport = self._connections.get(handler)
+        if transport is not None:
+            transport.close()
+            self._count("timed_out")
+
+    async def _limited(self, request: web.BaseRequest) -> web.StreamResponse:
+        limit = self._limits().max_connections
+        open_now = len(self._connections)
+        if limit and open_now > limit:
+            self._count("busy")
+            body = {
+                "error": {
+                    "code": "busy",
+                    "message": f"{open_now} connections are open and the limit is {limit} "
+                    "(control.max_connections); retry in a moment",
+                }
+            }
+            response = web.json_response(
+                body, status=503, headers={"Retry-After": "1"}, dumps=json.dumps
+            )
+            response.force_close()
+            return response
+        return await self._inner(request)
+
+    def _count(self, what: str) -> None:
+        self.counts[what] += 1
+        now = time.monotonic()
+        since, logged = self._logged.get(what, (0.0, 0))
+        if now - since >= SUMMARY_SECONDS:
+            log.warning(
+                "control.connections_busy" if what == "busy" else "control.request_timed_out",
+                count=self.counts[what] - logged,
+                total=self.counts[what],
+                advice="a client is flooding or stalling the daemon's socket"
+                if what == "busy"
+                else "a client connected and did not send a whole request in time",
+            )
+            self._logged[what] = (now, self.counts[what])
+
+
+class _GuardedRunner(web.AppRunner):
+    def __init__(
+        self, app: web.Application, limits: Callable[[], ConnectionLimits], **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self._limits = limits
+
+    async def _make_server(self) -> web.Server:
+        # The app's own Server, made the documented way (startup hooks, frozen app),
+        # rebuilt as a GuardedServer from the same parts.
+        made = await super()._make_server()
+        return GuardedServer(
+            made.request_handler,
+            limits=self._limits,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            **made._kwargs,
+        )
+
+
 class AppServer:
     """One aiohttp app on one site; stop() lets in-flight requests finish first."""
 
-    def __init__(self, app: web.Application, shutdown_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        shutdown_timeout: float = 10.0,
+        limits: Callable[[], ConnectionLimits] = _no_limits,
+    ) -> None:
         self.app = app
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
+        self._runner = _GuardedRunner(
+            app,
+            limits,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=shutdown_timeout,
+            keepalive_timeout=KEEPALIVE_SECONDS,
         )
         self._site: web.BaseSite | None = None
+
+    @property
+    def server(self) -> GuardedServer | None:
+        server = self._runner.server
+        return server if isinstance(server, GuardedServer) else None
 
     async def start_unix(self, path: Path) -> None:
         await self._runner.setup()
         old_umask = os.umask(0o177)  # the socket is born 0600: no window with a wider mode
         try:
-            self._site = web.UnixSite(self._runner, str(path))
+            self._site = web.UnixSite(self._runner, str(path), backlog=LISTEN_BACKLOG)
             await self._site.start()
         finally:
             os.umask(old_umask)
@@ -68,7 +228,9 @@ class AppServer:
 
     async def start_tcp(self, host: str, port: int) -> None:
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        self._site = web.TCPSite(
+            self._runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG
+        )
         await self._site.start()
 
     @property

@@ -491,6 +491,18 @@ class ControlConfig(Section):
     rate_limit: float = Field(
         default=200.0, ge=0.0, description="Requests per second accepted on the socket; 0: none."
     )
+    max_connections: int = Field(
+        default=64,
+        ge=0,
+        description="Open connections served at once (socket and metrics port each); past "
+        "it a request is answered 503 busy at once. 0: no limit.",
+    )
+    request_timeout: Duration = Field(
+        default=10.0,
+        ge=0.0,
+        description="Time a client has to send a request's headers after connecting, and "
+        "again its body; a client that stalls is disconnected. 0: wait for ever.",
+    )
 
 
 class MetricsConfig(Section):
