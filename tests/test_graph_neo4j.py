@@ -98,6 +98,61 @@ async def test_a_server_that_is_down_is_unavailable_naming_the_server() -> None:
     assert caught.value.status == 503
 
 
+async def test_after_a_server_is_found_down_requests_answer_at_once_until_the_next_try() -> None:
+    """Measured before: every request to a down server took max_retry_time (16.8 s with
+    the defaults) to its 503. A clock we move stands in for the waiting."""
+    uri = f"bolt://127.0.0.1:{closed_port()}"
+    graph = Neo4jGraph(neo4j_config(uri, retry_after="5s"))
+    now = [1000.0]
+    graph._clock = lambda: now[0]
+    with pytest.raises(GraphUnavailable):
+        await graph.orphans("v")  # a real try: nothing listens
+    driver = graph._driver
+
+    async def must_not_connect(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a request in the back-off tried the server")
+
+    graph._get_driver = must_not_connect  # type: ignore[method-assign]
+    now[0] += 1.5
+    with pytest.raises(GraphUnavailable) as caught:
+        await graph.backlinks("v", "a.md")
+    message = str(caught.value)
+    assert f"the Neo4j server at {uri} cannot be reached" in message
+    assert message.endswith("Not tried again yet: the next try is in 3.5s")
+    assert caught.value.details == {"retry_after": 3.5}
+    assert caught.value.status == 503
+
+    # Past the wait, one request tries again; a second failure doubles the wait.
+    del graph._get_driver
+    now[0] += 4.0
+    with pytest.raises(GraphUnavailable) as caught:
+        await graph.orphans("v")
+    assert "Not tried again yet" not in str(caught.value)
+    with pytest.raises(GraphUnavailable) as caught:
+        await graph.orphans("v")
+    assert caught.value.details == {"retry_after": 10.0}
+    assert graph._driver is driver  # the same settings keep the same driver
+    await graph.close()
+
+
+@requires_boltstub
+async def test_a_server_that_answers_again_ends_the_back_off(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("first line only\n", encoding="utf-8")
+    with BoltStub("hello.script", {"ORPHANS": ORPHANS}, tmp_path) as stub:
+        settings = {"user": "reader", "password_file": str(secret), "password": None}
+        graph = Neo4jGraph(neo4j_config(stub.uri, retry_after="5s", **settings))
+        now = [1000.0]
+        graph._clock = lambda: now[0]
+        graph._failures, graph._next_try = 3, now[0]  # as after three failed tries
+        graph._last_error = "down"
+        orphans = await graph.orphans("v")
+        await graph.close()
+        assert stub.finish() == 0, stub.log()
+    assert [note.path for note in orphans.notes] == ["d.md", "e.md"]
+    assert graph._failures == 0
+
+
 async def test_an_unreadable_password_file_is_a_clear_error(tmp_path: Path) -> None:
     graph = Neo4jGraph(neo4j_config("bolt://127.0.0.1:1", password_file=str(tmp_path / "none")))
     with pytest.raises(GraphUnavailable, match=r"cannot read graph\.neo4j\.password_file"):

@@ -50,7 +50,9 @@ async def answer(work: Callable[[], Awaitable[Any]]) -> web.Response:
     """Run a query; graph and note errors become `{"error": ...}` with their status."""
     try:
         result = await work()
-    except (GraphError, NoteError) as error:
+    except GraphError as error:
+        raise ApiError(error.status, error.code, str(error), **error.details) from error
+    except NoteError as error:
         raise ApiError(error.status, error.code, str(error)) from error
     return json_ok(result.as_dict() if hasattr(result, "as_dict") else result)
 

@@ -285,6 +285,13 @@ class Neo4jConfig(Section):
     )
     connection_timeout: Duration = Field(default=5.0, description="TCP connect timeout.")
     max_retry_time: Duration = Field(default=10.0, description="Retry transient errors this long.")
+    retry_after: Duration = Field(
+        default=5.0,
+        ge=0.0,
+        description="Once the server is found unreachable, graph requests answer 503 at once "
+        "for this long, then one tries again; each failed try doubles it, up to 2m. 0: always "
+        "try.",
+    )
 
 
 class GraphConfig(Section):

@@ -16,10 +16,15 @@ DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
 
 
 class GraphError(Exception):
-    """Base of every graph error; `status` and `code` say how the API answers it."""
+    """Base of every graph error; `status` and `code` say how the API answers it, `details`
+    what the reply carries beside the message."""
 
     status = 500
     code = "graph_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class NoteNotFound(GraphError):
