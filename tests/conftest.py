@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,7 @@ class DaemonProcess:
         config: dict[str, Any],
         env: dict[str, str] | None = None,
         user: int | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.root = root
         self.config = config
@@ -92,7 +93,7 @@ class DaemonProcess:
             environment.pop(inherited, None)
         environment.update(env or {})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jarvisd", "--config", str(self.config_path)],
+            [*prefix, sys.executable, "-m", "jarvisd", "--config", str(self.config_path)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=environment,
@@ -183,11 +184,13 @@ def start_daemon(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
         wait: bool = True,
         env: dict[str, str] | None = None,
         user: int | None = None,
+        prefix: Sequence[str] = (),
         **overrides: Any,
     ) -> DaemonProcess:
-        """Start jarvisd on `config`, or on base_config(tmp, **overrides)."""
+        """Start jarvisd on `config`, or on base_config(tmp, **overrides); `prefix` runs it
+        under a wrapper command (`unshare ... sh -c '...; exec "$@"' sh`)."""
         chosen = config or base_config(short_tmp, **overrides)
-        daemon = DaemonProcess(short_tmp, chosen, env=env, user=user)
+        daemon = DaemonProcess(short_tmp, chosen, env=env, user=user, prefix=prefix)
         started.append(daemon)
         if wait:
             daemon.wait_ready()

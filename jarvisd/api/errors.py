@@ -51,6 +51,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
     503: "unavailable",
+    507: "storage_full",
 }
 
 
@@ -59,6 +60,7 @@ STATUS_BY_CODE = {
     "bad_request": 400,
     "question_too_long": 400,
     "not_found": 404,
+    "storage_full": 507,
     "busy": 429,
     "unavailable": 503,
 }

@@ -13,6 +13,7 @@ from jarvisd.store.errors import (
     ExtensionMissingError,
     NoteWriteError,
     SchemaTooNewError,
+    StorageFullError,
     StoreClosedError,
     StoreError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "NoteWriteError",
     "OutgoingLink",
     "SchemaTooNewError",
+    "StorageFullError",
     "Store",
     "StoreClosedError",
     "StoreError",

@@ -24,7 +24,12 @@ from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.logs import get_logger
 from jarvisd.store import indexes, linking, reads, schema, vectors, writes
 from jarvisd.store.connection import apply_settings, open_database
-from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError
+from jarvisd.store.errors import (
+    NoteWriteError,
+    StoreClosedError,
+    StoreError,
+    naming_a_full_disk,
+)
 from jarvisd.store.indexes import VectorTable
 from jarvisd.store.maintenance import Step, maintenance, timed
 from jarvisd.store.records import ChunkMatrix, FileState, LinkKey, NoteDetail, NotePage
@@ -374,7 +379,7 @@ class Store:
 
     def maintenance(self) -> list[Step]:
         """ANALYZE, FTS rebuild, HNSW vector table refresh, CHECKPOINT: (step, seconds) each."""
-        with self._write_lock:
+        with self._write_lock, naming_a_full_disk(self._path, "maintenance"):
             self._check_open()
             return maintenance(
                 self._writer, self.rebuild_fts, partial(self.ensure_vector_index, 0.0)
