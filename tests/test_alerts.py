@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from jarvisd.config import AlertsConfig, MemoryConfig
@@ -157,6 +158,7 @@ def test_firing_and_recent() -> None:
         "since": "2023-11-14T22:13:20+00:00",
         "fired_at": "2023-11-14T22:14:20+00:00",
         "duration_seconds": 30.0,
+        "clearing_since": None,
     }
     recent = engine.recent()
     # Newest first; within one evaluation, in rule order.
@@ -251,3 +253,49 @@ def test_alert_inputs_collects_every_value_it_can_know() -> None:
     assert values["job_failures"] == 1
     # Failures count since the previous collect, so a past failure stops alerting.
     assert inputs.collect(sample, now=T0)["job_failures"] == 0
+
+
+def test_a_value_oscillating_around_the_threshold_fires_once_and_resolves_once() -> None:
+    """Without hysteresis this sequence fired and resolved on alternate samples."""
+    metrics = Metrics()
+    rule = {
+        "name": "memory_high",
+        "metric": "memory_percent",
+        "threshold": 80,
+        "resolve_for": "1m",
+        "resolve_margin": "5%",
+    }
+    engine = AlertEngine(alerts_config(rule), metrics)
+    events = []
+    # 10 minutes of 10 s samples hovering at the threshold: 81, 79, 81, 79, ...
+    for step in range(60):
+        events += engine.evaluate({"memory_percent": 81 if step % 2 == 0 else 79}, T0 + 10 * step)
+    # Then clear of the band, but for less than resolve_for, then back in it.
+    t = T0 + 600
+    for offset, value in ((0, 70), (30, 70), (50, 78), (60, 70)):
+        events += engine.evaluate({"memory_percent": value}, t + offset)
+    assert [e.kind for e in events] == ["fired"]
+    assert engine.firing()[0]["clearing_since"] is not None
+    # A full minute clear of the band resolves it, once.
+    for offset in (90, 110, 120, 130, 200):
+        events += engine.evaluate({"memory_percent": 70}, t + offset)
+    assert [e.kind for e in events] == ["fired", "resolved"]
+    assert events[1].timestamp == t + 120
+    assert firing_gauge(metrics, "memory_high") == 0
+    assert fired_total(metrics, "memory_high") == 1
+
+
+def test_the_margin_is_taken_in_the_threshold_unit_on_the_clear_side() -> None:
+    below = {"name": "free", "metric": "error_rate", "op": "<", "threshold": "5%"}
+    config = alerts_config({**below, "resolve_margin": "1%"})
+    assert config.rules[0].resolve_margin == pytest.approx(0.01)
+    engine = AlertEngine(config, Metrics())
+    assert [e.kind for e in engine.evaluate({"error_rate": 0.04}, T0)] == ["fired"]
+    assert engine.evaluate({"error_rate": 0.055}, T0 + 10) == []  # in the band: 5-6 %
+    assert [e.kind for e in engine.evaluate({"error_rate": 0.07}, T0 + 20)] == ["resolved"]
+
+
+def test_the_default_rules_resolve_with_hysteresis() -> None:
+    rules = {rule.name: rule for rule in AlertsConfig().rules}
+    assert rules["memory_high"].resolve_for == 60 and rules["memory_high"].resolve_margin == 5
+    assert rules["search_slow"].resolve_for == 60

@@ -422,6 +422,18 @@ class AlertRule(Section):
     severity: Literal["info", "warning", "critical"] = Field(
         default="warning", description="Severity carried by the alert event."
     )
+    resolve_for: Duration = Field(
+        default=0.0,
+        ge=0.0,
+        description="How long a firing alert's condition must stay clear before it resolves; "
+        "a value hovering at the threshold then fires once, not over and over.",
+    )
+    resolve_margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="A firing alert counts as clear only this far past the threshold, in the "
+        "threshold's unit ('5%' below 80% is 75%): a band against flapping.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -432,7 +444,7 @@ class AlertRule(Section):
             raise ValueError(f"unknown metric {value!r}; known: {', '.join(ALERT_METRICS)}")
         return value
 
-    @field_validator("threshold", mode="before")
+    @field_validator("threshold", "resolve_margin", mode="before")
     @classmethod
     def _threshold_in_unit(cls, value: object, info: ValidationInfo) -> object:
         metric = info.data.get("metric")
@@ -441,10 +453,37 @@ class AlertRule(Section):
 
 def _default_rules() -> list[AlertRule]:
     rules: list[dict[str, Any]] = [
-        {"name": "memory_high", "metric": "memory_percent", "threshold": 80, "for": "1m"},
-        {"name": "cpu_high", "metric": "cpu_percent", "threshold": 90, "for": "5m"},
-        {"name": "search_slow", "metric": "search_latency_p95_seconds", "threshold": 2.0},
-        {"name": "errors_high", "metric": "error_rate", "threshold": 0.05, "for": "1m"},
+        # Samples come every 10 s: a minute clear (and a band) keeps a value that hovers
+        # at the threshold from firing and resolving on alternate samples.
+        {
+            "name": "memory_high",
+            "metric": "memory_percent",
+            "threshold": 80,
+            "for": "1m",
+            "resolve_for": "1m",
+            "resolve_margin": "5%",
+        },
+        {
+            "name": "cpu_high",
+            "metric": "cpu_percent",
+            "threshold": 90,
+            "for": "5m",
+            "resolve_for": "1m",
+            "resolve_margin": "10%",
+        },
+        {
+            "name": "search_slow",
+            "metric": "search_latency_p95_seconds",
+            "threshold": 2.0,
+            "resolve_for": "1m",
+        },
+        {
+            "name": "errors_high",
+            "metric": "error_rate",
+            "threshold": 0.05,
+            "for": "1m",
+            "resolve_for": "1m",
+        },
         {"name": "index_stale", "metric": "index_staleness_seconds", "threshold": 7200},
         {"name": "job_failing", "metric": "job_failures", "threshold": 0, "severity": "critical"},
     ]

@@ -2,7 +2,10 @@
 
 `AlertEngine.evaluate(values, now)` is pure logic over explicit times: a rule
 fires once its condition has held for `for` seconds, is logged again while
-firing at most every `cooldown`, and resolves when the condition clears. Every
+firing at most every `cooldown`, and resolves once the value has been clear
+of the threshold by `resolve_margin` for `resolve_for` seconds (hysteresis:
+without it a value hovering at the threshold fired and resolved on alternate
+samples, the cooldown limiting only repeats while firing). Every
 transition is one structlog event (`alert.fired` / `alert.resolved`) carrying
 rule, metric, value, threshold and severity, which is what log-based alerting
 keys on. `AlertInputs` turns a memory sample and the metrics' recent windows
@@ -36,6 +39,12 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 
 RECENT_EVENTS = 500
+
+
+def _clear(rule: AlertRule, value: float) -> bool:
+    """The value is past the threshold's band on the clear side (`>` rules: below it)."""
+    margin = rule.resolve_margin if rule.op in (">", ">=") else -rule.resolve_margin
+    return not _COMPARE[rule.op](value, rule.threshold - margin)
 
 
 def _iso(timestamp: float) -> str:
@@ -85,6 +94,7 @@ class _RuleState:
     rule: AlertRule
     pending_since: float | None = None  # when the condition started holding
     fired_at: float | None = None  # set while firing
+    clear_since: float | None = None  # while firing: when the value went clear of the band
     last_logged: float = 0.0
     value: float | None = None
 
@@ -139,19 +149,25 @@ class AlertEngine:
     def _step(self, state: _RuleState, value: float, now: float) -> AlertEvent | None:
         rule = state.rule
         state.value = value
-        if not _COMPARE[rule.op](value, rule.threshold):
-            if state.firing:
+        holds = _COMPARE[rule.op](value, rule.threshold)
+        if state.firing:
+            if holds or not _clear(rule, value):
+                state.clear_since = None  # back in the band: the clear time starts again
+                if holds and now - state.last_logged >= self._cooldown:
+                    return self._fire(state, now, value, repeat=True)
+                return None
+            if state.clear_since is None:
+                state.clear_since = now
+            if now - state.clear_since >= rule.resolve_for:
                 return self._resolve(state, now, value)
+            return None
+        if not holds:
             state.pending_since = None
             return None
         if state.pending_since is None:
             state.pending_since = now
-        if not state.firing:
-            if now - state.pending_since >= rule.for_:
-                return self._fire(state, now, value, repeat=False)
-            return None
-        if now - state.last_logged >= self._cooldown:
-            return self._fire(state, now, value, repeat=True)
+        if now - state.pending_since >= rule.for_:
+            return self._fire(state, now, value, repeat=False)
         return None
 
     def _fire(self, state: _RuleState, now: float, value: float, *, repeat: bool) -> AlertEvent:
@@ -200,6 +216,7 @@ class AlertEngine:
         duration = now - fired_at
         state.pending_since = None
         state.fired_at = None
+        state.clear_since = None
         self._metrics.alerts_firing.labels(rule.name).set(0)
         event = AlertEvent(
             kind="resolved",
@@ -248,6 +265,10 @@ class AlertEngine:
                     "since": _iso(since),
                     "fired_at": _iso(state.fired_at),
                     "duration_seconds": now - state.fired_at,
+                    # Clear of its band since then; resolves after resolve_for.
+                    "clearing_since": None
+                    if state.clear_since is None
+                    else _iso(state.clear_since),
                 }
             )
         return out
