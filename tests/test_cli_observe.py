@@ -22,14 +22,8 @@ from typing import Any
 import pytest
 from conftest import DaemonProcess
 
-from jarvisd.cli.observe import (
-    BLOCKS,
-    EXPORT_FIELDS,
-    bar_chart,
-    downsample,
-    metric_value,
-    sparkline,
-)
+from jarvisd.cli.charts import BLOCKS, bar_chart, downsample, metric_value, sparkline
+from jarvisd.cli.observe import EXPORT_FIELDS
 from jarvisd.cli.top import Snapshot, View, frame
 from jarvisd.observe.memory import SAMPLE_FIELDS
 

@@ -94,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]
 ]:
-    from jarvisd.cli import ask, core, graph, index, mcp, observe, search
+    from jarvisd.cli import ask, core, graph, index, mcp, observe, search, top
 
-    return [module.register for module in (core, index, search, graph, observe, ask, mcp)]
+    return [module.register for module in (core, index, search, graph, observe, top, ask, mcp)]
 
 
 def main(argv: list[str] | None = None) -> int:

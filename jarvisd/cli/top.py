@@ -25,8 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from jarvisd.cli import render
-from jarvisd.cli.client import ControlClient, DaemonError, DaemonUnreachable
-from jarvisd.cli.observe import (
+from jarvisd.cli.charts import (
     MODE_STYLES,
     bar_chart,
     escape,
@@ -35,6 +34,7 @@ from jarvisd.cli.observe import (
     sparkline,
     styled,
 )
+from jarvisd.cli.client import ControlClient, DaemonError, DaemonUnreachable
 from jarvisd.observe.latency import MONITOR_HEADER
 from jarvisd.units import human_bytes
 
