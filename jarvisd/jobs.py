@@ -19,6 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from jarvisd.config import ScheduleConfig, parse_schedule
+from jarvisd.errors import DomainError
 from jarvisd.logs import get_logger
 from jarvisd.observe.metrics import Metrics
 
@@ -27,12 +28,11 @@ log = get_logger("jarvisd.jobs")
 JobFunction = Callable[[], Awaitable[Any]]
 
 
-class JobError(Exception):
+class JobError(DomainError):
     """A job request that cannot be honoured (unknown id, already running)."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from boltstub import BoltStub, requires_boltstub
 
+from jarvisd.api.errors import from_domain
 from jarvisd.config import GraphConfig, Neo4jConfig
 from jarvisd.graph import GraphBackendError, GraphUnavailable, Neighbour, Projection
 from jarvisd.graph import neo4j_queries as queries
@@ -84,7 +85,7 @@ async def test_a_server_failure_is_a_backend_error_naming_the_server(tmp_path: P
     message = str(caught.value)
     assert f"the Neo4j server at {stub.uri} failed the query" in message
     assert "Neo.DatabaseError.General.UnknownError: the disk is on fire" in message
-    assert caught.value.status == 502
+    assert from_domain(caught.value).status == 502
 
 
 async def test_a_server_that_is_down_is_unavailable_naming_the_server() -> None:
@@ -95,7 +96,7 @@ async def test_a_server_that_is_down_is_unavailable_naming_the_server() -> None:
     await graph.close()
     assert f"the Neo4j server at {uri} cannot be reached" in str(caught.value)
     assert "is it running?" in str(caught.value)
-    assert caught.value.status == 503
+    assert from_domain(caught.value).status == 503
 
 
 async def test_after_a_server_is_found_down_requests_answer_at_once_until_the_next_try() -> None:
@@ -120,7 +121,7 @@ async def test_after_a_server_is_found_down_requests_answer_at_once_until_the_ne
     assert f"the Neo4j server at {uri} cannot be reached" in message
     assert message.endswith("Not tried again yet: the next try is in 3.5s")
     assert caught.value.details == {"retry_after": 3.5}
-    assert caught.value.status == 503
+    assert from_domain(caught.value).status == 503
 
     # Past the wait, one request tries again; a second failure doubles the wait.
     del graph._get_driver

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from graph_fixtures import CONTRACT_VAULTS, build_store, write_vault
 
+from jarvisd.api.errors import from_domain
 from jarvisd.config import Config
 from jarvisd.graph import (
     GraphUnavailable,
@@ -143,7 +144,7 @@ async def test_an_unknown_vault_is_not_found_by_every_query(two_vaults: GraphSer
     for query in queries:
         with pytest.raises(NoteNotFoundError, match="no vault named 'nosuch'") as caught:
             await query
-        assert caught.value.status == 404
+        assert from_domain(caught.value).status == 404
 
 
 class RecordingWriter:

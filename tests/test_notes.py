@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from graph_fixtures import build_store, write_vault
 
+from jarvisd.api.errors import from_domain
 from jarvisd.config import Config, ThreadsConfig
 from jarvisd.notes.service import BadNoteRequest, NoteNotFoundError, NotesService
 from jarvisd.pools import Pools
@@ -87,7 +88,7 @@ async def test_paths_that_leave_the_vault_are_refused(
     (vault / "escape.md").symlink_to(secret)
     with pytest.raises(BadNoteRequest, match=message) as caught:
         await notes.read(notes.vault(None), path)
-    assert caught.value.status == 400
+    assert from_domain(caught.value).status == 400
 
 
 async def test_unknown_notes_and_vaults_are_not_found(notes: NotesService) -> None:
@@ -239,7 +240,7 @@ async def test_a_listing_refuses_limits_out_of_range_and_unknown_vaults(
     for limit in (0, -1, 1001):
         with pytest.raises(BadNoteRequest, match="limit must be between 1 and 1000") as caught:
             await notes.list_notes(notes.vault(None), None, limit)
-        assert caught.value.status == 400
+        assert from_domain(caught.value).status == 400
     with pytest.raises(NoteNotFoundError, match="no vault named 'other'"):
         notes.vault("other")
     past_the_end = await notes.list_notes(notes.vault(None), "zzz", 10)

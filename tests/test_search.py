@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from jarvisd.api.errors import from_domain
 from jarvisd.config import (
     Config,
     EmbeddingConfig,
@@ -161,7 +162,7 @@ async def test_folder_and_vault_filters(indexed: Indexed) -> None:
     assert reply["filters"]["folder"] == "Coffee"
     with pytest.raises(SearchError) as unknown:  # a vault that is not configured: 404
         await search(service, q="coffee", vault="other")
-    assert (unknown.value.status, unknown.value.code) == (404, "not_found")
+    assert (from_domain(unknown.value).status, unknown.value.code) == (404, "not_found")
     assert paths(await search(service, q="coffee", vault="notes"))
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 
+from jarvisd.api.errors import from_domain
 from jarvisd.config import SearchConfig
 from jarvisd.search.request import SearchError, SearchRequest, parse_request
 
@@ -30,7 +31,7 @@ def parse(vaults: tuple[str, ...] | None = ("notes", "work"), **params: str) -> 
 def test_a_date_or_age_past_the_range_is_a_400_that_names_it(parameter: str, value: str) -> None:
     with pytest.raises(SearchError) as caught:
         parse(**{parameter: value})
-    assert (caught.value.status, caught.value.code) == (400, "out_of_range")
+    assert (from_domain(caught.value).status, caught.value.code) == (400, "out_of_range")
     assert caught.value.parameter == parameter
     assert "between 0001-01-02 and 9999-12-30" in caught.value.message
 
@@ -46,7 +47,7 @@ def test_dates_and_ages_inside_the_range_are_taken() -> None:
 def test_a_vault_that_is_not_configured_is_a_404() -> None:
     with pytest.raises(SearchError) as caught:
         parse(vault="nosuch")
-    assert (caught.value.status, caught.value.code, caught.value.parameter) == (
+    assert (from_domain(caught.value).status, caught.value.code, caught.value.parameter) == (
         404,
         "not_found",
         "vault",

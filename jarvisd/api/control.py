@@ -255,8 +255,7 @@ async def post_job_run(request: web.Request) -> web.Response:
     try:
         started = request.app[TARGET].run_job(request.match_info["job_id"])
     except JobError as error:
-        status = 404 if error.code == "not_found" else 409
-        raise ApiError(status, error.code, str(error)) from error
+        raise from_domain(error) from error
     return json_ok(started, status=202)
 
 

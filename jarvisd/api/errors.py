@@ -59,7 +59,13 @@ HTTP_CODES = {
 STATUS_BY_CODE = {
     "bad_request": 400,
     "question_too_long": 400,
+    "query_too_long": 400,
+    "limit_out_of_range": 400,
+    "out_of_range": 400,
     "not_found": 404,
+    "conflict": 409,
+    "graph_backend_error": 502,
+    "graph_unavailable": 503,
     "storage_full": 507,
     "busy": 429,
     "unavailable": 503,

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jarvisd.api.errors import ApiError, bad_request, json_ok
+from jarvisd.api.errors import bad_request, from_domain, json_ok
 from jarvisd.graph import GraphError
 from jarvisd.graph.service import DEFAULT_LIMIT, GraphService
 from jarvisd.notes.service import NoteError
@@ -50,10 +50,8 @@ async def answer(work: Callable[[], Awaitable[Any]]) -> web.Response:
     """Run a query; graph and note errors become `{"error": ...}` with their status."""
     try:
         result = await work()
-    except GraphError as error:
-        raise ApiError(error.status, error.code, str(error), **error.details) from error
-    except NoteError as error:
-        raise ApiError(error.status, error.code, str(error)) from error
+    except (GraphError, NoteError) as error:
+        raise from_domain(error) from error
     return json_ok(result.as_dict() if hasattr(result, "as_dict") else result)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jarvisd.api.errors import ApiError, bad_request, json_ok
+from jarvisd.api.errors import bad_request, from_domain, json_ok
 from jarvisd.notes.service import DEFAULT_LIST_LIMIT, NoteError, NotesService
 
 NOTES: web.AppKey[NotesService] = web.AppKey("notes")
@@ -36,7 +36,7 @@ async def get_note(request: web.Request) -> web.Response:
         else:
             view = await notes.lookup(vault, title or "", "title")
     except NoteError as error:
-        raise ApiError(error.status, error.code, str(error)) from error
+        raise from_domain(error) from error
     return json_ok(view.as_dict())
 
 
@@ -52,7 +52,7 @@ async def get_note_list(request: web.Request) -> web.Response:
         vault = notes.vault(request.query.get("vault") or None)
         page = await notes.list_notes(vault, request.query.get("cursor") or None, limit)
     except NoteError as error:
-        raise ApiError(error.status, error.code, str(error)) from error
+        raise from_domain(error) from error
     return json_ok(
         {
             "vault": vault.name,

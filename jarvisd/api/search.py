@@ -14,8 +14,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from jarvisd.api.errors import ApiError, json_ok
-from jarvisd.search import SearchError, SearchService
+from jarvisd.api.errors import json_ok
+from jarvisd.search import SearchService
 
 
 class SearchTarget(Protocol):
@@ -30,13 +30,7 @@ routes = web.RouteTableDef()
 @routes.get("/v1/search")
 async def get_search(request: web.Request) -> web.Response:
     service = request.app[SEARCH_TARGET].search
-    try:
-        reply = await service.search_params(request.query)
-    except SearchError as error:
-        raise ApiError(
-            error.status, error.code, error.message, parameter=error.parameter
-        ) from error
-    return json_ok(reply)
+    return json_ok(await service.search_params(request.query))
 
 
 @routes.get("/v1/search/stats")

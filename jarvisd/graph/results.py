@@ -11,45 +11,38 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
+from jarvisd.errors import DomainError
+
 Direction = Literal["out", "in", "both"]
 DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
 
 
-class GraphError(Exception):
-    """Base of every graph error; `status` and `code` say how the API answers it, `details`
-    what the reply carries beside the message."""
+class GraphError(DomainError):
+    """Base of every graph error; `code` says what went wrong (api/errors.py maps it to a
+    status), `details` what the reply carries beside the message."""
 
-    status = 500
     code = "graph_error"
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.details = details
 
 
 class NoteNotFound(GraphError):
-    status = 404
     code = "not_found"
 
 
 class InvalidGraphQuery(GraphError):
     """A depth out of range, an unknown direction: the caller's request, not the graph."""
 
-    status = 400
     code = "bad_request"
 
 
 class GraphUnavailable(GraphError):
     """The graph server cannot be reached (down, refused, timed out)."""
 
-    status = 503
     code = "graph_unavailable"
 
 
 class GraphBackendError(GraphError):
     """The graph server answered, but with a failure."""
 
-    status = 502
     code = "graph_backend_error"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jarvisd.config import Config, VaultConfig
+from jarvisd.errors import DomainError
 from jarvisd.indexing.vault import PathOutsideVault, read_note_bytes, resolve_in_vault
 from jarvisd.pools import Pools
 from jarvisd.store import NoteDetail, NotePage, Store
@@ -48,20 +49,17 @@ _MATCHED_BY = ("title", "file name", "alias")
 _EXISTS = "SELECT 1 FROM notes WHERE vault = $vault AND path = $path"
 
 
-class NoteError(Exception):
-    """Base of the lookup errors; `status` and `code` say how the API answers."""
+class NoteError(DomainError):
+    """Base of the lookup errors; `code` says what went wrong (api/errors.py maps it)."""
 
-    status = 500
     code = "error"
 
 
 class NoteNotFoundError(NoteError):
-    status = 404
     code = "not_found"
 
 
 class BadNoteRequest(NoteError):
-    status = 400
     code = "bad_request"
 
 

@@ -17,6 +17,7 @@ from datetime import time as dt_time
 from typing import Literal
 
 from jarvisd.config import SearchConfig
+from jarvisd.errors import DomainError
 from jarvisd.indexing.markdown import normalize_tag
 
 Mode = Literal["hybrid", "semantic", "keyword"]
@@ -34,17 +35,14 @@ EARLIEST = datetime.combine(_EARLIEST_DATE, dt_time(), UTC).timestamp()
 LATEST = datetime.combine(_LATEST_DATE, dt_time(), UTC).timestamp()
 
 
-class SearchError(Exception):
+class SearchError(DomainError):
     """A request the service refuses; `parameter` is the query parameter at fault."""
 
-    def __init__(
-        self, parameter: str, message: str, code: str = "bad_request", status: int = 400
-    ) -> None:
-        super().__init__(message)
+    code = "bad_request"
+
+    def __init__(self, parameter: str, message: str, code: str = "bad_request") -> None:
+        super().__init__(message, code=code, parameter=parameter)
         self.parameter = parameter
-        self.message = message
-        self.code = code
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +141,7 @@ def parse_filters(
     vault = params.get("vault", "").strip() or None
     if vault is not None and vaults is not None and vault not in vaults:
         known = ", ".join(vaults) or "none"
-        raise SearchError(
-            "vault", f"no vault named {vault!r}; configured: {known}", "not_found", 404
-        )
+        raise SearchError("vault", f"no vault named {vault!r}; configured: {known}", "not_found")
     folder = params.get("folder", "").strip().strip("/") or None
     raw_tag = params.get("tag", "").strip()
     tag = None
