@@ -167,7 +167,7 @@ class GatedBuilder:
         self.generations.append(generation)
         self.started.set()
         self.gate.wait(timeout=30)
-        return read_vault_graph(self.store.reader(), vault, generation)
+        return read_vault_graph(self.store, vault, generation)
 
 
 def test_waiting_queries_share_one_build(contract_store: Store) -> None:

@@ -17,7 +17,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import duckdb
 import numpy as np
 
 from jarvisd.config import GraphConfig
@@ -42,30 +41,11 @@ from jarvisd.pools import Pools
 from jarvisd.store import Store
 
 T = TypeVar("T")
-Cursor = duckdb.DuckDBPyConnection
 log = get_logger("jarvisd.graph.duckdb")
 
 # Longest walk a shortest-path search follows; the walk also ends once the
 # target is reached or no new note is found, so this only bounds pathological input.
 MAX_PATH_HOPS = 64
-
-_UNRESOLVED = """
-    SELECT min(l.target), count(*), list(DISTINCT s.path ORDER BY s.path)
-    FROM links l JOIN notes s ON s.id = l.note_id
-    WHERE s.vault = $vault AND l.targets_note AND l.target_note_id IS NULL
-    GROUP BY l.key
-    ORDER BY count(*) DESC, min(l.target)
-"""
-
-_ORPHANS = """
-    SELECT n.path, n.title FROM notes n
-    WHERE n.vault = $vault
-      AND NOT EXISTS (SELECT 1 FROM links l WHERE l.note_id = n.id
-                      AND l.target_note_id IS NOT NULL AND l.target_note_id <> n.id)
-      AND NOT EXISTS (SELECT 1 FROM links l WHERE l.target_note_id = n.id
-                      AND l.note_id <> n.id)
-    ORDER BY n.path
-"""
 
 
 class DuckDBGraph:
@@ -124,7 +104,7 @@ class DuckDBGraph:
             log.warning("graph.snapshot_failed", error=str(task.exception()))
 
     def _read(self, vault: str, generation: int) -> VaultGraph:
-        graph = read_vault_graph(self._store.reader(), vault, generation)
+        graph = read_vault_graph(self._store, vault, generation)
         log.info(
             "graph.snapshot_built",
             vault=vault,
@@ -183,26 +163,16 @@ class DuckDBGraph:
 
     # ---------------------------------------------------------------- reports
 
-    async def _sql(self, query: Callable[[Cursor], T]) -> T:
-        return await self._pools.run("graph", lambda: query(self._store.reader()))
-
     async def unresolved(self, vault: str) -> UnresolvedReport:
-        def query(cursor: Cursor) -> UnresolvedReport:
-            rows = cursor.execute(_UNRESOLVED, {"vault": vault}).fetchall()
-            targets = tuple(
-                UnresolvedTarget(target, int(count), tuple(sources))
-                for target, count, sources in rows
-            )
-            return UnresolvedReport(vault, targets)
-
-        return await self._sql(query)
+        rows = await self._pools.run("graph", self._store.unresolved_targets, vault)
+        targets = tuple(
+            UnresolvedTarget(target, count, tuple(sources)) for target, count, sources in rows
+        )
+        return UnresolvedReport(vault, targets)
 
     async def orphans(self, vault: str) -> Orphans:
-        def query(cursor: Cursor) -> Orphans:
-            rows = cursor.execute(_ORPHANS, {"vault": vault}).fetchall()
-            return Orphans(vault, tuple(NoteRef(path, title) for path, title in rows))
-
-        return await self._sql(query)
+        rows = await self._pools.run("graph", self._store.orphan_notes, vault)
+        return Orphans(vault, tuple(NoteRef(path, title) for path, title in rows))
 
     async def sync(self, projections: Sequence[Projection]) -> SyncReport:
         """Nothing to push; answers from now on are read afresh from the store."""

@@ -21,29 +21,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-import duckdb
 import numpy as np
 import numpy.typing as npt
 
 from jarvisd.graph.adjacency import Adjacency, IntArray, OffsetArray
 from jarvisd.graph.results import Direction, GraphLink, NoteNotFound, NoteRef
+from jarvisd.store import Store
 
 ObjectArray = npt.NDArray[np.object_]
-
-# Notes by id: a note's number in the snapshot is its position here (see adjacency).
-_NOTES = """
-    SELECT id, path, title, (row_number() OVER (ORDER BY path) - 1)::INTEGER AS path_rank
-    FROM notes WHERE vault = $vault ORDER BY id
-"""
-# Note links (what outgoing and backlinks list), by linking note and position.
-# target_note_id is set only on links that target notes, so these are also the steps.
-_LINKS = """
-    SELECT l.note_id, l.target, coalesce(l.target_note_id, -1) AS target_note_id,
-           l.kind, l.line, l.heading, l.alias
-    FROM links l JOIN notes s ON s.id = l.note_id
-    WHERE s.vault = $vault AND l.targets_note
-    ORDER BY l.note_id, l.ordinal
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +132,10 @@ class VaultGraph:
         }
 
 
-def read_vault_graph(cursor: duckdb.DuckDBPyConnection, vault: str, generation: int) -> VaultGraph:
+def read_vault_graph(store: Store, vault: str, generation: int) -> VaultGraph:
     """Read one vault in ONE read transaction and index it (blocking: run it in a pool)."""
     started = time.perf_counter()
-    cursor.execute("BEGIN TRANSACTION")
-    try:
-        notes = cursor.execute(_NOTES, {"vault": vault}).fetchnumpy()
-        links = cursor.execute(_LINKS, {"vault": vault}).fetchnumpy()
-    except BaseException:
-        cursor.execute("ROLLBACK")
-        raise
-    cursor.execute("COMMIT")
+    notes, links = store.graph_columns(vault)
     ids = np.asarray(notes["id"], dtype=np.int64)
     paths = [str(path) for path in notes["path"]]
     path_ranks = np.asarray(notes["path_rank"], dtype=np.int32)

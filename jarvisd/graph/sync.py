@@ -25,16 +25,6 @@ from jarvisd.store import Store
 
 log = get_logger("jarvisd.graph.sync")
 
-_NOTES = "SELECT path, title FROM notes WHERE vault = ? ORDER BY path"
-_LINKS = """
-    SELECT s.path, l.ordinal, l.target, l.key, l.kind, l.line, l.heading, l.alias, t.path
-    FROM links l
-    JOIN notes s ON s.id = l.note_id
-    LEFT JOIN notes t ON t.id = l.target_note_id
-    WHERE s.vault = ? AND l.targets_note
-    ORDER BY s.path, l.ordinal
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class ProjectedNote:
@@ -66,12 +56,9 @@ class Projection:
 
 def read_projection(store: Store, vault: str) -> Projection:
     """One vault's notes and note links from DuckDB (blocking: run it in a pool)."""
-    cursor = store.reader()
-    titles = cursor.execute(_NOTES, [vault]).fetchall()
+    titles, rows = store.projection_rows(vault)
     links: dict[str, list[dict[str, Any]]] = {}
-    for source, ordinal, target, key, kind, line, heading, alias, target_path in cursor.execute(
-        _LINKS, [vault]
-    ).fetchall():
+    for source, ordinal, target, key, kind, line, heading, alias, target_path in rows:
         links.setdefault(str(source), []).append(
             {
                 "ordinal": int(ordinal),

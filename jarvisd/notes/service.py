@@ -21,7 +21,6 @@ from jarvisd.errors import DomainError
 from jarvisd.indexing.vault import PathOutsideVault, read_note_bytes, resolve_in_vault
 from jarvisd.pools import Pools
 from jarvisd.store import NoteDetail, NotePage, Store
-from jarvisd.store.connection import first_row
 
 MAX_CANDIDATES = 20
 # A listing page: enough for a client that browses resources, small enough that a
@@ -29,24 +28,7 @@ MAX_CANDIDATES = 20
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 
-# Rank 0 title, 1 file name, 2 alias; then the shortest path, then alphabetical.
-_BY_TITLE = """
-    SELECT path, rank FROM (
-        SELECT path,
-               CASE WHEN lower(title) = lower($title) THEN 0
-                    WHEN lower(regexp_replace(path, '^.*/|\\.md$', '', 'g')) = lower($title) THEN 1
-                    ELSE 2 END AS rank
-        FROM notes
-        WHERE vault = $vault AND (
-            lower(title) = lower($title)
-            OR lower(regexp_replace(path, '^.*/|\\.md$', '', 'g')) = lower($title)
-            OR list_contains(list_transform(aliases, alias -> lower(alias)), lower($title)))
-    )
-    ORDER BY rank, length(path), path
-    LIMIT $limit
-"""
-_MATCHED_BY = ("title", "file name", "alias")
-_EXISTS = "SELECT 1 FROM notes WHERE vault = $vault AND path = $path"
+_MATCHED_BY = ("title", "file name", "alias")  # by the rank Store.notes_titled gives
 
 
 class NoteError(DomainError):
@@ -264,10 +246,9 @@ class NotesService:
         cleaned = reference.strip().replace("\\", "/")
         if not cleaned:
             raise BadNoteRequest("name a note by its vault-relative path or its title")
-        cursor = self._store.reader()
         normal = posixpath.normpath(cleaned).lstrip("/") if "/" in cleaned else cleaned
         for candidate in (normal, f"{normal}.md"):
-            if first_row(cursor.execute(_EXISTS, {"vault": vault, "path": candidate})):
+            if self._store.note_exists(vault, candidate):
                 return candidate
         return None
 
@@ -281,11 +262,7 @@ class NotesService:
         wanted = title.strip()
         if not wanted:
             raise BadNoteRequest("title must not be empty")
-        rows = (
-            self._store.reader()
-            .execute(_BY_TITLE, {"vault": vault, "title": wanted, "limit": MAX_CANDIDATES})
-            .fetchall()
-        )
+        rows = self._store.notes_titled(vault, wanted, MAX_CANDIDATES)
         if not rows:
             raise NoteNotFoundError(
                 f"no note titled {wanted!r} in vault {vault!r} (titles, file names and "

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -22,7 +22,7 @@ import numpy.typing as npt
 from jarvisd.config import StorageConfig, VaultConfig
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.logs import get_logger
-from jarvisd.store import indexes, linking, reads, schema, vectors, writes
+from jarvisd.store import graph_reads, indexes, linking, reads, schema, vectors, writes
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import (
     NoteWriteError,
@@ -276,6 +276,33 @@ class Store:
     def list_notes(self, vault: str, after: str | None, limit: int) -> NotePage:
         self._check_open()
         return reads.list_notes(self.reader(), vault, after, limit)
+
+    # ------------------------------------------------- graph and note lookups
+
+    def graph_columns(self, vault: str) -> tuple[graph_reads.Columns, graph_reads.Columns]:
+        """One vault's notes and note links as columns, for a graph snapshot."""
+        self._check_open()
+        return graph_reads.graph_columns(self.reader(), vault)
+
+    def projection_rows(self, vault: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        self._check_open()
+        return graph_reads.projection_rows(self.reader(), vault)
+
+    def unresolved_targets(self, vault: str) -> list[tuple[str, int, list[str]]]:
+        self._check_open()
+        return graph_reads.unresolved_targets(self.reader(), vault)
+
+    def orphan_notes(self, vault: str) -> list[tuple[str, str]]:
+        self._check_open()
+        return graph_reads.orphan_notes(self.reader(), vault)
+
+    def notes_titled(self, vault: str, title: str, limit: int) -> list[tuple[str, int]]:
+        self._check_open()
+        return graph_reads.notes_titled(self.reader(), vault, title, limit)
+
+    def note_exists(self, vault: str, path: str) -> bool:
+        self._check_open()
+        return graph_reads.note_exists(self.reader(), vault, path)
 
     def chunk_matrix(self, after: int | None = None) -> ChunkMatrix:
         """Every chunk id and vector (float32, rows L2-normalised by the embedder);
