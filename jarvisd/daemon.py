@@ -33,6 +33,7 @@ from jarvisd.lockfile import LockFile
 from jarvisd.observe.metrics import Metrics
 from jarvisd.observe.observer import Observer
 from jarvisd.pools import Pools
+from jarvisd.store.recovery import Recovery
 from jarvisd.systemd import Notifier
 
 log = logs.get_logger("jarvisd.daemon")
@@ -54,6 +55,8 @@ class Daemon:
         self.observer = Observer(config, self.metrics, self.pools, ready=self.ready)
         self.knowledge = Knowledge(config, self.metrics, self.pools, self.jobs)
         self.observer.on_mode_change(self.knowledge.on_memory_mode)
+        self.observer.unhealthy = lambda: self.knowledge.unhealthy
+        self.knowledge.on_recovered = self._store_recovered
         self.observer.add_model_memory("embedding", self.knowledge.embedder.memory_report)
         self.observer.add_model_memory("llm", self.knowledge.ask.llm.memory_report)
         self._locks = [
@@ -160,7 +163,17 @@ class Daemon:
         log.info("metrics.listening", address=self._config.metrics.listen)
 
     def ready(self) -> bool:
-        return self.state in (State.RUNNING, State.RELOADING)
+        """Serving, and not recovering from a damaged database (/health answers 503)."""
+        return self.state in (State.RUNNING, State.RELOADING) and self.knowledge.unhealthy is None
+
+    def _store_recovered(self, recovery: Recovery) -> None:
+        kept = ", ".join(str(path) for path in recovery.kept) or "none"
+        self.observer.alerts.event(
+            "store_recovered",
+            f"{recovery.reason}; files kept: {kept}; the index is rebuilt from the vault",
+            files=[str(path) for path in recovery.kept],
+            phase=recovery.phase,
+        )
 
     async def _dispatch_signals(self) -> None:
         while True:
