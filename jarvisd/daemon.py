@@ -39,6 +39,8 @@ from jarvisd.systemd import Notifier
 log = logs.get_logger("jarvisd.daemon")
 
 SHUTDOWN_DEADLINE = 20.0  # seconds for everything; systemd's TimeoutStopSec is above it
+# Loading is bounded (size, alias expansion, regular files only); this is the backstop.
+RELOAD_READ_TIMEOUT = 10.0
 _SIGNALS = {signal.SIGHUP: "hup", signal.SIGTERM: "term", signal.SIGINT: "int"}
 
 
@@ -100,7 +102,7 @@ class Daemon:
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         for signum, name in _SIGNALS.items():
-            loop.add_signal_handler(signum, self._signals.put_nowait, name)
+            loop.add_signal_handler(signum, self._on_signal, name)
         self._tasks.append(loop.create_task(self._dispatch_signals(), name="signals"))
         await self.observer.sample()  # the first sample sets the memory mode
         self.jobs.register(
@@ -175,6 +177,14 @@ class Daemon:
             phase=recovery.phase,
         )
 
+    def _on_signal(self, name: str) -> None:
+        # A stop never queues behind a reload: it must end the daemon within its
+        # deadline whatever the reload does (a hung reload once held SIGTERM for good).
+        if name in ("term", "int"):
+            self._request_stop(f"SIG{name.upper()}")
+            return
+        self._signals.put_nowait(name)
+
     async def _dispatch_signals(self) -> None:
         while True:
             name = await self._signals.get()
@@ -192,7 +202,11 @@ class Daemon:
     # -------------------------------------------------------------- signals
 
     async def handle_hup(self) -> None:
-        logs.reopen()
+        try:
+            logs.reopen()
+        except OSError as error:
+            # Never a reason to skip the reload: it may be the fix (a new logging.file).
+            log.error("logging.reopen_failed", error=str(error))
         await self.reload("SIGHUP")
 
     async def handle_term(self) -> None:
@@ -256,15 +270,28 @@ class Daemon:
 
     async def _reload(self, source: str) -> dict[str, Any]:
         try:
-            new = await self.pools.run("io", load_config, self.config_path)
+            new = await asyncio.wait_for(
+                self.pools.run("io", load_config, self.config_path), RELOAD_READ_TIMEOUT
+            )
         except ConfigError as error:
-            self.metrics.config_last_reload_successful.set(0)
-            outcome = {"ok": False, "source": source, "error": str(error), "at": time.time()}
-            self.last_reload = outcome
-            log.error("config.reload_failed", source=source, reason=str(error))
-            return outcome
-        applied, diff = diff_configs(self._config, new)
-        self._apply(applied, diff)
+            return self._reload_failed(source, str(error))
+        except TimeoutError:
+            return self._reload_failed(
+                source, f"reading {self.config_path} took past {RELOAD_READ_TIMEOUT:.0f} s"
+            )
+        old = self._config
+        applied, diff = diff_configs(old, new)
+        try:
+            self._apply(applied, diff)
+        except Exception as error:
+            # All or nothing: put back what was applied before the failure.
+            log.error("config.apply_failed", source=source, exc_info=True)
+            try:
+                self._apply(old, diff_configs(applied, old)[1])
+            except Exception:
+                log.error("config.restore_failed", source=source, exc_info=True)
+            self._config = old
+            return self._reload_failed(source, f"applying the new config failed: {error}")
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp.set(time.time())
         outcome = {"ok": True, "source": source, "at": time.time(), **diff.as_dict()}
@@ -272,6 +299,13 @@ class Daemon:
         log.info("config.reloaded", **outcome)
         if diff.restart_required:
             log.warning("config.restart_required", keys=diff.restart_required)
+        return outcome
+
+    def _reload_failed(self, source: str, reason: str) -> dict[str, Any]:
+        self.metrics.config_last_reload_successful.set(0)
+        outcome = {"ok": False, "source": source, "error": reason, "at": time.time()}
+        self.last_reload = outcome
+        log.error("config.reload_failed", source=source, reason=reason)
         return outcome
 
     def _apply(self, config: Config, diff: ConfigDiff) -> None:
