@@ -482,6 +482,20 @@ store.ensure_vector_index(0.0)
 store.ensure_vector_index(0.0)
 store.rebuild_fts()
 """,
+    "fresh_database_first_index": """
+fill(0, 7, "appended line zebra")
+store.finalize(["v"])
+""",
+    "legacy_hnsw_dropped_on_open": """
+fill(0, 6)
+store._writer.execute(
+    "CREATE INDEX chunks_embedding_hnsw ON chunks USING HNSW (embedding) WITH (metric = 'cosine')"
+)
+store.close()
+store = Store(DATABASE, storage_config(enabled=True), model="m")
+fill(6, 7, "appended line zebra")
+store.finalize(["v"])
+""",
     "vectors_reset_for_a_new_model": """
 fill(0, 6)
 store.finalize(["v"])
