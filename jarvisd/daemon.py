@@ -71,6 +71,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._reloads: set[asyncio.Task[Any]] = set()
         self.last_reload: dict[str, Any] | None = None
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp.set(time.time())
@@ -102,7 +103,7 @@ class Daemon:
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         for signum, name in _SIGNALS.items():
-            loop.add_signal_handler(signum, self._on_signal, name)
+            loop.add_signal_handler(signum, self._signals.put_nowait, name)
         self._tasks.append(loop.create_task(self._dispatch_signals(), name="signals"))
         await self.observer.sample()  # the first sample sets the memory mode
         self.jobs.register(
@@ -177,22 +178,24 @@ class Daemon:
             phase=recovery.phase,
         )
 
-    def _on_signal(self, name: str) -> None:
-        # A stop never queues behind a reload: it must end the daemon within its
-        # deadline whatever the reload does (a hung reload once held SIGTERM for good).
-        if name in ("term", "int"):
-            self._request_stop(f"SIG{name.upper()}")
-            return
-        self._signals.put_nowait(name)
-
     async def _dispatch_signals(self) -> None:
         while True:
             name = await self._signals.get()
-            handler = getattr(self, f"handle_{name}")
-            try:
-                await handler()
-            except Exception:
-                log.error("daemon.signal_handler_failed", signal=name, exc_info=True)
+            if name == "hup":
+                # A reload runs beside the queue (reloads still wait for each other on
+                # the reload lock): a SIGTERM behind it must stop the daemon within its
+                # deadline whatever the reload does; a hung reload once held it for good.
+                task = asyncio.get_running_loop().create_task(self._handle("hup"), name="hup")
+                self._reloads.add(task)
+                task.add_done_callback(self._reloads.discard)
+            else:
+                await self._handle(name)
+
+    async def _handle(self, name: str) -> None:
+        try:
+            await getattr(self, f"handle_{name}")()
+        except Exception:
+            log.error("daemon.signal_handler_failed", signal=name, exc_info=True)
 
     async def _watchdog(self, interval: float) -> None:
         while True:
@@ -244,9 +247,9 @@ class Daemon:
                 log.warning("daemon.stop_timeout", component=name)
             except Exception:
                 log.error("daemon.stop_failed", component=name, exc_info=True)
-        for task in self._tasks:
+        for task in [*self._tasks, *self._reloads]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._reloads, return_exceptions=True)
         self.pools.shutdown(wait=True)
         socket_path = self._config.socket_path
         if socket_path.exists():
