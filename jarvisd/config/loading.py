@@ -89,6 +89,11 @@ def _compose(text: str, source: str) -> yaml.Node | None:
     return root
 
 
+def check_yaml(text: str, source: str) -> None:
+    """Raise ConfigError when the YAML is malformed or its aliases expand it too far."""
+    _compose(text, source)
+
+
 def _key_lines(text: str, root: yaml.Node | None = None) -> dict[tuple[str | int, ...], int]:
     """Map each key path in a YAML document to its 1-based line, for error messages."""
     lines: dict[tuple[str | int, ...], int] = {}
