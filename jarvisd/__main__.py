@@ -79,6 +79,7 @@ def _serve(config: object, config_path: Path | None) -> int:
     from jarvisd.config import Config
     from jarvisd.daemon import Daemon
     from jarvisd.lockfile import LockHeld
+    from jarvisd.store import StoreError
 
     assert isinstance(config, Config)
     import prometheus_client
@@ -101,6 +102,12 @@ def _serve(config: object, config_path: Path | None) -> int:
         log.error("daemon.cannot_start", reason=str(error))
         print(f"jarvisd: cannot start: {error}", file=sys.stderr)
         return EX_CANTCREAT
+    except StoreError as error:
+        # Damage to the files is recovered from (store.recovered); what is left (a lock
+        # another program holds, a missing extension, a newer schema) needs a person.
+        log.error("daemon.cannot_start", reason=str(error))
+        print(f"jarvisd: cannot start: {error}", file=sys.stderr)
+        return EX_CANTCREAT  # RestartPreventExitStatus: no loop under systemd
     except KeyboardInterrupt:
         return EX_OK
 

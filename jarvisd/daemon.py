@@ -33,11 +33,14 @@ from jarvisd.lockfile import LockFile
 from jarvisd.observe.metrics import Metrics
 from jarvisd.observe.observer import Observer
 from jarvisd.pools import Pools
+from jarvisd.store.recovery import Recovery
 from jarvisd.systemd import Notifier
 
 log = logs.get_logger("jarvisd.daemon")
 
 SHUTDOWN_DEADLINE = 20.0  # seconds for everything; systemd's TimeoutStopSec is above it
+# Loading is bounded (size, alias expansion, regular files only); this is the backstop.
+RELOAD_READ_TIMEOUT = 10.0
 _SIGNALS = {signal.SIGHUP: "hup", signal.SIGTERM: "term", signal.SIGINT: "int"}
 
 
@@ -54,6 +57,8 @@ class Daemon:
         self.observer = Observer(config, self.metrics, self.pools, ready=self.ready)
         self.knowledge = Knowledge(config, self.metrics, self.pools, self.jobs)
         self.observer.on_mode_change(self.knowledge.on_memory_mode)
+        self.observer.unhealthy = lambda: self.knowledge.unhealthy
+        self.knowledge.on_recovered = self._store_recovered
         self.observer.add_model_memory("embedding", self.knowledge.embedder.memory_report)
         self.observer.add_model_memory("llm", self.knowledge.ask.llm.memory_report)
         self._locks = [
@@ -66,6 +71,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._reloads: set[asyncio.Task[Any]] = set()
         self.last_reload: dict[str, Any] | None = None
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp.set(time.time())
@@ -166,16 +172,36 @@ class Daemon:
         log.info("metrics.listening", address=self._config.metrics.listen)
 
     def ready(self) -> bool:
-        return self.state in (State.RUNNING, State.RELOADING)
+        """Serving, and not recovering from a damaged database (/health answers 503)."""
+        return self.state in (State.RUNNING, State.RELOADING) and self.knowledge.unhealthy is None
+
+    def _store_recovered(self, recovery: Recovery) -> None:
+        kept = ", ".join(str(path) for path in recovery.kept) or "none"
+        self.observer.alerts.event(
+            "store_recovered",
+            f"{recovery.reason}; files kept: {kept}; the index is rebuilt from the vault",
+            files=[str(path) for path in recovery.kept],
+            phase=recovery.phase,
+        )
 
     async def _dispatch_signals(self) -> None:
         while True:
             name = await self._signals.get()
-            handler = getattr(self, f"handle_{name}")
-            try:
-                await handler()
-            except Exception:
-                log.error("daemon.signal_handler_failed", signal=name, exc_info=True)
+            if name == "hup":
+                # A reload runs beside the queue (reloads still wait for each other on
+                # the reload lock): a SIGTERM behind it must stop the daemon within its
+                # deadline whatever the reload does; a hung reload once held it for good.
+                task = asyncio.get_running_loop().create_task(self._handle("hup"), name="hup")
+                self._reloads.add(task)
+                task.add_done_callback(self._reloads.discard)
+            else:
+                await self._handle(name)
+
+    async def _handle(self, name: str) -> None:
+        try:
+            await getattr(self, f"handle_{name}")()
+        except Exception:
+            log.error("daemon.signal_handler_failed", signal=name, exc_info=True)
 
     async def _watchdog(self, interval: float) -> None:
         while True:
@@ -185,7 +211,11 @@ class Daemon:
     # -------------------------------------------------------------- signals
 
     async def handle_hup(self) -> None:
-        logs.reopen()
+        try:
+            logs.reopen()
+        except OSError as error:
+            # Never a reason to skip the reload: it may be the fix (a new logging.file).
+            log.error("logging.reopen_failed", error=str(error))
         await self.reload("SIGHUP")
 
     async def handle_term(self) -> None:
@@ -223,9 +253,9 @@ class Daemon:
                 log.warning("daemon.stop_timeout", component=name)
             except Exception:
                 log.error("daemon.stop_failed", component=name, exc_info=True)
-        for task in self._tasks:
+        for task in [*self._tasks, *self._reloads]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._reloads, return_exceptions=True)
         self.pools.shutdown(wait=True)
         socket_path = self._config.socket_path
         if socket_path.exists():
@@ -249,15 +279,28 @@ class Daemon:
 
     async def _reload(self, source: str) -> dict[str, Any]:
         try:
-            new = await self.pools.run("io", load_config, self.config_path)
+            new = await asyncio.wait_for(
+                self.pools.run("io", load_config, self.config_path), RELOAD_READ_TIMEOUT
+            )
         except ConfigError as error:
-            self.metrics.config_last_reload_successful.set(0)
-            outcome = {"ok": False, "source": source, "error": str(error), "at": time.time()}
-            self.last_reload = outcome
-            log.error("config.reload_failed", source=source, reason=str(error))
-            return outcome
-        applied, diff = diff_configs(self._config, new)
-        self._apply(applied, diff)
+            return self._reload_failed(source, str(error))
+        except TimeoutError:
+            return self._reload_failed(
+                source, f"reading {self.config_path} took past {RELOAD_READ_TIMEOUT:.0f} s"
+            )
+        old = self._config
+        applied, diff = diff_configs(old, new)
+        try:
+            self._apply(applied, diff)
+        except Exception as error:
+            # All or nothing: put back what was applied before the failure.
+            log.error("config.apply_failed", source=source, exc_info=True)
+            try:
+                self._apply(old, diff_configs(applied, old)[1])
+            except Exception:
+                log.error("config.restore_failed", source=source, exc_info=True)
+            self._config = old
+            return self._reload_failed(source, f"applying the new config failed: {error}")
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp.set(time.time())
         outcome = {"ok": True, "source": source, "at": time.time(), **diff.as_dict()}
@@ -265,6 +308,13 @@ class Daemon:
         log.info("config.reloaded", **outcome)
         if diff.restart_required:
             log.warning("config.restart_required", keys=diff.restart_required)
+        return outcome
+
+    def _reload_failed(self, source: str, reason: str) -> dict[str, Any]:
+        self.metrics.config_last_reload_successful.set(0)
+        outcome = {"ok": False, "source": source, "error": reason, "at": time.time()}
+        self.last_reload = outcome
+        log.error("config.reload_failed", source=source, reason=reason)
         return outcome
 
     def _apply(self, config: Config, diff: ConfigDiff) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from jarvisd.ask import AskService, KnowledgeSources
@@ -27,6 +27,7 @@ from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search import SearchService
 from jarvisd.store import Store
+from jarvisd.store.recovery import Recovery, damage_text, first_line, is_damage_while_serving
 
 log = get_logger("jarvisd.knowledge")
 
@@ -54,6 +55,13 @@ class Knowledge:
         self.ask = AskService(config, sources, self.embedder, pools, metrics)
         self._background: set[asyncio.Task[Any]] = set()
         self.model_state = "not loaded"
+        # Recovery from a damaged database (store.recovery): why the daemon is unhealthy
+        # while a recovery runs, the last recovery, and whether its rebuild still runs.
+        self.unhealthy: str | None = None
+        self.recovery: Recovery | None = None
+        self.rebuilding = False
+        self._recovering = False
+        self.on_recovered: Callable[[Recovery], None] = lambda recovery: None
 
     @property
     def store(self) -> Store:
@@ -84,6 +92,8 @@ class Knowledge:
         await self._indexer.refresh_stats()
         self._search = SearchService(config, self._store, self.embedder, self._pools, self._metrics)
         self._search.on_memory_mode(self._memory_mode)
+        self._search.on_error = self.storage_error
+        self._search.rebuilding = self._rebuilding_reason
         # Every index change clears cached results and rebuilds the search snapshot.
         self._indexer.on_change(self._search.invalidate)
         await self._search.start()
@@ -103,6 +113,8 @@ class Knowledge:
             description="DuckDB maintenance: ANALYZE, BM25 and HNSW rebuilds, CHECKPOINT",
         )
         await self.watcher.start()
+        if self._store.recovery is not None:
+            self._recovered(self._store.recovery)
 
     def _open_store(self, dimension: int, identity: str) -> Store:
         # A different model (or quantisation) makes stored vectors meaningless: drop
@@ -113,6 +125,9 @@ class Knowledge:
             dimension,
             model=identity,
             reset_vectors=True,
+            # The index is derived from the vault: a database that cannot be opened is
+            # kept aside and rebuilt, never a reason to stay down (issue #9).
+            recover=True,
         )
 
     def after_ready(self) -> None:
@@ -122,8 +137,8 @@ class Knowledge:
             self.model_state = "not loaded (MINIMAL memory mode)"
         elif self._config.embedding.preload:
             self._spawn(self.load_model(), "preload")
-        if self._config.indexing.on_start:
-            self.start_index_run(False, "start")
+        if self._config.indexing.on_start or self.rebuilding:
+            self.start_index_run(False, "recovery" if self.rebuilding else "start")
 
     async def stop(self) -> None:
         await self.ask.stop()  # answers being generated end first: they read search
@@ -217,15 +232,68 @@ class Knowledge:
         await self.ask.warm()  # the templates' examples, in one batch, while nobody waits
 
     def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[RunReport]:
-        return self._spawn(self.indexer.run(full=full, trigger=trigger), f"index-{trigger}")
+        return self._spawn(self._index(full=full, trigger=trigger), f"index-{trigger}")
+
+    async def _index(self, *, full: bool = False, trigger: str) -> RunReport:
+        report = await self.indexer.run(full=full, trigger=trigger)
+        if report.state == "done" and self.rebuilding and not self._recovering:
+            self.rebuilding = False
+            log.info("store.rebuilt", run=report.id, seconds=report.duration_seconds)
+        elif report.state == "failed" and report.error and damage_text(report.error):
+            self.storage_error(RuntimeError(report.error))
+        return report
 
     async def index_job(self) -> None:
-        report = await self.indexer.run(trigger="schedule")
+        report = await self._index(trigger="schedule")
         if report.state not in ("done", "deferred"):
             raise RuntimeError(report.error or "indexing failed")
 
     async def _on_files_changed(self) -> None:
-        await self.indexer.run(trigger="watch")
+        await self._index(trigger="watch")
+
+    # -------------------------------------------------------------- recovery
+
+    def _rebuilding_reason(self) -> str | None:
+        if not self.rebuilding or self.recovery is None:
+            return None
+        return (
+            "the database was damaged and replaced by a fresh one; the index is being "
+            f"rebuilt from the vault, so results may be missing ({self.recovery.reason})"
+        )
+
+    def _recovered(self, recovery: Recovery) -> None:
+        self.recovery = recovery
+        self.rebuilding = True
+        self.on_recovered(recovery)
+
+    def storage_error(self, error: BaseException) -> None:
+        """A read or write failed; a damaged database file starts a recovery."""
+        if self._recovering or self._store is None or self._store.closed:
+            return
+        if not (is_damage_while_serving(error) or damage_text(str(error))):
+            return
+        reason = first_line(error)
+        self._recovering = True
+        self.unhealthy = f"the database is damaged, recovering: {reason}"
+        log.error("store.damaged", path=str(self._store.path), error=reason)
+        self._spawn(self._recover_while_serving(reason), "store-recovery")
+
+    async def _recover_while_serving(self, reason: str) -> None:
+        try:
+            async with self.indexer.lock:  # no index run writes while the files change
+                recovery = await self._pools.run("io", self.store.recover, reason)
+            await self.indexer.refresh_stats()
+        except Exception as error:
+            # Still unhealthy: /health says why, and a restart tries the open-time path.
+            self.unhealthy = f"the database is damaged and recovery failed: {error}"
+            log.error("store.recovery_failed", error=str(error), exc_info=True)
+            self._recovering = False
+            return
+        self._recovering = False
+        self.unhealthy = None
+        self._recovered(recovery)
+        self.indexer.notify_change()  # search and graph drop what they read from the old file
+        self.start_index_run(False, "recovery")
 
     async def run_maintenance(self) -> dict[str, Any]:
         """DuckDB maintenance, never beside an indexing run (it waits for the run)."""
@@ -245,9 +313,18 @@ class Knowledge:
             "seconds": total,
         }
 
+    def store_status(self) -> dict[str, Any]:
+        return {
+            "healthy": self.unhealthy is None,
+            "unhealthy_reason": self.unhealthy,
+            "rebuilding": self.rebuilding,
+            "recovery": self.recovery.as_dict() if self.recovery is not None else None,
+        }
+
     def status(self) -> dict[str, Any]:
         indexer = self._indexer
         return {
+            "store": self.store_status(),
             "index": indexer.stats if indexer else None,
             "indexing": indexer.current.progress() if indexer and indexer.current else None,
             "last_index_run": indexer.last.as_dict() if indexer and indexer.last else None,

@@ -33,14 +33,16 @@ class _FileSink:
         self._stream: TextIO | None = None
 
     def open(self, path: Path | None) -> None:
+        """Switch to `path` (None: no file). The new file opens before the old one
+        closes: a failure raises and leaves the sink writing where it was."""
+        stream: TextIO | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stream = path.open("a", encoding="utf-8", buffering=1)
         with self._lock:
-            if self._stream is not None:
-                self._stream.close()
-                self._stream = None
-            self._path = path
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._stream = path.open("a", encoding="utf-8", buffering=1)
+            old, self._stream, self._path = self._stream, stream, path
+        if old is not None:
+            old.close()
 
     def reopen(self) -> None:
         self.open(self._path)
@@ -83,8 +85,11 @@ def configure(level: str = "info", fmt: str = "auto", file: Path | None = None) 
     """Set up structlog for the process. Call once, from the entry point."""
     global _output, _level
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
-    _output = _Output(console)
-    _output.file.open(file)
+    output = _Output(console)
+    output.file.open(file)  # raises before anything changed (a reload then restores)
+    if _output is not None:
+        _output.file.open(None)
+    _output = output
     _level = _LEVELS[level]
     _route_stdlib(level)
     structlog.configure(

@@ -239,3 +239,43 @@ async def test_scrape_includes_process_collector(
     client = await aiohttp_client(create_metrics_app(provider, allow_mutations=False))
     text = await (await client.get("/metrics")).text()
     assert "process_resident_memory_bytes" in text
+
+
+async def test_health_503_with_the_reason_while_the_store_recovers(
+    aiohttp_client: MakeClient,
+) -> None:
+    """The daemon's real Observer: unhealthy (a damaged database) answers 503 and says why."""
+    from jarvisd.config import Config
+    from jarvisd.observe.observer import Observer
+    from jarvisd.pools import Pools
+
+    config = Config()
+    reason: list[str | None] = ["the database is damaged, recovering: IO Error: checksum"]
+    pools = Pools(config.threads)
+    try:
+        observer = Observer(config, Metrics(), pools, ready=lambda: reason[0] is None)
+        observer.unhealthy = lambda: reason[0]
+        app = create_metrics_app(
+            observer, allow_mutations=False, health_cache=HealthCache(seconds=0.0)
+        )
+        client = await aiohttp_client(app)
+        response = await client.get("/health")
+        assert response.status == 503
+        body = await response.json()
+        assert body["status"] == "unhealthy" and "checksum" in body["unhealthy_reason"]
+        reason[0] = None
+        response = await client.get("/health")
+        assert response.status == 200 and "unhealthy_reason" not in await response.json()
+    finally:
+        pools.shutdown(wait=True)
+
+
+def test_an_event_alert_writes_the_alert_line_and_is_counted() -> None:
+    metrics = Metrics()
+    engine = AlertEngine(AlertsConfig(), metrics)
+    event = engine.event("store_recovered", "garbage; files kept: a.broken", files=["a.broken"])
+    assert event.kind == "fired" and event.severity == "critical"
+    assert engine.recent()[0]["rule"] == "store_recovered"
+    assert "garbage" in engine.recent()[0]["reason"]
+    assert engine.firing() == []  # nothing stays firing: there is nothing to resolve
+    assert metrics.alerts.labels("store_recovered")._value.get() == 1

@@ -221,3 +221,12 @@ def test_prompt_passages_show_no_embeds_and_links_by_their_text() -> None:
 
     text = "Click **Open** ![[lucide-cog.svg#icon]] in the [[Ribbon|ribbon]].\nSee [docs](x.md)."
     assert readable(text) == "Click **Open**  in the ribbon.\nSee docs."
+
+
+def test_a_templates_file_with_an_alias_bomb_is_refused(tmp_path: Path) -> None:
+    from test_config import billion_laughs
+
+    bomb = tmp_path / "templates.yaml"
+    bomb.write_text(billion_laughs(), encoding="utf-8")
+    with pytest.raises(TemplateFileError, match="YAML aliases expand the document past"):
+        load_templates(bomb)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from jarvisd.config import (
     parse_schedule,
 )
 from jarvisd.config.docs import render_example
-from jarvisd.config.loading import EX_CONFIG
+from jarvisd.config.loading import EX_CONFIG, MAX_CONFIG_BYTES
 from jarvisd.units import format_duration, format_size, parse_duration, parse_size
 
 REPO = Path(__file__).resolve().parents[1]
@@ -265,3 +266,96 @@ def test_an_alert_threshold_in_the_wrong_unit_is_a_located_error(
         parse_config(text, "alerts.yaml")
     assert "alerts.rules[0].threshold (line" in str(caught.value)
     assert expected in str(caught.value)
+
+
+# ------------------------------------------------------- hostile files (issue #9)
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The issue's 902-byte file: nine levels of nine aliases, 387 million values."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels):
+        refs = ", ".join([f"*a{level - 1}"] * 9)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    return "search:\n  weights:\n" + "".join(f"    {line}\n" for line in lines)
+
+
+def test_an_alias_bomb_is_refused_with_its_line() -> None:
+    with pytest.raises(ConfigError, match=r"line \d+: YAML aliases expand the document past"):
+        parse_config(billion_laughs())
+
+
+def test_an_alias_that_refers_to_itself_is_refused() -> None:
+    with pytest.raises(ConfigError, match="refers to itself"):
+        parse_config("search: &a {weights: *a}\n")
+
+
+def test_a_few_aliases_still_work() -> None:
+    text = (
+        "alerts:\n  rules:\n"
+        "    - &rule {name: a, metric: rss_bytes, op: '>', threshold: 1GB, for: 1m}\n"
+        "    - {<<: *rule, name: b}\n"
+    )
+    assert [rule.name for rule in parse_config(text).alerts.rules] == ["a", "b"]
+
+
+def test_check_config_on_the_alias_bomb_is_fast_and_small(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(billion_laughs(), encoding="utf-8")
+    # 1 GiB of address space is generous for the interpreter and far below what
+    # expanding the aliases takes (past 9 GB); 30 s is generous for a refusal that is
+    # instant (it ran past 30 s at 1.5 GB before the bound).
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))"
+    result = subprocess.run(
+        [sys.executable, "-c",
+         f"{limit}; import sys; from jarvisd.__main__ import main; "
+         f"sys.exit(main(['--check-config', {str(bomb)!r}]))"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == EX_CONFIG, result.stderr
+    assert "YAML aliases expand the document past" in result.stderr
+
+
+def test_a_config_past_the_size_bound_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * MAX_CONFIG_BYTES + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="byte limit"):
+        load_config(big)
+
+
+def test_only_regular_files_are_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "jarvis.yaml"
+    os.mkfifo(fifo)
+    # Opened without blocking and refused: nobody ever writes into this FIFO.
+    with pytest.raises(ConfigError, match="a FIFO: the config must be a regular file"):
+        load_config(fifo)
+    with pytest.raises(ConfigError, match="a directory"):
+        load_config(tmp_path)
+
+
+def test_a_log_file_that_is_a_directory_is_a_located_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"logging.file \(line 3\): .* is a directory"):
+        parse_config(f"logging:\n  level: info\n  file: {tmp_path}\n")
+
+
+def test_a_log_file_in_a_folder_that_is_a_file_is_a_located_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "plain"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"logging.file \(line 2\): .* is not a directory"):
+        parse_config(f"logging:\n  file: {blocker / 'sub' / 'jarvis.log'}\n")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_a_log_file_in_a_read_only_folder_is_a_located_error(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    try:
+        with pytest.raises(ConfigError, match=r"logging.file \(line 2\): cannot create"):
+            parse_config(f"logging:\n  file: {folder / 'jarvis.log'}\n")
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_log_file_in_a_missing_folder_is_fine(tmp_path: Path) -> None:
+    config = parse_config(f"logging:\n  file: {tmp_path / 'new' / 'jarvis.log'}\n")
+    assert config.logging.file == tmp_path / "new" / "jarvis.log"

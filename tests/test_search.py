@@ -407,3 +407,32 @@ def test_indexing_batches_leave_a_core_to_searches(indexed: Indexed) -> None:
     assert _in_thread(query_width) == 2  # a query with no batch running: every core
     with threads.batch():
         assert _in_thread(query_width) == 1  # beside a batch: its own core only
+
+
+async def test_replies_say_when_the_index_is_being_rebuilt(indexed: Indexed) -> None:
+    service = indexed.service()
+    await service.start()
+    try:
+        reply = await search(service, q="bread", mode="keyword")
+        assert reply["rebuilding"] is False and "rebuilding_reason" not in reply
+        service.rebuilding = lambda: "the database was damaged and replaced"
+        again = await search(service, q="bread", mode="keyword")  # cached, marked all the same
+        assert again["cached"] and again["rebuilding"] is True
+        assert again["rebuilding_reason"] == "the database was damaged and replaced"
+        assert paths(again) == paths(reply)
+    finally:
+        await service.stop()
+
+
+async def test_a_failed_search_reports_its_error_for_recovery(indexed: Indexed) -> None:
+    """A store that cannot answer (closed here, damaged in the daemon) reaches on_error."""
+    seen: list[BaseException] = []
+    other = Store(indexed.config.database_path.with_name("other.duckdb"), indexed.config.storage)
+    service = SearchService(indexed.config, other, indexed.embedder, indexed.pools,
+                            indexed.metrics)  # fmt: skip
+    service.on_error = seen.append
+    other.close()
+    with pytest.raises(Exception, match="closed"):
+        await search(service, q="bread", mode="keyword")
+    assert seen and "closed" in str(seen[-1])
+    await service.stop()

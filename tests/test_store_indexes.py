@@ -451,3 +451,90 @@ os._exit(9)
         assert store.stats()["chunks"] == 39
     finally:
         store.close()
+
+
+# Issue #9: each sequence ends with committed work only in the WAL (no checkpoint after
+# it) and a killed process; the next open must replay it. Before the fix, the first two
+# failed every time with "Cannot drop entry "fts_main_chunk_documents" because there are
+# entries that depend on it" (create_fts_index's overwrite logs a DROP SCHEMA that replay
+# refuses).
+_KILL_SEQUENCES = {
+    "after_maintenance_then_edit": """
+fill(0, 6)
+store.finalize(["v"])
+store.maintenance()
+fill(6, 7, "appended line zebra")
+store.finalize(["v"])
+""",
+    "two_rebuilds_without_checkpoint": """
+fill(0, 6)
+store.finalize(["v"])
+fill(6, 7, "appended line zebra")
+store.finalize(["v"])
+store.rebuild_fts()
+""",
+    "hnsw_rebuilt_and_retired": """
+fill(0, 6)
+store.finalize(["v"])
+store.checkpoint()
+fill(6, 7, "appended line zebra")
+store.ensure_vector_index(0.0)
+store.ensure_vector_index(0.0)
+store.rebuild_fts()
+""",
+    "fresh_database_first_index": """
+fill(0, 7, "appended line zebra")
+store.finalize(["v"])
+""",
+    "legacy_hnsw_dropped_on_open": """
+fill(0, 6)
+store._writer.execute(
+    "CREATE INDEX chunks_embedding_hnsw ON chunks USING HNSW (embedding) WITH (metric = 'cosine')"
+)
+store.close()
+store = Store(DATABASE, storage_config(enabled=True), model="m")
+fill(6, 7, "appended line zebra")
+store.finalize(["v"])
+""",
+    "vectors_reset_for_a_new_model": """
+fill(0, 6)
+store.finalize(["v"])
+store.maintenance()
+store.close()
+store = Store(DATABASE, storage_config(enabled=True), model="other", reset_vectors=True)
+fill(0, 7, "appended line zebra")
+store.finalize(["v"])
+""",
+}
+
+
+@pytest.mark.parametrize("sequence", sorted(_KILL_SEQUENCES))
+def test_the_wal_of_every_index_step_replays_after_a_kill(database: Path, sequence: str) -> None:
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from fixtures_store import make_note, storage_config, unit_vectors
+from jarvisd.store import Store
+DATABASE = {str(database)!r}
+store = Store(DATABASE, storage_config(enabled=True), model="m")
+def fill(start, stop, extra=""):
+    for index in range(start, stop):
+        text = f"note {{index}} text" + (" " + extra if index == stop - 1 else "")
+        store.write_note("v", make_note(f"n/{{index}}.md", [text, "more"]),
+                         unit_vectors(2, index), 1, 1)
+{_KILL_SEQUENCES[sequence]}
+os._exit(9)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 9, result.stderr
+    assert database.with_name(database.name + ".wal").exists()  # the WAL is what is tested
+    model = "other" if "reset" in sequence else "m"
+    store = Store(database, storage_config(enabled=True), model=model)
+    try:
+        assert len(store.file_states("v")) == 7
+        assert [path for path, _ in bm25(store, "zebra")] == ["n/6.md"]
+        assert store.stats()["chunks"] == 14
+    finally:
+        store.close()

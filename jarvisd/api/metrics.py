@@ -139,7 +139,9 @@ HEALTH_CACHE: web.AppKey[HealthCache] = web.AppKey("health_cache", HealthCache)
 
 def _health_answer(provider: ObservabilityProvider) -> tuple[int, dict[str, Any]]:
     ready = provider.ready()
-    body = {"status": "ok" if ready else "starting", **provider.status_summary()}
+    summary = provider.status_summary()
+    state = "ok" if ready else "unhealthy" if "unhealthy_reason" in summary else "starting"
+    body = {"status": state, **summary}
     return (200 if ready else 503), body
 
 

@@ -26,7 +26,12 @@ import numpy.typing as npt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jarvisd.config.loading import validation_problems
+from jarvisd.config.loading import (
+    ConfigError,
+    check_yaml,
+    read_config_bytes,
+    validation_problems,
+)
 from jarvisd.search.snapshot import NoteInfo
 
 BUILTIN = Path(__file__).with_name("templates.yaml")
@@ -98,8 +103,12 @@ def load_templates(path: Path | None) -> TemplateSet:
     file = path or BUILTIN
     source = str(file)
     try:
-        text = file.read_text(encoding="utf-8")
+        # The config's bounds: a regular file of at most 1 MiB, aliases that stay small.
+        text = read_config_bytes(file).decode("utf-8")
+        check_yaml(text, source)
         data = yaml.safe_load(text) or {}
+    except ConfigError as error:
+        raise TemplateFileError(str(error)) from error
     except (OSError, UnicodeDecodeError) as error:
         raise TemplateFileError(f"{source}: cannot read: {error}") from error
     except yaml.YAMLError as error:

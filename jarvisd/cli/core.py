@@ -53,6 +53,17 @@ def cmd_status(client: ControlClient, args: argparse.Namespace) -> int:
         ("socket", status.get("socket")),
         ("database", status.get("database")),
     ]
+    store = status.get("store")
+    if isinstance(store, dict):
+        if not store.get("healthy", True):
+            pairs.append(("health", f"UNHEALTHY: {store.get('unhealthy_reason')}"))
+        recovery = store.get("recovery")
+        if isinstance(recovery, dict):
+            kept = ", ".join(recovery.get("kept") or []) or "none"
+            state = "rebuilding the index" if store.get("rebuilding") else "rebuilt"
+            pairs.append(("store", f"recovered at {recovery.get('at')} ({state})"))
+            pairs.append(("recovery reason", recovery.get("reason")))
+            pairs.append(("files kept", kept))
     index = status.get("index")
     if isinstance(index, dict):
         pairs.append(("notes", index.get("notes")))

@@ -59,6 +59,9 @@ def cmd_search(client: ControlClient, args: argparse.Namespace) -> int:
     out = render.console()
     if reply.get("degraded"):
         out.print(f"[yellow]degraded:[/yellow] {render_escape(reply.get('degraded_reason', ''))}")
+    if reply.get("rebuilding"):
+        reason = render_escape(reply.get("rebuilding_reason", ""))
+        out.print(f"[yellow]rebuilding:[/yellow] {reason}")
     for number, result in enumerate(reply["results"], start=reply.get("offset", 0) + 1):
         out.print(format_result(number, result))
     out.print(_footer(reply))

@@ -6,6 +6,8 @@ Loading never half-applies anything: `load_config` returns a complete, valid
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +17,13 @@ from pydantic import ValidationError
 from jarvisd.config.model import Config
 
 EX_CONFIG = 78  # sysexits.h: configuration error
+# The documented example with every key is 15 KiB; a config a thousand times that is
+# a mistake (or an attack), never a config.
+MAX_CONFIG_BYTES = 1024 * 1024
+# YAML aliases may repeat a block, but the document they expand to stays small: the
+# example is ~600 nodes. A 902-byte "billion laughs" (nine levels of nine aliases)
+# expands to 387 million nodes: following it took past 30 s and 9 GB (issue #9).
+MAX_EXPANDED_NODES = 20_000
 
 
 class ConfigError(Exception):
@@ -31,10 +40,65 @@ class ConfigError(Exception):
         return f"{self.source}:\n" + "\n".join(f"  - {problem}" for problem in self.problems)
 
 
-def _key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+def _compose(text: str, source: str) -> yaml.Node | None:
+    """The YAML node graph, refused when its aliases expand it past MAX_EXPANDED_NODES.
+
+    Composing is linear in the text (an alias is one shared node); counting the
+    expansion with a memo per node is linear too, and nothing past this point
+    (the key-line walk, the constructor, validation) sees a document that is big.
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        raise ConfigError(source, [_yaml_problem(error)]) from error
+    if root is None:
+        return None
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def expanded(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError(
+                source, [f"line {node.start_mark.line + 1}: a YAML alias refers to itself"]
+            )
+        open_nodes.add(key)
+        total = 1
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        for child in children:
+            total += expanded(child)
+            if total > MAX_EXPANDED_NODES:
+                raise ConfigError(
+                    source,
+                    [
+                        f"line {node.start_mark.line + 1}: YAML aliases expand the document "
+                        f"past {MAX_EXPANDED_NODES} values; write the values out instead"
+                    ],
+                )
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    expanded(root)
+    return root
+
+
+def check_yaml(text: str, source: str) -> None:
+    """Raise ConfigError when the YAML is malformed or its aliases expand it too far."""
+    _compose(text, source)
+
+
+def _key_lines(text: str, root: yaml.Node | None = None) -> dict[tuple[str | int, ...], int]:
     """Map each key path in a YAML document to its 1-based line, for error messages."""
     lines: dict[tuple[str | int, ...], int] = {}
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        root = _compose(text, "<config>")
 
     def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
         lines.setdefault(path, node.start_mark.line + 1)
@@ -50,6 +114,13 @@ def _key_lines(text: str) -> dict[tuple[str | int, ...], int]:
     if root is not None:
         walk(root, ())
     return lines
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    problem = getattr(error, "problem", None) or str(error)
+    return f"malformed YAML{where}: {problem}"
 
 
 def _format_location(loc: tuple[str | int, ...]) -> str:
@@ -98,33 +169,93 @@ def validation_problems(error: ValidationError, text: str) -> list[str]:
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate YAML text into a Config, or raise ConfigError with key paths and lines."""
+    root = _compose(text, source)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(source, [f"malformed YAML{where}: {problem}"]) from error
+        raise ConfigError(source, [_yaml_problem(error)]) from error
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, ["the top level must be a mapping of sections (vaults:, ...)"])
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(source, _problems(error, _key_lines(text))) from error
+        raise ConfigError(source, _problems(error, _key_lines(text, root))) from error
+    problems = _path_problems(config, _key_lines(text, root))
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _path_problems(config: Config, lines: Mapping[tuple[str | int, ...], int]) -> list[str]:
+    """What the file system can tell now: a log file that could never be opened."""
+    problems: list[str] = []
+    log_file = config.logging.file
+    if log_file is not None:
+        line = lines.get(("logging", "file"))
+        where = f"logging.file{f' (line {line})' if line else ''}"
+        if log_file.is_dir():
+            problems.append(f"{where}: {log_file} is a directory; name a file in it")
+        elif log_file.exists() and not os.access(log_file, os.W_OK):
+            problems.append(f"{where}: {log_file} is not writable by this user")
+        else:
+            # The sink creates missing folders: the nearest one that exists must let it.
+            folder = log_file.parent
+            while not folder.exists() and folder != folder.parent:
+                folder = folder.parent
+            if not folder.is_dir():
+                problems.append(f"{where}: {folder} is not a directory")
+            elif not log_file.exists() and not os.access(folder, os.W_OK | os.X_OK):
+                problems.append(f"{where}: cannot create {log_file}: {folder} is not writable")
+    return problems
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The file's bytes: a regular file only, at most MAX_CONFIG_BYTES.
+
+    Opened without blocking and checked before reading: a FIFO put in the
+    config's place would otherwise block the reload until someone wrote into it.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as error:
+        raise ConfigError(str(path), ["file not found"]) from error
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from error
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "not a file"
+            if stat.S_ISDIR(info.st_mode):
+                kind = "a directory"
+            raise ConfigError(str(path), [f"{kind}: the config must be a regular file"])
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                str(path), [f"{info.st_size} bytes, past the {MAX_CONFIG_BYTES}-byte limit"]
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:  # the file may grow while it is read
+            chunk = os.read(descriptor, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(str(path), [f"past the {MAX_CONFIG_BYTES}-byte limit"])
+        return b"".join(chunks)
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from error
+    finally:
+        os.close(descriptor)
 
 
 def load_config(path: Path | None) -> Config:
     """The config in `path`, or all defaults when `path` is None."""
     if path is None:
         return Config()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as error:
-        raise ConfigError(str(path), ["file not found"]) from error
-    except OSError as error:
-        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from error
+    raw = read_config_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:

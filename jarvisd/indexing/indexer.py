@@ -141,6 +141,11 @@ class Indexer:
         """Called after a run that changed the index (search caches listen here)."""
         self._change_listeners.append(callback)
 
+    def notify_change(self) -> None:
+        """Tell every listener the index changed under it (a recovered database)."""
+        for callback in self._change_listeners:
+            callback()
+
     def _emit(self, event: dict[str, Any]) -> None:
         for listener in list(self._listeners):
             listener(event)

@@ -146,6 +146,53 @@ class AlertEngine:
                 events.append(event)
         return events
 
+    def event(
+        self,
+        rule: str,
+        reason: str,
+        *,
+        severity: str = "critical",
+        now: float | None = None,
+        **fields: Any,
+    ) -> AlertEvent:
+        """An alert for something that happened once (a store recovery), not a threshold.
+
+        It is logged as the same `alert.fired` line the threshold rules write (so
+        log-based alerting needs nothing new), with `reason` and the extra
+        fields, counted in `jarvis_alerts_total`, and listed in `recent`; it never
+        stays firing, since nothing is left to resolve.
+        """
+        current = time.time() if now is None else now
+        self._metrics.alerts.labels(rule).inc()
+        event = AlertEvent(
+            kind="fired",
+            rule=rule,
+            metric="event",
+            value=None,
+            threshold=0.0,
+            op="event",
+            severity=severity,
+            timestamp=current,
+            since=current,
+            reason=reason,
+        )
+        log = _log.error if severity == "critical" else _log.warning
+        log(
+            "alert.fired",
+            rule=rule,
+            metric="event",
+            value=None,
+            threshold=0.0,
+            op="event",
+            severity=severity,
+            since=_iso(current),
+            repeat=False,
+            reason=reason,
+            **fields,
+        )
+        self._recent.append(event)
+        return event
+
     def _step(self, state: _RuleState, value: float, now: float) -> AlertEvent | None:
         rule = state.rule
         state.value = value

@@ -44,6 +44,8 @@ class Observer:
         self.alerts = AlertEngine(config.alerts, metrics)
         self._inputs = AlertInputs(metrics)
         self._model_memory: dict[str, Callable[[], dict[str, Any]]] = {}
+        # Why the daemon cannot serve right now (the daemon sets it), for /health.
+        self.unhealthy: Callable[[], str | None] = lambda: None
         apply_gc(config.gc)
 
     @property
@@ -106,7 +108,9 @@ class Observer:
         return self._ready()
 
     def status_summary(self) -> dict[str, Any]:
+        unhealthy = self.unhealthy()
         return {
+            **({"unhealthy_reason": unhealthy} if unhealthy is not None else {}),
             "version": __version__,
             "uptime_seconds": round(self._metrics.uptime_seconds(), 3),
             "memory_mode": self.memory.mode.value,

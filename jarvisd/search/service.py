@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jarvisd.config import Config
@@ -60,6 +60,10 @@ class SearchService:
         self._refresh: asyncio.Task[Snapshot] | None = None
         self._stopped = False
         self._embedding_counts = (0, 0)  # query-cache hits and misses already reported
+        # Set by Knowledge: a failed read may mean a damaged database (it recovers), and
+        # while a recovered index is rebuilt every reply says so (the reason, or None).
+        self.on_error: Callable[[BaseException], None] = lambda error: None
+        self.rebuilding: Callable[[], str | None] = lambda: None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -107,8 +111,16 @@ class SearchService:
         if self._refresh is None or self._refresh.done():
             loop = asyncio.get_running_loop()
             self._refresh = loop.create_task(self._build(), name="search-snapshot")
-            self._refresh.add_done_callback(_log_failure)
+            self._refresh.add_done_callback(self._snapshot_done)
         return self._refresh
+
+    def _snapshot_done(self, task: asyncio.Task[Snapshot]) -> None:
+        # A search waiting on the build gets the error itself; this one is for the log.
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.error("search.snapshot_failed", error=str(error))
+            if error is not None:
+                self.on_error(error)
 
     async def _build(self) -> Snapshot:
         generation = self._generation
@@ -174,8 +186,9 @@ class SearchService:
         generation = self._generation
         try:
             reply, degraded = await self._answer(request, generation, degraded)
-        except Exception:
+        except Exception as error:
             self._metrics.observe_search(request.mode, time.perf_counter() - started, "error")
+            self.on_error(error)
             raise
         if generation == self._generation:  # no index change while we searched
             self.cache.put(key, reply)
@@ -233,7 +246,11 @@ class SearchService:
         seconds = time.perf_counter() - started
         self._metrics.observe_search(request.mode, seconds, result)
         self._metrics.cache_entries.labels(RESULTS_CACHE).set(len(self.cache))
-        return {**reply, "cached": cached, "took_ms": round(seconds * 1000, 3)}
+        rebuilding = self.rebuilding()
+        marker: dict[str, Any] = {"rebuilding": rebuilding is not None}
+        if rebuilding is not None:
+            marker["rebuilding_reason"] = rebuilding
+        return {**reply, **marker, "cached": cached, "took_ms": round(seconds * 1000, 3)}
 
     def _report_embedding_cache(self) -> None:
         """The embedder counts its own LRU; forward the new hits and misses to Prometheus."""
@@ -289,12 +306,6 @@ class SearchService:
             },
             "model_loaded": self._embedder.loaded,
         }
-
-
-def _log_failure(task: asyncio.Task[Snapshot]) -> None:
-    # A search waiting on the build gets the error itself; this one is for the log.
-    if not task.cancelled() and task.exception() is not None:
-        log.error("search.snapshot_failed", error=str(task.exception()))
 
 
 def _next_offset(request: SearchRequest, total: int) -> int | None:

@@ -10,6 +10,7 @@ readers see committed snapshots and never wait for the writer).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy.typing as npt
 from jarvisd.config import StorageConfig, VaultConfig
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.logs import get_logger
-from jarvisd.store import graph_reads, indexes, linking, reads, schema, vectors, writes
+from jarvisd.store import graph_reads, indexes, linking, reads, recovery, schema, vectors, writes
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import (
     NoteWriteError,
@@ -33,6 +34,7 @@ from jarvisd.store.errors import (
 from jarvisd.store.indexes import VectorTable
 from jarvisd.store.maintenance import Step, maintenance, timed
 from jarvisd.store.records import ChunkMatrix, FileState, LinkKey, NoteDetail, NotePage
+from jarvisd.store.recovery import Recovery
 
 log = get_logger("jarvisd.store")
 
@@ -59,7 +61,10 @@ class Store:
         model: str | None = None,
         *,
         reset_vectors: bool = False,
+        recover: bool = False,
     ) -> None:
+        """With `recover`, a database that cannot be opened because of its content is
+        kept aside and replaced by a fresh one (`recovery` says so); see `recovery`."""
         self._path = Path(path)
         self._config = config
         self._dimension = int(dimension)
@@ -70,26 +75,75 @@ class Store:
         self._local = threading.local()
         self._cursors: list[tuple[threading.Thread, Connection]] = []
         self._closed = False
-        self._root = _open(self._path, config)
+        self._model = model
+        # Bumped when a recovery replaces the database: threads' cursors are then stale.
+        self._generation = 0
+        self._pending: set[str] = set()
+        self.recovery: Recovery | None = None
+        try:
+            self._connect(reset_vectors)
+        except (duckdb.Error, StoreError) as error:
+            if not recover or not recovery.is_damage(error):
+                raise
+            self.recovery = self._replace_database(recovery.first_line(error), "open")
+
+    def _connect(self, reset_vectors: bool) -> None:
+        """Open the file, migrate, check the embedding, read the pending work."""
+        self._root = _open(self._path, self._config)
         try:
             # The root only spawns cursors; writes go through their own cursor.
             self._writer = self._root.cursor()
             self._schema_version = schema.migrate(self._writer, self._path, self._dimension)
             if schema.check_embedding(
-                self._writer, self._path, self._dimension, model, reset_vectors
+                self._writer, self._path, self._dimension, self._model, reset_vectors
             ):
                 log.warning(
-                    "store.vectors_reset", path=str(self._path), dimension=dimension, model=model
+                    "store.vectors_reset",
+                    path=str(self._path),
+                    dimension=self._dimension,
+                    model=self._model,
                 )
             if indexes.drop_legacy_vector_index(self._writer):
                 log.warning("store.legacy_hnsw_dropped", path=str(self._path))
             rows = self._writer.execute("SELECT task FROM pending_work").fetchall()
-            self._pending: set[str] = {str(row[0]) for row in rows}
+            self._pending = {str(row[0]) for row in rows}
         except BaseException:
             self._root.close()
             raise
 
-    # ------------------------------------------------------------------ plumbing
+    def _replace_database(self, reason: str, phase: str) -> Recovery:
+        """Keep the damaged files aside, open a fresh database in their place."""
+        kept = recovery.set_aside(self._path)
+        self._connect(reset_vectors=True)
+        self._generation += 1
+        done = Recovery(reason=reason, kept=kept, at=time.time(), phase=phase)
+        log.error(
+            "store.recovered",
+            path=str(self._path),
+            kept=[str(path) for path in kept],
+            reason=reason,
+            phase=phase,
+        )
+        return done
+
+    def recover(self, reason: str) -> Recovery:
+        """While serving: close every connection, keep the files aside, start fresh.
+
+        A query another thread runs on a cursor being closed ends with an error
+        ("No open result set"), measured on DuckDB 1.5.5; the close waits for it.
+        No checkpoint first: writing into a damaged file can only spread the damage.
+        """
+        with self._write_lock, self._cursor_lock:
+            self._check_open()
+            for _, cursor in self._cursors:
+                _close_quietly(cursor)
+            self._cursors.clear()
+            _close_quietly(self._writer)
+            _close_quietly(self._root)
+            self.recovery = self._replace_database(reason, "serving")
+            return self.recovery
+
+        # ------------------------------------------------------------------ plumbing
 
     @property
     def path(self) -> Path:
@@ -110,7 +164,11 @@ class Store:
     def reader(self) -> Connection:
         """This thread's read cursor, for read-only SQL of search and graph modules."""
         cursor: Connection | None = getattr(self._local, "cursor", None)
-        if cursor is None or self._closed:
+        if (
+            cursor is None
+            or self._closed
+            or getattr(self._local, "generation", None) != self._generation
+        ):
             with self._cursor_lock:
                 self._check_open()
                 # Threads of a replaced pool are gone: their cursors can go too.
@@ -121,6 +179,7 @@ class Store:
                 cursor = self._root.cursor()
                 self._cursors.append((threading.current_thread(), cursor))
             self._local.cursor = cursor
+            self._local.generation = self._generation
         return cursor
 
     def _check_open(self) -> None:
@@ -446,12 +505,22 @@ def _open(path: Path, config: StorageConfig) -> Connection:
     try:
         return open_database(path, config)
     except duckdb.IOException as error:
-        raise StoreError(
-            f"cannot open the database {path}: {error}. If another jarvisd (or any DuckDB "
-            "client) has it open, stop that first; otherwise check the file's permissions"
-        ) from error
+        text = str(error).lower()
+        hint = ""
+        if "lock" in text:
+            hint = ". Another jarvisd (or any DuckDB client) has it open: stop that first"
+        elif "permission denied" in text:
+            hint = ". Check the permissions of the file and its folder"
+        raise StoreError(f"cannot open the database {path}: {error}{hint}") from error
     except duckdb.Error as error:
         raise StoreError(f"cannot open the database {path}: {error}") from error
+
+
+def _close_quietly(connection: Connection) -> None:
+    try:
+        connection.close()
+    except duckdb.Error as error:
+        log.debug("store.close_failed", error=str(error))
 
 
 def _rollback(connection: Connection) -> None:

@@ -84,7 +84,11 @@ def _initial(connection: duckdb.DuckDBPyConnection, context: MigrationContext) -
             target_note_id BIGINT
         );
     """)
-    connection.execute(f"""
+    connection.execute(_chunks_table(dimension))
+
+
+def _chunks_table(dimension: int) -> str:
+    return f"""
         CREATE TABLE chunks (
             id BIGINT NOT NULL DEFAULT nextval('chunk_ids'),
             note_id BIGINT NOT NULL,
@@ -95,9 +99,9 @@ def _initial(connection: duckdb.DuckDBPyConnection, context: MigrationContext) -
             token_count INTEGER NOT NULL CHECK (token_count >= 0),
             start_line INTEGER NOT NULL CHECK (start_line >= 0),
             end_line INTEGER NOT NULL CHECK (end_line >= start_line),
-            embedding FLOAT[{dimension}] NOT NULL
+            embedding FLOAT[{int(dimension)}] NOT NULL
         )
-    """)
+    """
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -193,13 +197,14 @@ def check_embedding(
 def reset_vectors(connection: duckdb.DuckDBPyConnection, dimension: int, model: str | None) -> None:
     """Drop every chunk and vector, make every note look changed, and retype the vectors.
 
-    Two transactions, because DuckDB refuses to commit a DELETE and an ALTER of
-    the same table together (and an ALTER still sees committed deletes unless
-    told `USING NULL`). A crash between them leaves no vectors under the old
-    identity, so the next open asks for the reset again: nothing is half done.
+    One transaction that drops and recreates `chunks` rather than `ALTER ...
+    TYPE`: DuckDB 1.5.5 cannot replay that ALTER from the WAL on a table with a
+    `nextval` default ("Calling DatabaseManager::GetDefaultDatabase with no
+    default database set"), so a kill after a model change left a database that
+    would not open (issue #9). DROP + CREATE replay, and a crash before the
+    commit leaves the old identity, so the next open asks for the reset again.
     """
-    _in_transaction(connection, lambda: _forget_vectors(connection))
-    _in_transaction(connection, lambda: _retype_vectors(connection, dimension, model))
+    _in_transaction(connection, lambda: _replace_vectors(connection, dimension, model))
 
 
 def drop_vector_tables(connection: duckdb.DuckDBPyConnection) -> None:
@@ -215,21 +220,16 @@ def drop_vector_tables(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute("DELETE FROM meta WHERE key LIKE 'hnsw.%' AND key <> 'hnsw.generation'")
 
 
-def _forget_vectors(connection: duckdb.DuckDBPyConnection) -> None:
+def _replace_vectors(
+    connection: duckdb.DuckDBPyConnection, dimension: int, model: str | None
+) -> None:
     drop_vector_tables(connection)
-    connection.execute("DELETE FROM chunks")
+    connection.execute("DROP TABLE chunks")
+    connection.execute(_chunks_table(dimension))
     # The planner compares (size, mtime_ns) first and the content hash next:
     # neither can match now, so the next run parses and encodes every note.
     connection.execute("UPDATE notes SET mtime_ns = -1, content_hash = ''")
     connection.execute("INSERT OR IGNORE INTO pending_work VALUES ('fts')")
-
-
-def _retype_vectors(
-    connection: duckdb.DuckDBPyConnection, dimension: int, model: str | None
-) -> None:
-    connection.execute(
-        f"ALTER TABLE chunks ALTER embedding TYPE FLOAT[{int(dimension)}] USING NULL"
-    )
     set_meta(connection, "embedding.dimension", str(dimension))
     if model is not None:
         set_meta(connection, "embedding.model", model)
