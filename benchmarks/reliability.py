@@ -163,9 +163,10 @@ def base_config(root: Path, vault: Path, **sections: Any) -> dict[str, Any]:
     return config
 
 
-def replicate(vault: Path, notes: int) -> int:
-    """obsidian-help copied into folders until `notes` notes (the example vault without it)."""
-    source = HELP if HELP.is_dir() else EXAMPLE
+def replicate(vault: Path, notes: int, source: Path | None = None) -> int:
+    """`source` (obsidian-help; the example vault without it) copied into folders until
+    `notes` notes. Copies reuse vectors by hash: only one copy is encoded."""
+    source = source or (HELP if HELP.is_dir() else EXAMPLE)
     per_copy = sum(1 for _ in source.rglob("*.md"))
     copies = max(1, -(-notes // per_copy))
     for copy in range(copies):
@@ -276,10 +277,12 @@ def edit_some(vault: Path, rng: random.Random, count: int, run: int) -> list[str
     return [str(path.relative_to(vault)) for path in chosen]
 
 
-def crash_runs(work: Path, notes: int, runs: int, seed: int) -> dict[str, Any]:
+def crash_runs(
+    work: Path, notes: int, runs: int, seed: int, source: Path | None = None
+) -> dict[str, Any]:
     rng = random.Random(seed)
     vault = work / "vault"
-    total = replicate(vault, notes)
+    total = replicate(vault, notes, source)
     hnsw_every = 5  # every fifth run builds the HNSW copy at finalize
     config = base_config(work, vault)
     daemon = Daemon(work, config)
@@ -581,7 +584,11 @@ def raw_request(path: Path, data: bytes, timeout: float = 120) -> int:
 def random_request(rng: random.Random) -> bytes:
     params = {rng.choice(KEYS): rng.choice(NASTY) for _ in range(rng.randrange(0, 6))}
     query = urlencode(params, quote_via=quote, errors="surrogatepass")
-    route = rng.choice(ROUTES) if rng.random() < 0.9 else "/v1/" + quote(rng.choice(NASTY))
+    route = (
+        rng.choice(ROUTES)
+        if rng.random() < 0.9
+        else "/v1/" + quote(rng.choice(NASTY), errors="surrogatepass")
+    )
     target = f"{route}?{query}" if query else route
     method = rng.choice(["GET"] * 6 + ["POST", "PUT", "DELETE"])
     body = b""
@@ -662,6 +669,7 @@ def connections(work: Path, stalled: int, burst: int) -> dict[str, Any]:
             sock.connect(str(daemon.socket))
             sock.sendall(b"GET /v1/status HTTP/1.1\r\nHost: j\r\n")
             held.append(sock)
+        time.sleep(0.5)  # let the daemon accept them
         fds_peak = process.num_fds()
         time.sleep(4)
         fds_after = process.num_fds()
@@ -707,9 +715,11 @@ def connections(work: Path, stalled: int, burst: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------ load
 
 
-def load(work: Path, clients: int, minutes: float, seed: int) -> dict[str, Any]:
+def load(
+    work: Path, clients: int, minutes: float, seed: int, source: Path | None = None
+) -> dict[str, Any]:
     vault = work / "vault"
-    replicate(vault, 300)
+    replicate(vault, 300, source)
     config = base_config(
         work, vault, indexing={"on_start": True, "watch": True, "debounce": "500ms"}
     )
@@ -887,12 +897,14 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     args = parser.parse_args()
     quick = args.quick
-    sizes = {
-        "crash": {"notes": 300 if quick else 2000, "runs": 3 if quick else 25},
+    # Quick runs replicate the 15-note example vault: one copy to encode, not 173 notes.
+    source = EXAMPLE if quick else None
+    sizes: dict[str, dict[str, Any]] = {
+        "crash": {"notes": 150 if quick else 2000, "runs": 3 if quick else 25, "source": source},
         "config": {"count": 40 if quick else 100},
         "requests": {"count": 300 if quick else 3000},
         "connections": {"stalled": 50 if quick else 200, "burst": 300 if quick else 1000},
-        "load": {"clients": 8 if quick else 32, "minutes": 0.5 if quick else 10},
+        "load": {"clients": 8 if quick else 32, "minutes": 0.5 if quick else 10, "source": source},
     }
     sections = {
         "crash": lambda w: crash_runs(w, seed=args.seed, **sizes["crash"]),
