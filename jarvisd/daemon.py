@@ -11,6 +11,7 @@ import asyncio
 import gc
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from jarvisd.systemd import Notifier
 log = logs.get_logger("jarvisd.daemon")
 
 SHUTDOWN_DEADLINE = 20.0  # seconds for everything; systemd's TimeoutStopSec is above it
+EXIT_FORCED = 130  # 128 + SIGINT: a second Ctrl-C during the shutdown
 # Loading is bounded (size, alias expansion, regular files only); this is the backstop.
 RELOAD_READ_TIMEOUT = 10.0
 _SIGNALS = {signal.SIGHUP: "hup", signal.SIGTERM: "term", signal.SIGINT: "int"}
@@ -226,6 +228,16 @@ class Daemon:
 
     def _request_stop(self, reason: str) -> None:
         if self.state is State.STOPPING:
+            if reason == "SIGINT":
+                # A second Ctrl-C means "now" (uvicorn does the same). Nothing is lost:
+                # every note is committed in its own transaction and the WAL replays.
+                log.warning(
+                    "daemon.forced_exit",
+                    signal=reason,
+                    advice="the database is consistent; the next start replays its WAL",
+                )
+                sys.stderr.flush()
+                os._exit(EXIT_FORCED)
             log.warning("daemon.stop_already_requested", signal=reason)
             return
         log.info("daemon.stopping", reason=reason)

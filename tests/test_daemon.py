@@ -148,6 +148,24 @@ def test_sigint_exits_zero(start_daemon: Start) -> None:
     assert not daemon.socket.exists()
 
 
+def test_a_second_sigint_during_the_shutdown_exits_at_once(start_daemon: Start) -> None:
+    """The first SIGINT waits for in-flight requests (up to 10 s); a second one means now."""
+    daemon = start_daemon(control={"request_timeout": "60s"})
+    # A request in flight that will not finish by itself: a body that stops coming.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as held:
+        held.connect(str(daemon.socket))
+        held.sendall(b"POST /v1/ask HTTP/1.1\r\nHost: j\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.5)  # the handler is reading the body now
+        daemon.signal(signal.SIGINT)
+        daemon.wait_event("daemon.stopping")
+        time.sleep(0.2)
+        assert daemon.process.poll() is None, "the shutdown should still wait for the request"
+        daemon.signal(signal.SIGINT)
+        assert daemon.process.wait(10) == 130
+    forced = daemon.events("daemon.forced_exit")
+    assert forced and "next start replays its WAL" in forced[0]["advice"]
+
+
 def test_concurrent_status_during_reloads_all_answered(start_daemon: Start) -> None:
     daemon = start_daemon(control={"rate_limit": 0})
     errors: list[BaseException] = []
