@@ -142,5 +142,11 @@ def reopen() -> None:
         _output.file.reopen()
 
 
-def get_logger(name: str, **initial: Any) -> Any:
-    return structlog.get_logger(name, **initial)
+Logger = structlog.typing.FilteringBoundLogger
+
+
+def get_logger(name: str, **initial: Any) -> Logger:
+    """The module's logger: every jarvisd module logs through this, so events carry the
+    logger's name and go through the level filter and the file sink configured here."""
+    logger: Logger = structlog.get_logger(name, **initial)
+    return logger

@@ -16,14 +16,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import structlog
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from jarvisd.api.errors import HTTP_CODES, error_response, json_ok
+from jarvisd.logs import get_logger
 from jarvisd.observe.metrics import Metrics
 
-_log = structlog.get_logger("jarvisd.api.metrics")
+_log = get_logger("jarvisd.api.metrics")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import structlog
-
 from jarvisd.config import AlertRule, AlertsConfig
+from jarvisd.logs import get_logger
 from jarvisd.observe.memory import Sample
 from jarvisd.observe.metrics import SEARCH_OPERATION, Metrics
 
-_log = structlog.get_logger("jarvisd.observe.alerts")
+_log = get_logger("jarvisd.observe.alerts")
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

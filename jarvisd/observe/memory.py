@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import structlog
 
 from jarvisd.config import GcConfig, MemoryConfig, MemoryModesConfig
+from jarvisd.logs import get_logger
 from jarvisd.observe.metrics import Metrics
 from jarvisd.units import human_bytes
 
-_log = structlog.get_logger("jarvisd.observe.memory")
+_log = get_logger("jarvisd.observe.memory")
 
 
 class MemoryMode(enum.Enum):
