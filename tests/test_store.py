@@ -367,7 +367,7 @@ def test_finalize_resolves_links_with_obsidian_rules(store: Store) -> None:
         store.write_note("v", note, vectors_for(note), 1, 1)
     assert store.stats()["unresolved_links"] == 3  # nothing resolved before finalize
     steps = dict(store.finalize(["v"]))
-    assert {"links:v", "fts_rebuild", "vector_index"} <= set(steps)
+    assert {"links:v", "vector_index"} <= set(steps)
     detail = store.get_note("v", "Projects/Today.md")
     assert detail is not None
     resolved = {item.target: item.resolved_path for item in detail.links}
@@ -452,7 +452,7 @@ def test_checkpoint_after_bm25_rebuild_with_an_idle_reader(tmp_path: Path) -> No
     store.write_note("v", note, np.full((len(note.chunks), 384), 0.05, np.float32), 10, 10)
     store.stats()  # this thread's reader has run a query and gone idle
     store.get_note("v", "a.md")
-    store.rebuild_fts()
+    store.rebuild_bm25()
     store.checkpoint()
     assert [step for step, _seconds in store.maintenance()][-1] == "checkpoint"
     store.close()

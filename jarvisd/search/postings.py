@@ -1,6 +1,7 @@
-"""The BM25 index in memory: the store's FTS index tables, read once per index change.
+"""The BM25 index in memory: the store's BM25 tables (`store.bm25`), read once per index change.
 
-Measured here (2 shared cores): computing BM25 in SQL from the FTS tables for
+Measured here (2 shared cores) with DuckDB fts's tables, which held the same
+postings one row per term occurrence: computing BM25 in SQL for
 just the query's terms took 6-12 ms a query on SciFact (13k chunks, 878k term
 rows) and 22 ms on a 10k-note vault (64k chunks, 2.6M term rows): the scan of
 `terms` grows with the collection (`match_bm25` is slower still). Reading the
@@ -8,9 +9,9 @@ same tables into postings once, when the snapshot is built (0.16 s and 0.42 s,
 10 MB and 23 MB), makes a query's BM25 a few array operations over only its
 terms' postings: 0.13 ms and 0.18 ms.
 
-The scores are DuckDB's own (the `match_bm25` macro's Okapi BM25: k1 1.2,
+The scores are DuckDB fts's (its `match_bm25` macro's Okapi BM25: k1 1.2,
 b 0.75, idf = log10((N - df + 0.5) / (df + 0.5) + 1), N and the average
-length from the index's `stats`); each posting's length-normalised tf factor
+length from `bm25_stats`); each posting's length-normalised tf factor
 is precomputed in float32, so they agree with the macro to ~1e-7 (a test
 keeps them equal).
 """
@@ -24,7 +25,6 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from jarvisd.store import FTS_SCHEMA
 from jarvisd.store.connection import first_row
 
 BM25_K1 = 1.2
@@ -90,39 +90,30 @@ class Postings:
 
 
 def read_postings(cursor: duckdb.DuckDBPyConnection) -> Postings:
-    """The FTS index tables as postings; empty before the first index run built them."""
-    schema = FTS_SCHEMA
-    # Checked, not caught: a failed statement would abort the caller's read transaction.
-    exists = first_row(
-        cursor.execute(
-            "SELECT count(*) FROM duckdb_tables() "
-            f"WHERE schema_name = '{schema}' AND table_name = 'stats'"
-        )
-    )
-    if exists is None or not exists[0]:
-        return Postings.empty()
-    stats = first_row(cursor.execute(f"SELECT num_docs, avgdl FROM {schema}.stats"))
+    """The store's BM25 tables (`store.bm25`) as postings; empty for an empty index."""
+    stats = first_row(cursor.execute("SELECT documents, total_length FROM bm25_stats"))
     vocabulary = cursor.execute(
-        f"SELECT termid, term, df FROM {schema}.dict ORDER BY termid"
+        "SELECT term_id, term, df FROM bm25_terms WHERE df > 0 ORDER BY term_id"
     ).fetchnumpy()
-    rows = cursor.execute(f"""
-        SELECT t.termid, d.name AS chunk_id, count(*)::INTEGER AS tf, any_value(d.len) AS length
-        FROM {schema}.terms AS t JOIN {schema}.docs AS d USING (docid)
-        GROUP BY t.termid, d.name ORDER BY t.termid, d.name
+    rows = cursor.execute("""
+        SELECT p.term_id, p.chunk_id, p.tf, d.length
+        FROM bm25_postings p JOIN bm25_docs d USING (chunk_id)
+        ORDER BY p.term_id, p.chunk_id
     """).fetchnumpy()
-    if stats is None or not len(vocabulary["termid"]):
+    if stats is None or not int(stats[0]) or not len(vocabulary["term_id"]):
         return Postings.empty()
-    documents, average = float(stats[0]), float(stats[1])
-    term_ids = np.asarray(vocabulary["termid"], dtype=np.int64)
-    size = int(term_ids.max()) + 1
-    frequencies = np.zeros(size, dtype=np.float64)
-    frequencies[term_ids] = np.asarray(vocabulary["df"], dtype=np.float64)
+    documents = float(stats[0])
+    average = float(stats[1]) / documents
+    # Term ids are never reused, so the stored ones have gaps: rows here are dense.
+    stored_ids = np.asarray(vocabulary["term_id"], dtype=np.int64)
+    term_rows = np.searchsorted(stored_ids, np.asarray(rows["term_id"], dtype=np.int64))
+    frequencies = np.asarray(vocabulary["df"], dtype=np.float64)
     idf = np.log10((documents - frequencies + 0.5) / (frequencies + 0.5) + 1)
     tf = np.asarray(rows["tf"], dtype=np.float64)
     length = np.asarray(rows["length"], dtype=np.float64)
     norm = (1 - BM25_B) + BM25_B * (length / average) if average > 0 else np.ones_like(length)
     factors = (tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm)).astype(np.float32)
-    counts = np.bincount(np.asarray(rows["termid"], dtype=np.int64), minlength=size)
+    counts = np.bincount(term_rows, minlength=stored_ids.shape[0])
     offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    terms = dict(zip(vocabulary["term"].tolist(), term_ids.tolist(), strict=True))
+    terms = dict(zip(vocabulary["term"].tolist(), range(stored_ids.shape[0]), strict=True))
     return Postings(terms, idf, offsets, np.asarray(rows["chunk_id"], dtype=np.int64), factors)

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from jarvisd.config import StorageConfig, VaultConfig
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.logs import get_logger
-from jarvisd.store import indexes, linking, reads, schema, vectors, writes
+from jarvisd.store import bm25, indexes, linking, reads, schema, vectors, writes
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError
 from jarvisd.store.indexes import VectorTable
@@ -33,7 +33,6 @@ log = get_logger("jarvisd.store")
 
 T = TypeVar("T")
 Connection = duckdb.DuckDBPyConnection
-FTS_TASK = "fts"
 # Rebuild the HNSW vector table once this share of its vectors changed: until then
 # search scores the newer chunks exactly, which stays cheap at 20 %.
 REBUILD_SHARE = 0.2
@@ -158,7 +157,7 @@ class Store:
         try:
             return self._transaction(
                 lambda c: writes.write_note(c, vault, note, checked, size, mtime_ns),
-                (FTS_TASK, links_task(vault)),
+                (links_task(vault),),
             )
         except duckdb.Error as error:
             raise NoteWriteError(
@@ -196,7 +195,7 @@ class Store:
             return self.touch_note(vault, new_path, size, mtime_ns)
         return self._transaction(
             lambda c: writes.rename_note(c, vault, old_path, new_path, size, mtime_ns),
-            (FTS_TASK, links_task(vault)),
+            (links_task(vault),),
         )
 
     def delete_note(self, vault: str, path: str) -> bool:
@@ -213,7 +212,7 @@ class Store:
         if not paths:
             return 0
         return self._transaction(
-            lambda c: writes.delete_notes(c, vault, paths), (FTS_TASK, links_task(vault))
+            lambda c: writes.delete_notes(c, vault, paths), (links_task(vault),)
         )
 
     # --------------------------------------------------------------------- links
@@ -321,20 +320,10 @@ class Store:
         self._check_open()
         return indexes.vector_table(self.reader())
 
-    @property
-    def has_fts_index(self) -> bool:
-        self._check_open()
-        return indexes.has_fts_index(self.reader())
-
-    def rebuild_fts(self) -> None:
-        """Rebuild BM25 over every chunk's text and its note's title, in one transaction."""
-
-        def rebuild(connection: Connection) -> None:
-            indexes.rebuild_fts(connection)
-            self._done(connection, FTS_TASK)
-
-        self._transaction(rebuild)
-        self._pending.discard(FTS_TASK)
+    def rebuild_bm25(self) -> None:
+        """BM25's tables rebuilt from every chunk in one transaction. Never needed in
+        operation (writes keep them current); a check, and the reference tests compare with."""
+        self._transaction(bm25.rebuild)
 
     def ensure_vector_index(self, rebuild_share: float = REBUILD_SHARE) -> bool:
         """Build, rebuild or drop the HNSW vector table as `storage.hnsw` asks; True when
@@ -355,7 +344,8 @@ class Store:
         return change.exists
 
     def finalize(self, vaults: Iterable[VaultConfig | str], force: bool = False) -> list[Step]:
-        """Derived work after an index run: link targets, BM25, HNSW; each step timed.
+        """Derived work after an index run: link targets, HNSW; each step timed (BM25
+        changed with each note already).
 
         Only what writes left pending (recorded in the database, so a crash
         between the writes and this still gets it done), or everything with force.
@@ -365,20 +355,16 @@ class Store:
         for name in names:
             if force or links_task(name) in self._pending:
                 steps.append(timed(links_task(name), partial(self.resolve_links, name)))
-        if force or FTS_TASK in self._pending:
-            steps.append(timed("fts_rebuild", self.rebuild_fts))
         steps.append(timed("vector_index", self.ensure_vector_index))
         return steps
 
     # --------------------------------------------------------------- maintenance
 
     def maintenance(self) -> list[Step]:
-        """ANALYZE, FTS rebuild, HNSW vector table refresh, CHECKPOINT: (step, seconds) each."""
+        """ANALYZE, HNSW vector table refresh, CHECKPOINT: (step, seconds) each."""
         with self._write_lock:
             self._check_open()
-            return maintenance(
-                self._writer, self.rebuild_fts, partial(self.ensure_vector_index, 0.0)
-            )
+            return maintenance(self._writer, partial(self.ensure_vector_index, 0.0))
 
     def checkpoint(self) -> None:
         with self._write_lock:

@@ -1,17 +1,4 @@
-"""The derived search indexes: BM25 over chunk text and note title, HNSW over vectors.
-
-BM25 (DuckDB fts) is not maintained by inserts; it is rebuilt after index runs
-that changed notes. Its source is a staging table of (chunk id, note title,
-chunk text) that is emptied again right after the build: the fts macros read
-only their own `fts_main_*` tables, so keeping a second copy of every chunk's
-text would only cost disk. Chunk ids are never reused, so between rebuilds a
-stale index can miss new chunks but never return the wrong text. Query it as
-
-    SELECT id, fts_main_chunk_documents.match_bm25(id, 'query') AS score
-    FROM chunks WHERE score IS NOT NULL ORDER BY score DESC LIMIT 10
-
-Digits are kept as terms (the default tokeniser drops them, and `2024-05-01`
-or `ISO 9001` are worth finding).
+"""The derived vector index: HNSW over chunk vectors (BM25 lives in `store.bm25`).
 
 HNSW (DuckDB vss) never sits on `chunks` itself. Measured here with the
 vss wheel of DuckDB 1.5.5, an HNSW index on a table that notes are rewritten
@@ -43,7 +30,6 @@ import duckdb
 from jarvisd.config import HnswConfig
 from jarvisd.store.connection import first_row
 from jarvisd.store.schema import (
-    FTS_SOURCE,
     NOTE_CHUNKS_INDEX,
     VECTOR_INDEX,
     VECTOR_TABLE_NAME,
@@ -66,35 +52,6 @@ class VectorIndexChange:
     exists: bool
     built: bool = False
     retired: str | None = None
-
-
-_FTS_OPTIONS = (
-    "stemmer = 'porter', stopwords = 'english', ignore = '(\\.|[^a-z0-9])+', "
-    "strip_accents = 1, lower = 1, overwrite = 1"
-)
-
-
-def rebuild_fts(connection: duckdb.DuckDBPyConnection) -> None:
-    """Rebuild the BM25 index from every chunk; run inside the caller's transaction."""
-    connection.execute(f"""
-        CREATE OR REPLACE TABLE {FTS_SOURCE} AS
-        SELECT chunks.id AS chunk_id, notes.title AS title, chunks.text AS text
-        FROM chunks JOIN notes ON notes.id = chunks.note_id
-    """)
-    connection.execute(
-        f"PRAGMA create_fts_index('{FTS_SOURCE}', 'chunk_id', 'title', 'text', {_FTS_OPTIONS})"
-    )
-    connection.execute(f"DELETE FROM {FTS_SOURCE}")
-
-
-def has_fts_index(connection: duckdb.DuckDBPyConnection) -> bool:
-    row = first_row(
-        connection.execute(
-            "SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ?",
-            [f"fts_main_{FTS_SOURCE}"],
-        )
-    )
-    return row is not None and int(row[0]) > 0
 
 
 def vector_table(connection: duckdb.DuckDBPyConnection) -> VectorTable | None:

@@ -1,5 +1,8 @@
 """The statements behind each note write. Every function runs inside the caller's transaction.
 
+BM25's postings (`store.bm25`) change here too, with the chunks they index:
+the index is never behind the chunks, whatever crashes when.
+
 How rows get into DuckDB matters here: a Python list bound as a parameter
 costs about 45 µs per element (a 384-float vector took 17 ms), so row data
 travels as one JSON document per table (`from_json` parses it in C++) and
@@ -21,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jarvisd.indexing.parsed import ParsedNote
+from jarvisd.store import bm25
 from jarvisd.store.connection import first_row
 
 VECTOR_VIEW = "note_vector_values"
@@ -128,8 +132,10 @@ def write_note(
     assert result is not None
     identifier = int(result[0])
     previous_targets = _resolved_keys(connection, identifier)
+    bm25.remove_notes(connection, [identifier])
     delete_contents(connection, identifier)
     _insert_chunks(connection, identifier, note, vectors)
+    bm25.add_notes(connection, [identifier])
     _insert_tags(connection, identifier, note.tags)
     _insert_links(connection, identifier, note, previous_targets)
     return identifier
@@ -258,6 +264,7 @@ def delete_notes(connection: duckdb.DuckDBPyConnection, vault: str, paths: Seque
     if not identifiers:
         return 0
     ids = _json(identifiers)
+    bm25.remove_notes(connection, identifiers)
     for table in ("chunks", "tags", "links"):
         connection.execute(
             f"DELETE FROM {table} WHERE note_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
@@ -305,10 +312,18 @@ def rename_note(
     identifier, frontmatter = int(row[0]), json.loads(row[1])
     # Whatever was indexed at the new path is replaced by the moved note.
     delete_notes(connection, vault, [new_path])
+    title = title_for(new_path, frontmatter)
+    changed_title = first_row(
+        connection.execute("SELECT title <> ? FROM notes WHERE id = ?", [title, identifier])
+    )
+    if changed_title is not None and changed_title[0]:
+        bm25.remove_notes(connection, [identifier])  # the title is indexed with every chunk
     connection.execute(
         "UPDATE notes SET path = ?, title = ?, size = ?, mtime_ns = ? WHERE id = ?",
-        [new_path, title_for(new_path, frontmatter), size, mtime_ns, identifier],
+        [new_path, title, size, mtime_ns, identifier],
     )
+    if changed_title is not None and changed_title[0]:
+        bm25.add_notes(connection, [identifier])
     return True
 
 
