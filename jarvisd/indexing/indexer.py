@@ -231,7 +231,9 @@ class Indexer:
             # Whatever was written is in the store even if the run then failed or was
             # deferred: caches over the store must see it. So must searches when the
             # HNSW vector table changed (semantic search reads the one its snapshot names).
-            if report.changed or report.files_indexed or vector_table_changed:
+            # A touch changes only a note's mtime, which search results show as `modified`.
+            touched = report.files_touched > 0
+            if report.changed or report.files_indexed or vector_table_changed or touched:
                 for callback in self._change_listeners:
                     callback()
             await self.refresh_stats()

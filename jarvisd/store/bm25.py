@@ -100,6 +100,7 @@ def _ids_json(note_ids: Sequence[int]) -> str:
     return json.dumps([int(identifier) for identifier in note_ids])
 
 
+_COUNT_ROWS = '[{"term_id": "BIGINT", "chunks": "BIGINT"}]'
 _NOTE_FILTER = "note_id IN (SELECT unnest(from_json($notes, '[\"BIGINT\"]')))"
 
 
@@ -187,16 +188,17 @@ def _docs_totals(connection: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def remove_notes(connection: duckdb.DuckDBPyConnection, note_ids: Sequence[int]) -> None:
-    """Take these notes' current chunks out of the index (before the chunks are deleted)."""
+def remove_notes(connection: duckdb.DuckDBPyConnection, note_ids: Sequence[int]) -> set[int]:
+    """Take these notes' current chunks out of the index (before the chunks are deleted);
+    returns the term ids whose df dropped."""
     if not note_ids:
-        return
+        return set()
     rows = connection.execute(
         f"SELECT id FROM chunks WHERE {_NOTE_FILTER} ORDER BY id", {"notes": _ids_json(note_ids)}
     ).fetchall()
     chunk_ids = [int(row[0]) for row in rows]
     if not chunk_ids:
-        return
+        return set()
     # A note's chunks were written by one INSERT, so their ids are (nearly) one range:
     # the BETWEEN lets DuckDB skip every row group outside it by its min/max.
     chosen = (
@@ -204,15 +206,19 @@ def remove_notes(connection: duckdb.DuckDBPyConnection, note_ids: Sequence[int])
         "AND chunk_id IN (SELECT unnest(from_json($chunks, '[\"BIGINT\"]')))"
     )
     parameters = {"chunks": json.dumps(chunk_ids)}
-    connection.execute(
-        f"""
-        UPDATE bm25_terms SET df = bm25_terms.df - removed.chunks
-        FROM (SELECT term_id, count(*) AS chunks FROM bm25_postings WHERE {chosen}
-              GROUP BY term_id) removed
-        WHERE bm25_terms.term_id = removed.term_id
-        """,
+    removed = connection.execute(
+        f"SELECT term_id, count(*) FROM bm25_postings WHERE {chosen} GROUP BY term_id",
         parameters,
-    )
+    ).fetchall()
+    if removed:
+        connection.execute(
+            f"""
+            UPDATE bm25_terms SET df = bm25_terms.df - removed.chunks
+            FROM (SELECT unnest(from_json(?, '{_COUNT_ROWS}'), recursive := true)) removed
+            WHERE bm25_terms.term_id = removed.term_id
+            """,
+            [json.dumps([{"term_id": int(t), "chunks": int(n)} for t, n in removed])],
+        )
     totals = first_row(
         connection.execute(
             f"SELECT count(*), coalesce(sum(length), 0) FROM bm25_docs WHERE {chosen}", parameters
@@ -222,6 +228,7 @@ def remove_notes(connection: duckdb.DuckDBPyConnection, note_ids: Sequence[int])
     connection.execute(f"DELETE FROM bm25_postings WHERE {chosen}", parameters)
     connection.execute(f"DELETE FROM bm25_docs WHERE {chosen}", parameters)
     _refresh_stats(connection, -int(totals[0]), -int(totals[1]))
+    return {int(term) for term, _ in removed}
 
 
 def rebuild(connection: duckdb.DuckDBPyConnection) -> None:

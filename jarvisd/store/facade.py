@@ -27,7 +27,7 @@ from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError
 from jarvisd.store.indexes import VectorTable
 from jarvisd.store.maintenance import Step, maintenance, timed
-from jarvisd.store.records import ChunkMatrix, FileState, LinkKey, NoteDetail, NotePage
+from jarvisd.store.records import Changes, ChunkMatrix, FileState, LinkKey, NoteDetail, NotePage
 
 log = get_logger("jarvisd.store")
 
@@ -64,6 +64,9 @@ class Store:
         self._local = threading.local()
         self._cursors: list[tuple[threading.Thread, Connection]] = []
         self._closed = False
+        # Since the last take_changes; a new process's first snapshot is built whole.
+        self._changes = Changes(everything=True)
+        self._changes_lock = threading.Lock()
         self._root = _open(self._path, config)
         try:
             # The root only spawns cursors; writes go through their own cursor.
@@ -139,6 +142,20 @@ class Store:
             self._pending.update(new_tasks)
             return result
 
+    def _changed(self, action: Callable[[Connection, Changes], T], tasks: Iterable[str] = ()) -> T:
+        """`_transaction` for writes that say what they changed, recorded once committed."""
+        changes = Changes()
+        result = self._transaction(lambda connection: action(connection, changes), tasks)
+        with self._changes_lock:
+            self._changes.merge(changes)
+        return result
+
+    def take_changes(self) -> Changes:
+        """What writes changed since the last call (the search snapshot patches with it)."""
+        with self._changes_lock:
+            changes, self._changes = self._changes, Changes()
+        return changes
+
     def _done(self, connection: Connection, task: str) -> None:
         connection.execute("DELETE FROM pending_work WHERE task = ?", [task])
 
@@ -155,8 +172,10 @@ class Store:
         """Replace everything stored for (vault, note.path) in one transaction; the note id."""
         checked = self._checked_vectors(vault, note, vectors)
         try:
-            return self._transaction(
-                lambda c: writes.write_note(c, vault, note, checked, size, mtime_ns),
+            return self._changed(
+                lambda c, changes: writes.write_note(
+                    c, vault, note, checked, size, mtime_ns, changes
+                ),
                 (links_task(vault),),
             )
         except duckdb.Error as error:
@@ -185,7 +204,9 @@ class Store:
 
     def touch_note(self, vault: str, path: str, size: int, mtime_ns: int) -> bool:
         """Record a new stat for unchanged content; False when the note is not stored."""
-        return self._transaction(lambda c: writes.touch_note(c, vault, path, size, mtime_ns))
+        return self._changed(
+            lambda c, changes: writes.touch_note(c, vault, path, size, mtime_ns, changes)
+        )
 
     def rename_note(
         self, vault: str, old_path: str, new_path: str, size: int, mtime_ns: int
@@ -193,8 +214,10 @@ class Store:
         """Move a note, keeping its chunks and vectors; False when old_path is not stored."""
         if old_path == new_path:
             return self.touch_note(vault, new_path, size, mtime_ns)
-        return self._transaction(
-            lambda c: writes.rename_note(c, vault, old_path, new_path, size, mtime_ns),
+        return self._changed(
+            lambda c, changes: writes.rename_note(
+                c, vault, old_path, new_path, size, mtime_ns, changes
+            ),
             (links_task(vault),),
         )
 
@@ -211,8 +234,8 @@ class Store:
         """
         if not paths:
             return 0
-        return self._transaction(
-            lambda c: writes.delete_notes(c, vault, paths), (links_task(vault),)
+        return self._changed(
+            lambda c, changes: writes.delete_notes(c, vault, paths, changes), (links_task(vault),)
         )
 
     # --------------------------------------------------------------------- links
@@ -277,6 +300,16 @@ class Store:
         self._check_open()
         return reads.chunk_matrix(self.reader(), self._dimension, after)
 
+    def note_chunk_matrix(self, note_ids: Sequence[int]) -> ChunkMatrix:
+        """The chunk ids and vectors of these notes (a snapshot patch's vectors)."""
+        self._check_open()
+        return reads.note_chunk_matrix(self.reader(), self._dimension, note_ids)
+
+    def give_back_changes(self, changes: Changes) -> None:
+        """Changes a snapshot took but did not use (its build failed): owed again."""
+        with self._changes_lock:
+            self._changes.merge(changes)
+
     def nearest_chunks(
         self, table: str, vector: npt.NDArray[np.float32], k: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
@@ -323,7 +356,7 @@ class Store:
     def rebuild_bm25(self) -> None:
         """BM25's tables rebuilt from every chunk in one transaction. Never needed in
         operation (writes keep them current); a check, and the reference tests compare with."""
-        self._transaction(bm25.rebuild)
+        self._changed(lambda connection, changes: _everything(bm25.rebuild, connection, changes))
 
     def ensure_vector_index(self, rebuild_share: float = REBUILD_SHARE) -> bool:
         """Build, rebuild or drop the HNSW vector table as `storage.hnsw` asks; True when
@@ -394,6 +427,13 @@ class Store:
                 self._cursors.clear()
             self._writer.close()
             self._root.close()
+
+
+def _everything(
+    action: Callable[[Connection], None], connection: Connection, changes: Changes
+) -> None:
+    action(connection)
+    changes.everything = True
 
 
 def _open(path: Path, config: StorageConfig) -> Connection:

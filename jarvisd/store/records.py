@@ -12,6 +12,29 @@ import numpy.typing as npt
 from jarvisd.indexing.parsed import Heading, LinkKind
 
 
+@dataclass
+class Changes:
+    """What writes changed since the search snapshot last asked (`Store.take_changes`).
+
+    In memory, for this process only: a new process builds its snapshot whole.
+    `notes`: ids written, renamed, touched or deleted; `terms`: BM25 term ids
+    whose df dropped (the postings of removed chunks are not there to say so);
+    `everything`: something changed every row (reset, rebuild)."""
+
+    notes: set[int] = field(default_factory=set)
+    terms: set[int] = field(default_factory=set)
+    everything: bool = False
+
+    def merge(self, other: Changes) -> None:
+        self.notes |= other.notes
+        self.terms |= other.terms
+        self.everything |= other.everything
+
+    @property
+    def empty(self) -> bool:
+        return not (self.notes or self.terms or self.everything)
+
+
 @dataclass(frozen=True, slots=True)
 class FileState:
     """What the indexer compares with a file on disk to skip unchanged notes."""

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.store import bm25
 from jarvisd.store.connection import first_row
+from jarvisd.store.records import Changes
 
 VECTOR_VIEW = "note_vector_values"
 
@@ -108,6 +109,7 @@ def write_note(
     vectors: npt.NDArray[np.float32],
     size: int,
     mtime_ns: int,
+    changes: Changes,
 ) -> int:
     """Replace everything stored for (vault, note.path); returns the note id.
 
@@ -132,10 +134,11 @@ def write_note(
     assert result is not None
     identifier = int(result[0])
     previous_targets = _resolved_keys(connection, identifier)
-    bm25.remove_notes(connection, [identifier])
+    changes.terms |= bm25.remove_notes(connection, [identifier])
     delete_contents(connection, identifier)
     _insert_chunks(connection, identifier, note, vectors)
     bm25.add_notes(connection, [identifier])
+    changes.notes.add(identifier)
     _insert_tags(connection, identifier, note.tags)
     _insert_links(connection, identifier, note, previous_targets)
     return identifier
@@ -253,7 +256,9 @@ def delete_contents(connection: duckdb.DuckDBPyConnection, identifier: int) -> N
         connection.execute(f"DELETE FROM {table} WHERE note_id = ?", [identifier])
 
 
-def delete_notes(connection: duckdb.DuckDBPyConnection, vault: str, paths: Sequence[str]) -> int:
+def delete_notes(
+    connection: duckdb.DuckDBPyConnection, vault: str, paths: Sequence[str], changes: Changes
+) -> int:
     """Delete these notes with everything they own; links to them become unresolved."""
     rows = connection.execute(
         "SELECT id FROM notes WHERE vault = ? AND path IN "
@@ -264,7 +269,8 @@ def delete_notes(connection: duckdb.DuckDBPyConnection, vault: str, paths: Seque
     if not identifiers:
         return 0
     ids = _json(identifiers)
-    bm25.remove_notes(connection, identifiers)
+    changes.terms |= bm25.remove_notes(connection, identifiers)
+    changes.notes.update(identifiers)
     for table in ("chunks", "tags", "links"):
         connection.execute(
             f"DELETE FROM {table} WHERE note_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
@@ -282,15 +288,23 @@ def delete_notes(connection: duckdb.DuckDBPyConnection, vault: str, paths: Seque
 
 
 def touch_note(
-    connection: duckdb.DuckDBPyConnection, vault: str, path: str, size: int, mtime_ns: int
+    connection: duckdb.DuckDBPyConnection,
+    vault: str,
+    path: str,
+    size: int,
+    mtime_ns: int,
+    changes: Changes,
 ) -> bool:
     row = first_row(
         connection.execute(
-            "UPDATE notes SET size = ?, mtime_ns = ? WHERE vault = ? AND path = ?",
+            "UPDATE notes SET size = ?, mtime_ns = ? WHERE vault = ? AND path = ? RETURNING id",
             [size, mtime_ns, vault, path],
         )
     )
-    return row is not None and int(row[0]) > 0
+    if row is None:
+        return False
+    changes.notes.add(int(row[0]))  # search results show the new `modified`
+    return True
 
 
 def rename_note(
@@ -300,8 +314,11 @@ def rename_note(
     new_path: str,
     size: int,
     mtime_ns: int,
+    changes: Changes,
 ) -> bool:
-    """Move a note to a new path, keeping its id, chunks and vectors."""
+    """Move a note to a new path, keeping its id and vectors (and its chunks, unless its
+    title changes: BM25 indexes the title with every chunk, and a chunk id's indexed
+    text never changes, which lets search snapshots keep postings of chunks gone)."""
     row = first_row(
         connection.execute(
             "SELECT id, frontmatter FROM notes WHERE vault = ? AND path = ?", [vault, old_path]
@@ -311,20 +328,45 @@ def rename_note(
         return False
     identifier, frontmatter = int(row[0]), json.loads(row[1])
     # Whatever was indexed at the new path is replaced by the moved note.
-    delete_notes(connection, vault, [new_path])
+    delete_notes(connection, vault, [new_path], changes)
     title = title_for(new_path, frontmatter)
     changed_title = first_row(
         connection.execute("SELECT title <> ? FROM notes WHERE id = ?", [title, identifier])
     )
-    if changed_title is not None and changed_title[0]:
-        bm25.remove_notes(connection, [identifier])  # the title is indexed with every chunk
+    retitled = changed_title is not None and bool(changed_title[0])
+    if retitled:
+        changes.terms |= bm25.remove_notes(connection, [identifier])
+        _renumber_chunks(connection, identifier)
     connection.execute(
         "UPDATE notes SET path = ?, title = ?, size = ?, mtime_ns = ? WHERE id = ?",
         [new_path, title, size, mtime_ns, identifier],
     )
-    if changed_title is not None and changed_title[0]:
+    if retitled:
         bm25.add_notes(connection, [identifier])
+    changes.notes.add(identifier)
     return True
+
+
+def _renumber_chunks(connection: duckdb.DuckDBPyConnection, identifier: int) -> None:
+    """The note's chunks again under new ids, vectors and all (no encoding)."""
+    rows = connection.execute(
+        "SELECT id FROM chunks WHERE note_id = ? ORDER BY id", [identifier]
+    ).fetchall()
+    if not rows:
+        return
+    connection.execute(
+        """
+        INSERT INTO chunks (note_id, ordinal, heading_path, text, embed_text_hash, token_count,
+                            start_line, end_line, embedding)
+        SELECT note_id, ordinal, heading_path, text, embed_text_hash, token_count,
+               start_line, end_line, embedding
+        FROM chunks WHERE note_id = ? ORDER BY id
+        """,
+        [identifier],
+    )
+    connection.execute(
+        "DELETE FROM chunks WHERE note_id = ? AND id <= ?", [identifier, int(rows[-1][0])]
+    )
 
 
 def title_for(path: str, frontmatter: dict[str, Any]) -> str:
