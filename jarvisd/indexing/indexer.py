@@ -211,7 +211,7 @@ class Indexer:
                 report.changed |= await self._index_vault(vault, report)
             report.phase = "finalizing"
             self._emit(report.progress())
-            vector_table_changed = await self._pools.run("io", self._finalize, report.changed)
+            vector_table_changed = await self._pools.run("io", self._finalize, report.full)
             report.state = "done"
             self._metrics.index_succeeded()
         except _Deferred:
@@ -267,15 +267,16 @@ class Indexer:
             log.info("index.vault_forgotten", vault=name, notes=deleted)
         return forgotten
 
-    def _finalize(self, changed: bool) -> bool:
-        """Derived indexes after the notes: link targets, BM25, HNSW.
+    def _finalize(self, full: bool) -> bool:
+        """Derived indexes after the notes: link targets (all of them on `--full`, else
+        only those the run's edits can have changed), HNSW.
 
         The store records pending work in the same transaction as each write, so a
         run killed before this point still gets it done by the next run. True when
         the HNSW vector table was built, rebuilt or dropped.
         """
         before = self._store.vector_table
-        for step, seconds in self._store.finalize(self._config.vaults, force=changed):
+        for step, seconds in self._store.finalize(self._config.vaults, force=full):
             log.info("index.finalize_step", step=step, seconds=round(seconds, 4))
         return self._store.vector_table != before
 

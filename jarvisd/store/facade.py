@@ -27,7 +27,15 @@ from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError
 from jarvisd.store.indexes import VectorTable
 from jarvisd.store.maintenance import Step, maintenance, timed
-from jarvisd.store.records import Changes, ChunkMatrix, FileState, LinkKey, NoteDetail, NotePage
+from jarvisd.store.records import (
+    Changes,
+    ChunkMatrix,
+    FileState,
+    LinkKey,
+    LinkWork,
+    NoteDetail,
+    NotePage,
+)
 
 log = get_logger("jarvisd.store")
 
@@ -82,6 +90,12 @@ class Store:
                 log.warning("store.legacy_hnsw_dropped", path=str(self._path))
             rows = self._writer.execute("SELECT task FROM pending_work").fetchall()
             self._pending: set[str] = {str(row[0]) for row in rows}
+            # Link work left by an earlier process is not known in detail: those vaults'
+            # next resolution is a whole one; after it, only the links edits touched.
+            self._links_unknown = {
+                task.removeprefix("links:") for task in self._pending if task.startswith("links:")
+            }
+            self._link_work: dict[str, LinkWork] = {}
         except BaseException:
             self._root.close()
             raise
@@ -142,12 +156,19 @@ class Store:
             self._pending.update(new_tasks)
             return result
 
-    def _changed(self, action: Callable[[Connection, Changes], T], tasks: Iterable[str] = ()) -> T:
+    def _changed(
+        self,
+        action: Callable[[Connection, Changes], T],
+        tasks: Iterable[str] = (),
+        vault: str | None = None,
+    ) -> T:
         """`_transaction` for writes that say what they changed, recorded once committed."""
         changes = Changes()
         result = self._transaction(lambda connection: action(connection, changes), tasks)
         with self._changes_lock:
             self._changes.merge(changes)
+            if vault is not None:
+                self._link_work.setdefault(vault, LinkWork()).merge(changes.links)
         return result
 
     def take_changes(self) -> Changes:
@@ -177,6 +198,7 @@ class Store:
                     c, vault, note, checked, size, mtime_ns, changes
                 ),
                 (links_task(vault),),
+                vault,
             )
         except duckdb.Error as error:
             raise NoteWriteError(
@@ -219,6 +241,7 @@ class Store:
                 c, vault, old_path, new_path, size, mtime_ns, changes
             ),
             (links_task(vault),),
+            vault,
         )
 
     def delete_note(self, vault: str, path: str) -> bool:
@@ -235,7 +258,9 @@ class Store:
         if not paths:
             return 0
         return self._changed(
-            lambda c, changes: writes.delete_notes(c, vault, paths, changes), (links_task(vault),)
+            lambda c, changes: writes.delete_notes(c, vault, paths, changes),
+            (links_task(vault),),
+            vault,
         )
 
     # --------------------------------------------------------------------- links
@@ -254,17 +279,34 @@ class Store:
         """Point links at note paths (None: unresolved) in one transaction; links changed."""
         return self._transaction(lambda c: linking.set_link_targets(c, vault, mapping))
 
-    def resolve_links(self, vault: str) -> int:
-        """Resolve every link of the vault with `LinkResolver`; links whose target changed."""
+    def resolve_links(self, vault: str, *, whole: bool = True) -> int:
+        """Resolve the vault's links with `LinkResolver`; links whose target changed.
 
-        def resolve(connection: Connection) -> int:
-            changed = linking.resolve_vault_links(connection, vault)
-            self._done(connection, links_task(vault))
+        `whole`: every link; else only those the edits since the last resolution
+        can have changed (`LinkWork`), unless an earlier process left link work
+        whose detail is lost (then every link all the same)."""
+        with self._write_lock:
+            with self._changes_lock:
+                work = self._link_work.pop(vault, LinkWork())
+            every = whole or vault in self._links_unknown
+
+            def resolve(connection: Connection) -> int:
+                if every:
+                    changed = linking.resolve_vault_links(connection, vault)
+                else:
+                    changed = linking.resolve_links_of(connection, vault, work)
+                self._done(connection, links_task(vault))
+                return changed
+
+            try:
+                changed = self._transaction(resolve)
+            except BaseException:
+                with self._changes_lock:
+                    self._link_work.setdefault(vault, LinkWork()).merge(work)
+                raise
+            self._pending.discard(links_task(vault))
+            self._links_unknown.discard(vault)
             return changed
-
-        changed = self._transaction(resolve)
-        self._pending.discard(links_task(vault))
-        return changed
 
     # --------------------------------------------------------------------- reads
 
@@ -381,13 +423,15 @@ class Store:
         changed with each note already).
 
         Only what writes left pending (recorded in the database, so a crash
-        between the writes and this still gets it done), or everything with force.
+        between the writes and this still gets it done), and of the links only
+        those the edits can have changed; everything with force (`--full`).
         """
         steps: list[Step] = []
         names = [vault if isinstance(vault, str) else vault.name for vault in vaults]
         for name in names:
             if force or links_task(name) in self._pending:
-                steps.append(timed(links_task(name), partial(self.resolve_links, name)))
+                resolve = partial(self.resolve_links, name, whole=force)
+                steps.append(timed(links_task(name), resolve))
         steps.append(timed("vector_index", self.ensure_vector_index))
         return steps
 

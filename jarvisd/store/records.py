@@ -13,6 +13,25 @@ from jarvisd.indexing.parsed import Heading, LinkKind
 
 
 @dataclass
+class LinkWork:
+    """The links of one vault whose resolution may have changed since the last one.
+
+    `sources`: notes whose own links were rewritten. `names`: the last segment
+    of every link key a created, deleted or renamed note (or a changed alias)
+    adds or removes: its file name, the file name its path's tails end in, an
+    alias's last segment. Every lookup `LinkResolver` makes for a key (the key,
+    its tails after the linking note's folder) ends in the key's last segment,
+    so a link whose key ends in none of `names` resolves as it did."""
+
+    sources: set[int] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+    def merge(self, other: LinkWork) -> None:
+        self.sources |= other.sources
+        self.names |= other.names
+
+
+@dataclass
 class Changes:
     """What writes changed since the search snapshot last asked (`Store.take_changes`).
 
@@ -24,11 +43,13 @@ class Changes:
     notes: set[int] = field(default_factory=set)
     terms: set[int] = field(default_factory=set)
     everything: bool = False
+    links: LinkWork = field(default_factory=LinkWork)
 
     def merge(self, other: Changes) -> None:
         self.notes |= other.notes
         self.terms |= other.terms
         self.everything |= other.everything
+        self.links.merge(other.links)
 
     @property
     def empty(self) -> bool:

@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
+from jarvisd.indexing.markdown import link_key
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.store import bm25
 from jarvisd.store.connection import first_row
@@ -130,9 +131,19 @@ def write_note(
         "warnings": list(note.warnings),
         "indexed_at": time.time(),
     }
+    before = first_row(
+        connection.execute(
+            "SELECT aliases FROM notes WHERE vault = ? AND path = ?", [vault, note.path]
+        )
+    )
     result = first_row(connection.execute(_UPSERT_NOTE, [_json([row])]))
     assert result is not None
     identifier = int(result[0])
+    changes.links.sources.add(identifier)
+    if before is None:  # a new name links may have been waiting for
+        changes.links.names |= name_tails(note.path, note.aliases)
+    elif sorted(before[0] or ()) != sorted(note.aliases):
+        changes.links.names |= name_tails(None, [*(before[0] or ()), *note.aliases])
     previous_targets = _resolved_keys(connection, identifier)
     changes.terms |= bm25.remove_notes(connection, [identifier])
     delete_contents(connection, identifier)
@@ -261,11 +272,13 @@ def delete_notes(
 ) -> int:
     """Delete these notes with everything they own; links to them become unresolved."""
     rows = connection.execute(
-        "SELECT id FROM notes WHERE vault = ? AND path IN "
+        "SELECT id, path, aliases FROM notes WHERE vault = ? AND path IN "
         "(SELECT unnest(from_json(?, '[\"VARCHAR\"]')))",
         [vault, _json(list(paths))],
     ).fetchall()
     identifiers = [int(row[0]) for row in rows]
+    for _, path, aliases in rows:
+        changes.links.names |= name_tails(str(path), aliases or ())
     if not identifiers:
         return 0
     ids = _json(identifiers)
@@ -321,12 +334,17 @@ def rename_note(
     text never changes, which lets search snapshots keep postings of chunks gone)."""
     row = first_row(
         connection.execute(
-            "SELECT id, frontmatter FROM notes WHERE vault = ? AND path = ?", [vault, old_path]
+            "SELECT id, frontmatter, aliases FROM notes WHERE vault = ? AND path = ?",
+            [vault, old_path],
         )
     )
     if row is None:
         return False
     identifier, frontmatter = int(row[0]), json.loads(row[1])
+    # Both names, and the aliases (ties among their notes go by path); its own links
+    # too, since which note a key means depends on the linking note's folder.
+    changes.links.names |= name_tails(old_path, row[2] or ()) | name_tails(new_path, ())
+    changes.links.sources.add(identifier)
     # Whatever was indexed at the new path is replaced by the moved note.
     delete_notes(connection, vault, [new_path], changes)
     title = title_for(new_path, frontmatter)
@@ -367,6 +385,14 @@ def _renumber_chunks(connection: duckdb.DuckDBPyConnection, identifier: int) -> 
     connection.execute(
         "DELETE FROM chunks WHERE note_id = ? AND id <= ?", [identifier, int(rows[-1][0])]
     )
+
+
+def name_tails(path: str | None, aliases: Sequence[str]) -> set[str]:
+    """The last segment of the link keys a note's path and aliases answer to (`LinkWork`)."""
+    keys = [link_key(alias) for alias in aliases]
+    if path is not None:
+        keys.append(link_key(path))
+    return {key.rsplit("/", 1)[-1] for key in keys if key}
 
 
 def title_for(path: str, frontmatter: dict[str, Any]) -> str:
