@@ -6,7 +6,7 @@
 
 SciFact (BEIR, test split): one note per document, `<_id>.md`, with the title
 as the frontmatter `title` and the H1 and the abstract as the body, indexed by
-the real pipeline (planner, parser, embedder, store, FTS) in-process; the 300
+the real pipeline (planner, parser, embedder, store, BM25) in-process; the 300
 test queries then go through the real `SearchService` in each mode.
 
 A folder of markdown notes (obsidian-help) is the second setting: no

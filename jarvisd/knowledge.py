@@ -110,7 +110,7 @@ class Knowledge:
             "maintenance",
             self.run_maintenance,
             schedule_key="maintenance",
-            description="DuckDB maintenance: ANALYZE, BM25 and HNSW rebuilds, CHECKPOINT",
+            description="DuckDB maintenance: ANALYZE, HNSW rebuild, CHECKPOINT",
         )
         await self.watcher.start()
         if self._store.recovery is not None:

@@ -148,7 +148,22 @@ def snapshot(database: Path) -> dict[str, Any]:
             "SELECT n.path, c.ordinal, c.text FROM chunks c JOIN notes n ON n.id = c.note_id "
             "ORDER BY ALL"
         ).fetchall()
-    return {"notes": notes, "links": links, "chunks": chunks}
+        # BM25 by note path and chunk position (ids differ between two histories).
+        postings = connection.execute(
+            "SELECT n.path, c.ordinal, t.term, p.tf FROM bm25_postings p "
+            "JOIN bm25_terms t USING (term_id) JOIN chunks c ON c.id = p.chunk_id "
+            "JOIN notes n ON n.id = c.note_id ORDER BY ALL"
+        ).fetchall()
+        frequencies = connection.execute(
+            "SELECT term, df FROM bm25_terms WHERE df <> 0 ORDER BY ALL"
+        ).fetchall()
+        lengths = connection.execute(
+            "SELECT n.path, c.ordinal, d.length FROM bm25_docs d "
+            "JOIN chunks c ON c.id = d.chunk_id JOIN notes n ON n.id = c.note_id ORDER BY ALL"
+        ).fetchall()
+        stats = connection.execute("SELECT documents, total_length FROM bm25_stats").fetchall()
+    bm25 = {"postings": postings, "df": frequencies, "lengths": lengths, "stats": stats}
+    return {"notes": notes, "links": links, "chunks": chunks, "bm25": bm25}
 
 
 def test_kill_9_mid_index_then_restart_equals_a_clean_index(
@@ -176,6 +191,8 @@ def test_kill_9_mid_index_then_restart_equals_a_clean_index(
     assert recovered["notes"] == reference["notes"]
     assert recovered["links"] == reference["links"]
     assert recovered["chunks"] == reference["chunks"]
+    assert recovered["bm25"] == reference["bm25"]  # in each note's transaction: never behind
+    assert recovered["bm25"]["postings"]
 
 
 def test_maintenance_waits_for_an_indexing_run(start_daemon: Start, short_tmp: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_bm25 import FtsReference
 
 from jarvisd.api.errors import from_domain
 from jarvisd.config import (
@@ -36,7 +37,7 @@ from jarvisd.pools import Pools
 from jarvisd.search import SearchError, SearchService
 from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems, tokenize
 from jarvisd.search.snapshot import build_snapshot
-from jarvisd.store import FTS_SCHEMA, Store
+from jarvisd.store import Store
 
 pytestmark = pytest.mark.slow
 EXAMPLE = Path(__file__).resolve().parents[1] / "jarvisd" / "example_vault"
@@ -242,27 +243,19 @@ async def test_query_text_is_never_sql(indexed: Indexed) -> None:
 # ------------------------------------------------------------------------------ BM25
 
 
-def _match_bm25(store: Store, query: str) -> dict[int, float]:
-    rows = (
-        store.reader()
-        .execute(
-            f"SELECT id, {FTS_SCHEMA}.match_bm25(id, ?) AS score "
-            "FROM chunks WHERE score IS NOT NULL",
-            [query],
-        )
-        .fetchall()
-    )
-    return {int(chunk): float(score) for chunk, score in rows}
-
-
 @pytest.mark.parametrize(
     "query",
     ["sourdough starter", "espresso grind finer sour", "Café 2024", "the flat white milk", "28"],
 )
 def test_bm25_scores_equal_match_bm25(indexed: Indexed, query: str) -> None:
+    """The store's own index scores as DuckDB fts's `match_bm25` does over the same text."""
     cursor = indexed.store.reader()
     stems = query_stems(cursor, Stemmer(), query)
-    theirs = _match_bm25(indexed.store, query)
+    reference = FtsReference(indexed.store)
+    try:
+        theirs = reference.scores(query)
+    finally:
+        reference.close()
     assert theirs
     in_memory = build_snapshot(indexed.store, 0, with_vectors=False).postings.score(stems)
     for scores, tolerance in ((in_memory, 1e-6), (bm25_sql(cursor, stems), 1e-9)):
@@ -276,9 +269,11 @@ def test_bm25_scores_equal_match_bm25(indexed: Indexed, query: str) -> None:
 
 def test_tokenizer_matches_the_index_tokenizer(indexed: Indexed) -> None:
     text = "Café au lait, 93 °C; naïve RE-USE of the_V60 (2024-05-01)"
-    row = indexed.store.reader().execute(f"SELECT {FTS_SCHEMA}.tokenize(?)", [text]).fetchone()
-    assert row is not None
-    assert tokenize(text) == [token for token in row[0] if token]
+    reference = FtsReference(indexed.store)
+    try:
+        assert tokenize(text) == reference.tokenize(text)
+    finally:
+        reference.close()
 
 
 # ---------------------------------------------------------------------------- caches

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +173,38 @@ def wait_for_source(daemon: DaemonProcess, source: str, seconds: float = 60) -> 
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_touch_moves_a_note_in_date_filters_without_restart(
+    start_daemon: Start, short_tmp: Path
+) -> None:
+    """`touch -d 2023-06-01` (or `git checkout`, a sync restoring times): the watcher's run
+    records it as a touch, and the patched snapshot's `modified` follows (issue #12 point 1)."""
+    vault = vault_copy(short_tmp)
+    daemon = start_daemon(
+        vaults=[{"name": "notes", "path": str(vault)}],
+        indexing={"on_start": True, "watch": True, "debounce": "200ms"},
+        search={"cache": {"size": 0}},
+    )
+    index_now(daemon)
+    shelf = "Projects/Workshop shelf.md"
+
+    def paths(*flags: str) -> list[str]:
+        done = ctl(daemon, "search", "birch", "plywood", "--mode", "keyword", "--json", *flags)
+        assert done.returncode == 0, done.stderr
+        return [result["path"] for result in json.loads(done.stdout)["results"]]
+
+    assert shelf in paths("--since", "2024-01-01") and shelf not in paths("--before", "2024-01-01")
+    pid = daemon.process.pid
+    june = datetime(2023, 6, 1, tzinfo=UTC).timestamp()
+    os.utime(vault / shelf, (june, june))  # what `touch -d 2023-06-01` does
+    deadline = time.monotonic() + 60
+    while shelf not in paths("--before", "2024-01-01"):
+        assert time.monotonic() < deadline, daemon.output()
+        time.sleep(0.2)
+    assert shelf not in paths("--since", "2024-01-01")
+    assert daemon.process.pid == pid
+    runs = daemon.client.get("/v1/index")
+    assert runs["last_run"]["files_touched"] >= 1, runs
+    snapshot = daemon.client.get("/v1/search/stats")["snapshot"]
+    assert snapshot["patched_notes"] >= 1, snapshot  # patched, not rebuilt whole

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from fixtures_store import make_note, storage_config, unit_vectors, vectors_for
 
-from jarvisd.store import FTS_SCHEMA, ExtensionMissingError, Store, vectors
+from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems
+from jarvisd.store import ExtensionMissingError, Store, vectors
 from jarvisd.store.connection import extension_path
 
 
@@ -30,21 +31,17 @@ def store(database: Path) -> Iterator[Store]:
 
 
 def bm25(store: Store, query: str) -> list[tuple[str, str]]:
-    """(note path, chunk text) of the BM25 hits, best first."""
-    rows = (
-        store.reader()
-        .execute(
-            f"""
-        SELECT n.path, c.text FROM (
-            SELECT id, {FTS_SCHEMA}.match_bm25(id, ?) AS score FROM chunks
-        ) hits JOIN chunks c ON c.id = hits.id JOIN notes n ON n.id = c.note_id
-        WHERE hits.score IS NOT NULL ORDER BY hits.score DESC
-        """,
-            [query],
-        )
-        .fetchall()
-    )
-    return [(str(path), str(text)) for path, text in rows]
+    """(note path, chunk text) of the BM25 hits, best first (the store's tables, in SQL)."""
+    cursor = store.reader()
+    scores = bm25_sql(cursor, query_stems(cursor, Stemmer(), query))
+    texts = {
+        int(chunk): (str(path), str(text))
+        for chunk, path, text in cursor.execute(
+            "SELECT c.id, n.path, c.text FROM chunks c JOIN notes n ON n.id = c.note_id"
+        ).fetchall()
+    }
+    ranked = sorted(zip(scores.scores.tolist(), scores.chunk_ids.tolist(), strict=True))
+    return [texts[chunk] for _, chunk in reversed(ranked)]
 
 
 def fill(store: Store, notes: int, chunks: int = 3, vault: str = "v") -> None:
@@ -56,7 +53,7 @@ def fill(store: Store, notes: int, chunks: int = 3, vault: str = "v") -> None:
 # -------------------------------------------------------------------------- BM25
 
 
-def test_bm25_finds_the_right_chunk_after_a_rebuild(store: Store) -> None:
+def test_bm25_finds_the_right_chunk_as_soon_as_it_is_written(store: Store) -> None:
     notes = [
         make_note(
             "Coffee/Espresso.md",
@@ -70,9 +67,6 @@ def test_bm25_finds_the_right_chunk_after_a_rebuild(store: Store) -> None:
     ]
     for seed, note in enumerate(notes):
         store.write_note("v", note, vectors_for(note, seed), 1, 1)
-    assert not store.has_fts_index
-    store.rebuild_fts()
-    assert store.has_fts_index
     assert bm25(store, "sourdough starter")[0] == (
         "Baking/Sourdough.md",
         "Feed the starter with rye flour every morning.",
@@ -84,17 +78,15 @@ def test_bm25_finds_the_right_chunk_after_a_rebuild(store: Store) -> None:
     assert bm25(store, "nonexistentword") == []
 
 
-def test_a_stale_bm25_index_never_returns_wrong_text(store: Store) -> None:
+def test_bm25_follows_a_rewrite_at_once(store: Store) -> None:
     note = make_note("a.md", ["espresso shot"])
     store.write_note("v", note, vectors_for(note), 1, 1)
-    store.finalize(["v"])
     rewritten = make_note("a.md", ["bread dough"])
     store.write_note("v", rewritten, vectors_for(rewritten), 2, 2)
-    # Until the next rebuild the old chunk's id matches nothing, the new one is missing.
+    # In the same transaction as the chunks: no rebuild owed, nothing stale to see.
     assert bm25(store, "espresso") == []
-    assert bm25(store, "bread") == []
-    assert "fts_rebuild" in dict(store.finalize(["v"]))
     assert bm25(store, "bread") == [("a.md", "bread dough")]
+    assert [name for name, _ in store.finalize(["v"])] == ["links:v", "vector_index"]
 
 
 # -------------------------------------------------------------------------- HNSW
@@ -304,7 +296,7 @@ def test_maintenance_runs_and_times_its_steps(database: Path) -> None:
     store = Store(database, storage_config(enabled=True))
     try:
         fill(store, 10)
-        names = ["analyze", "fts_rebuild", "vector_index", "checkpoint"]
+        names = ["analyze", "vector_index", "checkpoint"]
         assert [name for name, _ in store.maintenance()] == names
         store.ensure_vector_index()
         store.delete_note("v", "n/1.md")
@@ -313,7 +305,7 @@ def test_maintenance_runs_and_times_its_steps(database: Path) -> None:
         # The deleted note's vector went: maintenance rebuilt the vector table.
         assert store.vector_table is not None and store.vector_table.name == "chunk_vectors_2"
         assert all(seconds >= 0 for _, seconds in steps)
-        # The rebuild settled the BM25 debt; link resolution is finalize's job.
+        # BM25 owes nothing (each write kept it); link resolution is finalize's job.
         pending = store.reader().execute("SELECT task FROM pending_work").fetchall()
         assert pending == [("links:v",)]
     finally:
@@ -326,9 +318,9 @@ def test_pending_work_survives_a_restart(database: Path) -> None:
     store.close()  # no finalize: the derived work is still owed
     again = Store(database, storage_config())
     try:
-        assert again.stats()["pending_work"] == 2
+        assert again.stats()["pending_work"] == 1
         names = [name for name, _ in again.finalize(["v"])]
-        assert names == ["links:v", "fts_rebuild", "vector_index"]
+        assert names == ["links:v", "vector_index"]
         assert again.stats()["pending_work"] == 0
     finally:
         again.close()
@@ -466,12 +458,11 @@ store.maintenance()
 fill(6, 7, "appended line zebra")
 store.finalize(["v"])
 """,
-    "two_rebuilds_without_checkpoint": """
+    "two_finalizes_without_checkpoint": """
 fill(0, 6)
 store.finalize(["v"])
 fill(6, 7, "appended line zebra")
 store.finalize(["v"])
-store.rebuild_fts()
 """,
     "hnsw_rebuilt_and_retired": """
 fill(0, 6)
@@ -480,7 +471,19 @@ store.checkpoint()
 fill(6, 7, "appended line zebra")
 store.ensure_vector_index(0.0)
 store.ensure_vector_index(0.0)
-store.rebuild_fts()
+""",
+    # What migration 2 does to a database of an earlier build (its DuckDB fts index).
+    "fts_of_an_earlier_build_dropped": """
+fill(0, 6)
+store.finalize(["v"])
+store._writer.execute(
+    "CREATE TABLE chunk_documents AS SELECT id AS chunk_id, 'title' AS title, text FROM chunks"
+)
+store._writer.execute("PRAGMA create_fts_index('chunk_documents', 'chunk_id', 'title', 'text')")
+store.checkpoint()
+from jarvisd.store import bm25
+bm25.drop_fts(store._writer, "fts_main_chunk_documents", "chunk_documents")
+fill(6, 7, "appended line zebra")
 """,
     "fresh_database_first_index": """
 fill(0, 7, "appended line zebra")

@@ -517,7 +517,7 @@ class ScheduleConfig(Section):
     )
     maintenance: Schedule = Field(
         default="0 3 * * sun",
-        description="DuckDB maintenance (ANALYZE, BM25 and HNSW rebuilds, CHECKPOINT).",
+        description="DuckDB maintenance (ANALYZE, HNSW rebuild, CHECKPOINT).",
     )
     memory_sample: Schedule = Field(
         default="10s", description="Memory and CPU sampling, which also evaluates alert rules."

@@ -216,7 +216,7 @@ class Indexer:
                 report.changed |= await self._index_vault(vault, report)
             report.phase = "finalizing"
             self._emit(report.progress())
-            vector_table_changed = await self._pools.run("io", self._finalize, report.changed)
+            vector_table_changed = await self._pools.run("io", self._finalize, report.full)
             report.state = "done"
             self._metrics.index_succeeded()
         except _Deferred:
@@ -236,7 +236,9 @@ class Indexer:
             # Whatever was written is in the store even if the run then failed or was
             # deferred: caches over the store must see it. So must searches when the
             # HNSW vector table changed (semantic search reads the one its snapshot names).
-            if report.changed or report.files_indexed or vector_table_changed:
+            # A touch changes only a note's mtime, which search results show as `modified`.
+            touched = report.files_touched > 0
+            if report.changed or report.files_indexed or vector_table_changed or touched:
                 for callback in self._change_listeners:
                     callback()
             await self.refresh_stats()
@@ -270,15 +272,16 @@ class Indexer:
             log.info("index.vault_forgotten", vault=name, notes=deleted)
         return forgotten
 
-    def _finalize(self, changed: bool) -> bool:
-        """Derived indexes after the notes: link targets, BM25, HNSW.
+    def _finalize(self, full: bool) -> bool:
+        """Derived indexes after the notes: link targets (all of them on `--full`, else
+        only those the run's edits can have changed), HNSW.
 
         The store records pending work in the same transaction as each write, so a
         run killed before this point still gets it done by the next run. True when
         the HNSW vector table was built, rebuilt or dropped.
         """
         before = self._store.vector_table
-        for step, seconds in self._store.finalize(self._config.vaults, force=changed):
+        for step, seconds in self._store.finalize(self._config.vaults, force=full):
             log.info("index.finalize_step", step=step, seconds=round(seconds, 4))
         return self._store.vector_table != before
 

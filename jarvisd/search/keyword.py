@@ -1,12 +1,13 @@
-"""Keyword search: BM25 from the store's DuckDB FTS index, grouped per note.
+"""Keyword search: BM25 from the store's own index (`store.bm25`), grouped per note.
 
-The scoring lives in `postings` (the FTS index tables held in memory);
+The scoring lives in `postings` (the BM25 tables held in memory);
 `bm25_sql` computes the same scores in SQL from the index tables, for just
 the query's terms: the reference the tests and the benchmark compare with
 (and the way to check a snapshot against the database).
 
 Query text never becomes SQL: it is tokenised here the way the index's
-tokenizer does it (accents stripped, lower case, runs of [a-z0-9]), so the
+tokenizer (DuckDB fts's, run in SQL by `store.bm25`) does it (accents
+stripped, lower case, runs of [a-z0-9]), so the
 only text that ever reaches a statement is [a-z0-9]+ words, inlined as
 literals. Inlined on purpose: every bound parameter costs ~150 µs here.
 """
@@ -25,7 +26,6 @@ from cachetools import LRUCache
 from jarvisd.search.hits import NoteScores
 from jarvisd.search.postings import BM25_B, BM25_K1, ChunkScores
 from jarvisd.search.snapshot import Snapshot
-from jarvisd.store import FTS_SCHEMA
 
 MAX_QUERY_TERMS = 64  # a pasted paragraph needs no more to be found
 _TERM = re.compile(r"[a-z0-9]+")
@@ -76,30 +76,28 @@ def query_stems(cursor: duckdb.DuckDBPyConnection, stemmer: Stemmer, query: str)
 
 
 def bm25_sql(cursor: duckdb.DuckDBPyConnection, stems: Sequence[str]) -> ChunkScores:
-    """The same BM25 in SQL, from the index tables, for just these stems (the reference)."""
+    """The same BM25 in SQL, from the store's tables, for just these stems (the reference)."""
     empty = ChunkScores(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), 0.0)
     if not stems:
         return empty
-    schema = FTS_SCHEMA
     result = cursor.execute(f"""
         WITH query_terms AS (
-            SELECT termid, df FROM {schema}.dict WHERE term IN ({_literals(stems)})
+            SELECT term_id, df FROM bm25_terms WHERE df > 0 AND term IN ({_literals(stems)})
         ),
-        frequencies AS (
-            SELECT docid, termid, count(*) AS tf FROM {schema}.terms
-            WHERE termid IN (SELECT termid FROM query_terms)
-            GROUP BY docid, termid
+        stats AS (
+            SELECT documents AS num_docs, total_length / documents AS avgdl FROM bm25_stats
+            WHERE documents > 0
         )
-        SELECT docs.name AS chunk_id, sum(
+        SELECT postings.chunk_id AS chunk_id, sum(
             log(((stats.num_docs - query_terms.df) + 0.5) / (query_terms.df + 0.5) + 1)
-            * (frequencies.tf * ({BM25_K1} + 1))
-            / (frequencies.tf + {BM25_K1} * ((1 - {BM25_B}) + {BM25_B} * (docs.len / stats.avgdl)))
+            * (postings.tf * ({BM25_K1} + 1))
+            / (postings.tf + {BM25_K1} * ((1 - {BM25_B}) + {BM25_B} * (docs.length / stats.avgdl)))
         ) AS score
-        FROM frequencies
-        JOIN query_terms USING (termid)
-        JOIN {schema}.docs AS docs USING (docid)
-        CROSS JOIN {schema}.stats AS stats
-        GROUP BY docs.name
+        FROM bm25_postings AS postings
+        JOIN query_terms USING (term_id)
+        JOIN bm25_docs AS docs USING (chunk_id)
+        CROSS JOIN stats
+        GROUP BY postings.chunk_id
     """).fetchnumpy()
     return ChunkScores(
         np.asarray(result["chunk_id"], dtype=np.int64),

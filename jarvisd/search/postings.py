@@ -1,6 +1,7 @@
-"""The BM25 index in memory: the store's FTS index tables, read once per index change.
+"""The BM25 index in memory: the store's BM25 tables (`store.bm25`), read once per index change.
 
-Measured here (2 shared cores): computing BM25 in SQL from the FTS tables for
+Measured here (2 shared cores) with DuckDB fts's tables, which held the same
+postings one row per term occurrence: computing BM25 in SQL for
 just the query's terms took 6-12 ms a query on SciFact (13k chunks, 878k term
 rows) and 22 ms on a 10k-note vault (64k chunks, 2.6M term rows): the scan of
 `terms` grows with the collection (`match_bm25` is slower still). Reading the
@@ -8,23 +9,24 @@ same tables into postings once, when the snapshot is built (0.16 s and 0.42 s,
 10 MB and 23 MB), makes a query's BM25 a few array operations over only its
 terms' postings: 0.13 ms and 0.18 ms.
 
-The scores are DuckDB's own (the `match_bm25` macro's Okapi BM25: k1 1.2,
+The scores are DuckDB fts's (its `match_bm25` macro's Okapi BM25: k1 1.2,
 b 0.75, idf = log10((N - df + 0.5) / (df + 0.5) + 1), N and the average
-length from the index's `stats`); each posting's length-normalised tf factor
-is precomputed in float32, so they agree with the macro to ~1e-7 (a test
-keeps them equal).
+length from `bm25_stats`), computed in float64 from integer tf and lengths
+per query, so they agree with the macro to ~1e-12 (a test keeps them equal).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from jarvisd.store import FTS_SCHEMA
 from jarvisd.store.connection import first_row
 
 BM25_K1 = 1.2
@@ -43,13 +45,31 @@ class ChunkScores:
 
 @dataclass(frozen=True)
 class Postings:
-    """term -> (chunk ids, tf factor), CSR by term id."""
+    """term -> (chunk ids, tf, chunk length): a CSR read whole at a full build, and an
+    overlay of the terms edits touched since (each overlay entry replaces its term's list).
 
-    terms: dict[str, int]
-    idf: npt.NDArray[np.float64]  # per term id
+    An edit never rewrites the CSR (2.6M postings at 10k notes): the terms of the
+    changed chunks get new lists in the overlay, with the new chunks' postings
+    appended. The postings of chunks that are gone stay in those lists: chunk ids
+    are never reused, and `keyword_scores` drops every id its snapshot does not
+    hold. df, N and the average length come fresh from the store with every
+    patch, and idf and the length factor are computed per query over only its
+    terms' postings (a few thousand numbers), so scores stay exactly BM25.
+    """
+
+    terms: dict[str, int]  # the CSR's terms, shared (never changed) by every patch
+    df: npt.NDArray[np.float64]  # per term row (the CSR's, then the overlay's new terms)
     offsets: IntArray  # postings of term t: offsets[t]:offsets[t + 1]
     chunk_ids: IntArray
-    factors: npt.NDArray[np.float32]  # tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avgdl))
+    tf: npt.NDArray[np.float32]
+    lengths: npt.NDArray[np.float32]
+    documents: float = 0.0
+    average_length: float = 0.0
+    new_terms: dict[str, int] = field(default_factory=dict)  # rows past the CSR's
+    overlay: dict[int, tuple[IntArray, npt.NDArray[np.float32], npt.NDArray[np.float32]]] = field(
+        default_factory=dict
+    )
+    patched_postings: int = 0  # postings added by patches since the CSR was read
 
     @classmethod
     def empty(cls) -> Postings:
@@ -59,70 +79,195 @@ class Postings:
             np.zeros(1, np.int64),
             np.zeros(0, np.int64),
             np.zeros(0, np.float32),
+            np.zeros(0, np.float32),
         )
 
     @property
     def memory_bytes(self) -> int:
-        arrays = (self.idf, self.offsets, self.chunk_ids, self.factors)
-        return sum(int(array.nbytes) for array in arrays) + 80 * len(self.terms)
+        arrays: list[npt.NDArray[Any]] = [self.df, self.offsets, self.chunk_ids, self.tf]
+        arrays.append(self.lengths)
+        for entry in self.overlay.values():
+            arrays.extend(entry)
+        terms = len(self.terms) + len(self.new_terms)
+        return sum(int(array.nbytes) for array in arrays) + 80 * terms
+
+    def row(self, term: str) -> int | None:
+        found = self.terms.get(term)
+        return self.new_terms.get(term) if found is None else found
+
+    def term_postings(
+        self, row: int
+    ) -> tuple[IntArray, npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """(chunk ids, tf, lengths) of a term row, dead chunks included."""
+        entry = self.overlay.get(row)
+        if entry is not None:
+            return entry
+        if row >= self.offsets.shape[0] - 1:
+            empty = np.zeros(0, np.float32)
+            return np.zeros(0, np.int64), empty, empty
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        return self.chunk_ids[start:end], self.tf[start:end], self.lengths[start:end]
 
     def score(self, stems: Sequence[str]) -> ChunkScores:
         """BM25 over the chunks holding any of the (distinct) stems."""
         ids: list[IntArray] = []
         contributions: list[npt.NDArray[np.float64]] = []
         bound = 0.0
+        documents, average = self.documents, self.average_length
         for stem in dict.fromkeys(stems):
-            term = self.terms.get(stem)
-            if term is None:
+            row = self.row(stem)
+            if row is None or self.df[row] <= 0:
                 continue
-            start, end = int(self.offsets[term]), int(self.offsets[term + 1])
-            idf = float(self.idf[term])
+            frequency = float(self.df[row])
+            idf = float(np.log10((documents - frequency + 0.5) / (frequency + 0.5) + 1))
             bound += idf * (BM25_K1 + 1)
-            ids.append(self.chunk_ids[start:end])
-            contributions.append(self.factors[start:end].astype(np.float64) * idf)
+            chunk_ids, tf64, lengths = self.term_postings(row)
+            tf = tf64.astype(np.float64)
+            relative = lengths.astype(np.float64) / average if average > 0 else 1.0
+            norm = (1 - BM25_B) + BM25_B * relative
+            ids.append(chunk_ids)
+            contributions.append(idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm))
         if not ids:
             return ChunkScores(np.zeros(0, np.int64), np.zeros(0, np.float64), 0.0)
         if len(ids) == 1:
-            return ChunkScores(ids[0], contributions[0].astype(np.float64), bound)
+            return ChunkScores(ids[0], contributions[0], bound)
         chunk_ids, inverse = np.unique(np.concatenate(ids), return_inverse=True)
         scores = np.bincount(inverse, weights=np.concatenate(contributions))
         return ChunkScores(chunk_ids, scores.astype(np.float64), bound)
 
+    def patched(
+        self,
+        added: dict[str, tuple[IntArray, npt.NDArray[np.float32], npt.NDArray[np.float32]]],
+        frequencies: dict[str, int],
+        documents: int,
+        total_length: int,
+    ) -> Postings:
+        """A new generation: `added` postings per term appended, df as given (for every
+        term whose df changed), N and total length as the store has them now."""
+        new_terms = dict(self.new_terms)
+        extra = [term for term in frequencies if self.row(term) is None]
+        first = self.df.shape[0]
+        for offset, term in enumerate(extra):
+            new_terms[term] = first + offset
+        df = np.concatenate((self.df, np.zeros(len(extra), np.float64)))
+        for term, frequency in frequencies.items():
+            row = new_terms.get(term) if term not in self.terms else self.terms[term]
+            assert row is not None
+            df[row] = frequency
+        overlay = dict(self.overlay)
+        count = 0
+        for term, (chunk_ids, tf, lengths) in added.items():
+            row = self.terms.get(term, new_terms.get(term))
+            if row is None:  # a term with postings always has a df row; never crash on it
+                continue
+            old_ids, old_tf, old_lengths = self.term_postings(row)
+            overlay[row] = (
+                np.concatenate((old_ids, chunk_ids)),
+                np.concatenate((old_tf, tf)),
+                np.concatenate((old_lengths, lengths)),
+            )
+            count += int(chunk_ids.shape[0])
+        average = float(total_length) / documents if documents else 0.0
+        return dataclasses.replace(
+            self,
+            df=df,
+            documents=float(documents),
+            average_length=average,
+            new_terms=new_terms,
+            overlay=overlay,
+            patched_postings=self.patched_postings + count,
+        )
+
 
 def read_postings(cursor: duckdb.DuckDBPyConnection) -> Postings:
-    """The FTS index tables as postings; empty before the first index run built them."""
-    schema = FTS_SCHEMA
-    # Checked, not caught: a failed statement would abort the caller's read transaction.
-    exists = first_row(
-        cursor.execute(
-            "SELECT count(*) FROM duckdb_tables() "
-            f"WHERE schema_name = '{schema}' AND table_name = 'stats'"
-        )
-    )
-    if exists is None or not exists[0]:
-        return Postings.empty()
-    stats = first_row(cursor.execute(f"SELECT num_docs, avgdl FROM {schema}.stats"))
+    """The store's BM25 tables (`store.bm25`) as postings; empty for an empty index."""
+    stats = first_row(cursor.execute("SELECT documents, total_length FROM bm25_stats"))
     vocabulary = cursor.execute(
-        f"SELECT termid, term, df FROM {schema}.dict ORDER BY termid"
+        "SELECT term_id, term, df FROM bm25_terms WHERE df > 0 ORDER BY term_id"
     ).fetchnumpy()
-    rows = cursor.execute(f"""
-        SELECT t.termid, d.name AS chunk_id, count(*)::INTEGER AS tf, any_value(d.len) AS length
-        FROM {schema}.terms AS t JOIN {schema}.docs AS d USING (docid)
-        GROUP BY t.termid, d.name ORDER BY t.termid, d.name
+    rows = cursor.execute("""
+        SELECT p.term_id, p.chunk_id, p.tf, d.length
+        FROM bm25_postings p JOIN bm25_docs d USING (chunk_id)
+        ORDER BY p.term_id, p.chunk_id
     """).fetchnumpy()
-    if stats is None or not len(vocabulary["termid"]):
+    if stats is None or not int(stats[0]) or not len(vocabulary["term_id"]):
         return Postings.empty()
-    documents, average = float(stats[0]), float(stats[1])
-    term_ids = np.asarray(vocabulary["termid"], dtype=np.int64)
-    size = int(term_ids.max()) + 1
-    frequencies = np.zeros(size, dtype=np.float64)
-    frequencies[term_ids] = np.asarray(vocabulary["df"], dtype=np.float64)
-    idf = np.log10((documents - frequencies + 0.5) / (frequencies + 0.5) + 1)
-    tf = np.asarray(rows["tf"], dtype=np.float64)
-    length = np.asarray(rows["length"], dtype=np.float64)
-    norm = (1 - BM25_B) + BM25_B * (length / average) if average > 0 else np.ones_like(length)
-    factors = (tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm)).astype(np.float32)
-    counts = np.bincount(np.asarray(rows["termid"], dtype=np.int64), minlength=size)
+    # Term ids are never reused, so the stored ones have gaps: rows here are dense.
+    stored_ids = np.asarray(vocabulary["term_id"], dtype=np.int64)
+    term_rows = np.searchsorted(stored_ids, np.asarray(rows["term_id"], dtype=np.int64))
+    counts = np.bincount(term_rows, minlength=stored_ids.shape[0])
     offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    terms = dict(zip(vocabulary["term"].tolist(), term_ids.tolist(), strict=True))
-    return Postings(terms, idf, offsets, np.asarray(rows["chunk_id"], dtype=np.int64), factors)
+    terms = dict(zip(vocabulary["term"].tolist(), range(stored_ids.shape[0]), strict=True))
+    return Postings(
+        terms,
+        np.asarray(vocabulary["df"], dtype=np.float64),
+        offsets,
+        np.asarray(rows["chunk_id"], dtype=np.int64),
+        np.asarray(rows["tf"], dtype=np.float32),
+        np.asarray(rows["length"], dtype=np.float32),
+        documents=float(stats[0]),
+        average_length=float(stats[1]) / float(stats[0]),
+    )
+
+
+PostingLists = dict[str, tuple[IntArray, npt.NDArray[np.float32], npt.NDArray[np.float32]]]
+
+
+@dataclass(frozen=True)
+class PostingsPatch:
+    """What one edit batch changed in BM25, read in the snapshot's transaction."""
+
+    added: PostingLists  # the new chunks' postings, per term
+    frequencies: dict[str, int]  # df now, of every term whose df changed
+    documents: int
+    total_length: int
+
+
+def read_patch(
+    cursor: duckdb.DuckDBPyConnection, chunk_ids: IntArray, dropped_terms: set[int]
+) -> PostingsPatch:
+    """The postings of these (new) chunks, the df of their terms and of `dropped_terms`
+    (terms whose df fell when chunks went), and the collection statistics."""
+    stats = first_row(cursor.execute("SELECT documents, total_length FROM bm25_stats"))
+    assert stats is not None
+    ids = [int(identifier) for identifier in chunk_ids.tolist()]
+    added: PostingLists = {}
+    term_ids = set(dropped_terms)
+    if ids:
+        # A patch's chunks are recent: the range lets DuckDB skip older row groups.
+        rows = cursor.execute(
+            f"""
+            SELECT t.term_id, t.term, p.chunk_id, p.tf, d.length
+            FROM bm25_postings p JOIN bm25_terms t USING (term_id)
+            JOIN bm25_docs d USING (chunk_id)
+            WHERE p.chunk_id BETWEEN {min(ids)} AND {max(ids)}
+              AND p.chunk_id IN (SELECT unnest(from_json(?, '["BIGINT"]')))
+            ORDER BY t.term, p.chunk_id
+            """,
+            [json.dumps(ids)],
+        ).fetchnumpy()
+        terms = rows["term"]
+        if len(terms):
+            term_ids.update(int(value) for value in np.unique(rows["term_id"]).tolist())
+            # Sorted by term: each term's postings are one run of rows.
+            breaks = np.flatnonzero(terms[1:] != terms[:-1]) + 1
+            starts = np.concatenate(([0], breaks)).astype(np.int64)
+            ends = np.append(breaks, len(terms)).astype(np.int64)
+            chunk_column = np.asarray(rows["chunk_id"], dtype=np.int64)
+            tf_column = np.asarray(rows["tf"], dtype=np.float32)
+            length_column = np.asarray(rows["length"], dtype=np.float32)
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                added[str(terms[start])] = (
+                    chunk_column[start:end],
+                    tf_column[start:end],
+                    length_column[start:end],
+                )
+    frequencies: dict[str, int] = {}
+    if term_ids:
+        frequency_rows = cursor.execute(
+            "SELECT term, df FROM bm25_terms "
+            "WHERE term_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
+            [json.dumps(sorted(term_ids))],
+        ).fetchall()
+        frequencies = {str(term): int(df) for term, df in frequency_rows}
+    return PostingsPatch(added, frequencies, int(stats[0]), int(stats[1]))

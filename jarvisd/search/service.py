@@ -4,8 +4,10 @@ It owns the snapshot (see `snapshot`), the result cache and the memory-mode
 policy, and runs every search as one call in the `search` thread pool, so the
 event loop never blocks. Freshness rule: every index change (the indexer's
 `on_change`) clears the result cache and marks the snapshot stale; a search
-that starts after the change waits for a snapshot built after it, so it can
-never answer with the text an edit replaced.
+that starts after the change waits for a snapshot made after it, so it can
+never answer with the text an edit replaced. The next snapshot is the last
+one patched with the notes that changed (`snapshot.refresh_snapshot`), so an
+edit costs what it changed, not what the vault holds.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from jarvisd.search.keyword import Stemmer
 from jarvisd.search.passages import Passage, best_passages
 from jarvisd.search.ranking import Encoder, Ranked, rank
 from jarvisd.search.request import SearchError, SearchRequest, normalise_query, parse_request
-from jarvisd.search.snapshot import NoteInfo, Snapshot, build_snapshot
+from jarvisd.search.snapshot import NoteInfo, Snapshot, refresh_snapshot
 from jarvisd.store import Store
+from jarvisd.store.records import Changes
 
 log = get_logger("jarvisd.search")
 
@@ -126,10 +129,13 @@ class SearchService:
         generation = self._generation
         with_vectors = not self._minimal
         snapshot = await self._pools.run(
-            "search", build_snapshot, self._store, generation, with_vectors
+            "search", refresh_snapshot, self._store, self._snapshot, generation, with_vectors
         )
         if self._snapshot is None or self._snapshot.generation <= generation:
             self._snapshot = snapshot
+        else:
+            # Not the base of the next patch: the changes it took must not be lost.
+            self._store.give_back_changes(Changes(everything=True))
         log.info("search.snapshot_built", **snapshot.describe())
         if self._generation != generation:
             # Changed again while building: build once more, without waiting for a search.

@@ -16,14 +16,20 @@ chunks written after the index's copy was built are read, to be scored
 exactly. Chunk ids the index returns that this snapshot does not know
 (deleted since) are skipped, so results still agree with the snapshot's text.
 
-A snapshot is immutable. The service builds a new one after every index
+A snapshot is immutable. The service makes a new one after every index
 change and swaps the reference in one assignment, so a search never sees a
-half-built one.
+half-built one. It is built whole at start-up (and after resets, with the
+HNSW index, or after large bursts); otherwise the last one is patched
+(`refresh_snapshot`): the changed notes' rows are read in one transaction and
+replace theirs, every other row is copied over as arrays and the BM25
+postings gain an overlay for the terms the edit touched. At 10,027 notes a
+whole build read 64k chunks' vectors, text and 2.6M postings in ~1.1 s.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,10 +38,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from jarvisd.search.postings import Postings, read_postings
+from jarvisd.search.postings import Postings, read_patch, read_postings
 from jarvisd.search.request import Filters
 from jarvisd.store import ChunkMatrix, Store
 from jarvisd.store.indexes import VectorTable
+from jarvisd.store.records import Changes
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -75,6 +82,7 @@ class Snapshot:
     delta_vectors: FloatArray | None = None
     built_at: float = field(default_factory=time.time)
     build_seconds: float = 0.0
+    patched_notes: int = 0  # 0: built whole; else the notes a patch of the last one replaced
     _sorted_ids: IntArray = field(init=False, repr=False)
     _sorted_rows: IntArray = field(init=False, repr=False)
     _masks: dict[Filters, BoolArray] = field(init=False, repr=False, default_factory=dict)
@@ -161,6 +169,8 @@ class Snapshot:
             "memory_bytes": self.memory_bytes(),
             "built_at": self.built_at,
             "build_seconds": round(self.build_seconds, 4),
+            "patched_notes": self.patched_notes,
+            "patched_postings": self.postings.patched_postings,
         }
 
 
@@ -284,3 +294,130 @@ def _note(by_id: dict[int, tuple[Any, ...]], note_id: int, tags: dict[int, list[
         mtime_ns=int(row[4]),
         tags=tuple(tags.get(note_id, ())),
     )
+
+
+# ------------------------------------------------------------------- patching
+
+# Past these, a whole build is about as cheap as a patch and drops the postings of
+# chunks gone that patches leave in place (memory): a burst of edits (a sync, a
+# `git pull`) touching a quarter of the notes, or patches that appended a quarter
+# of the postings the last whole build read.
+PATCH_NOTES_SHARE = 0.25
+PATCH_POSTINGS_SHARE = 0.25
+
+
+def refresh_snapshot(
+    store: Store, base: Snapshot | None, generation: int, with_vectors: bool
+) -> Snapshot:
+    """The next snapshot: `base` patched with what the store changed since it was built,
+    or a whole build (at start-up, after a reset, with the HNSW index, past the shares
+    above). The changes taken are given back if the build fails, so none is lost."""
+    changes = store.take_changes()
+    try:
+        if _patchable(store, base, changes, with_vectors):
+            assert base is not None
+            return patch_snapshot(store, base, changes, generation)
+        return build_snapshot(store, generation, with_vectors)
+    except BaseException:
+        store.give_back_changes(changes)
+        raise
+
+
+def _patchable(store: Store, base: Snapshot | None, changes: Changes, with_vectors: bool) -> bool:
+    if base is None or changes.everything or base.vector_table is not None:
+        return False
+    if (base.vectors is not None) != with_vectors or store.vector_table is not None:
+        return False
+    if len(changes.notes) > PATCH_NOTES_SHARE * max(1, base.note_count):
+        return False
+    base_postings = int(base.postings.chunk_ids.shape[0])
+    return base.postings.patched_postings <= PATCH_POSTINGS_SHARE * max(10_000, base_postings)
+
+
+def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: int) -> Snapshot:
+    """`base` with the changed notes' rows (chunks, text, vectors, postings, note info)
+    replaced by the store's, read in one transaction; every other row is shared."""
+    started = time.perf_counter()
+    changed = sorted(changes.notes)
+    identifiers = json.dumps(changed)
+    cursor = store.reader()
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        where = "WHERE note_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))"
+        chunks = cursor.execute(
+            "SELECT id, note_id, heading_path, text, start_line, end_line "
+            f"FROM chunks {where} ORDER BY id",
+            [identifiers],
+        ).fetchnumpy()
+        notes = cursor.execute(
+            "SELECT id, vault, path, title, mtime_ns FROM notes "
+            "WHERE id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
+            [identifiers],
+        ).fetchall()
+        tags = cursor.execute(
+            f"SELECT note_id, tag FROM tags {where} ORDER BY note_id, tag", [identifiers]
+        ).fetchall()
+        new_ids = np.asarray(chunks["id"], dtype=np.int64)
+        matrix = store.note_chunk_matrix(changed) if base.vectors is not None else None
+        # A chunk id's indexed text never changes (a retitled note's chunks get new
+        # ids), so chunks `base` holds already (touches, renames) have their postings.
+        _, known = base.rows_of(new_ids)
+        patch = read_patch(cursor, new_ids[~known], changes.terms)
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    cursor.execute("COMMIT")
+    base_note_ids = np.fromiter(
+        (note.note_id for note in base.notes), dtype=np.int64, count=base.note_count
+    )
+    keep = ~np.isin(base_note_ids[base.chunk_notes], np.asarray(changed, dtype=np.int64))
+    new_note_ids = np.asarray(chunks["note_id"], dtype=np.int64)
+    note_ids = np.concatenate((base_note_ids[base.chunk_notes][keep], new_note_ids))
+    chunk_ids = np.concatenate((base.chunk_ids[keep], new_ids))
+    order = np.lexsort((chunk_ids, note_ids))  # by note, then position (id order)
+    note_ids, chunk_ids = note_ids[order], chunk_ids[order]
+    boundaries = np.flatnonzero(np.diff(note_ids)) + 1
+    starts = np.concatenate(([0], boundaries)).astype(np.int64) if chunk_ids.size else note_ids[:0]
+    sizes = np.diff(np.append(starts, chunk_ids.size))
+    infos = {note.note_id: note for note in base.notes}
+    infos.update(_notes_by_id(notes, tags))
+    vectors = None
+    if base.vectors is not None and matrix is not None:
+        if not np.array_equal(matrix.ids, new_ids):
+            raise RuntimeError("chunk ids differ between two reads of one transaction")
+        vectors = np.ascontiguousarray(np.concatenate((base.vectors[keep], matrix.vectors))[order])
+
+    def combined(old: npt.NDArray[Any], new: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return np.concatenate((old[keep], new))[order]
+
+    snapshot = Snapshot(
+        generation=generation,
+        notes=[_info(infos, int(note_id)) for note_id in note_ids[starts]],
+        starts=starts,
+        chunk_notes=np.repeat(np.arange(len(starts), dtype=np.int64), sizes),
+        chunk_ids=chunk_ids,
+        texts=combined(base.texts, chunks["text"]),
+        headings=combined(base.headings, chunks["heading_path"]),
+        first_lines=combined(base.first_lines, np.asarray(chunks["start_line"], np.int32)),
+        last_lines=combined(base.last_lines, np.asarray(chunks["end_line"], np.int32)),
+        vectors=vectors,
+        postings=base.postings.patched(
+            patch.added, patch.frequencies, patch.documents, patch.total_length
+        ),
+        patched_notes=len(changed),
+    )
+    snapshot.build_seconds = time.perf_counter() - started
+    return snapshot
+
+
+def _notes_by_id(notes: list[tuple[Any, ...]], tags: list[tuple[Any, ...]]) -> dict[int, NoteInfo]:
+    grouped: dict[int, list[str]] = {}
+    for note_id, tag in tags:
+        grouped.setdefault(int(note_id), []).append(str(tag))
+    by_id = {int(row[0]): row for row in notes}
+    return {note_id: _note(by_id, note_id, grouped) for note_id in by_id}
+
+
+def _info(infos: dict[int, NoteInfo], note_id: int) -> NoteInfo:
+    info = infos.get(note_id)
+    return info if info is not None else NoteInfo(note_id, "", "", "", 0, ())

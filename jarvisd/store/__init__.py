@@ -1,4 +1,4 @@
-"""The DuckDB store: schema and migrations, one transaction per note, reads, FTS/HNSW, upkeep.
+"""The DuckDB store: schema and migrations, one transaction per note, reads, BM25/HNSW, upkeep.
 
 `Store` is the facade; the modules beside it hold one concern each:
 `connection` (settings, extensions from their wheels), `schema` (migrations,
@@ -28,11 +28,10 @@ from jarvisd.store.records import (
     NoteSummary,
     OutgoingLink,
 )
-from jarvisd.store.schema import FTS_SCHEMA, LATEST_VERSION
+from jarvisd.store.schema import LATEST_VERSION
 from jarvisd.store.writes import text_hash
 
 __all__ = [
-    "FTS_SCHEMA",
     "LATEST_VERSION",
     "Backlink",
     "ChunkMatrix",

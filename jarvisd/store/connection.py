@@ -98,7 +98,7 @@ def first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
 
     `fetchone()` leaves the result open, and with it the cursor's transaction,
     until that thread's next statement: an idle search thread would then block
-    every CHECKPOINT (maintenance, shutdown) after a BM25 rebuild.
+    every CHECKPOINT (maintenance, shutdown) after a large write.
     """
     rows = result.fetchall()
     return tuple(rows[0]) if rows else None

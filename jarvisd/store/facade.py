@@ -23,7 +23,17 @@ import numpy.typing as npt
 from jarvisd.config import StorageConfig, VaultConfig
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.logs import get_logger
-from jarvisd.store import graph_reads, indexes, linking, reads, recovery, schema, vectors, writes
+from jarvisd.store import (
+    bm25,
+    graph_reads,
+    indexes,
+    linking,
+    reads,
+    recovery,
+    schema,
+    vectors,
+    writes,
+)
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import (
     NoteWriteError,
@@ -33,14 +43,21 @@ from jarvisd.store.errors import (
 )
 from jarvisd.store.indexes import VectorTable
 from jarvisd.store.maintenance import Step, maintenance, timed
-from jarvisd.store.records import ChunkMatrix, FileState, LinkKey, NoteDetail, NotePage
+from jarvisd.store.records import (
+    Changes,
+    ChunkMatrix,
+    FileState,
+    LinkKey,
+    LinkWork,
+    NoteDetail,
+    NotePage,
+)
 from jarvisd.store.recovery import Recovery
 
 log = get_logger("jarvisd.store")
 
 T = TypeVar("T")
 Connection = duckdb.DuckDBPyConnection
-FTS_TASK = "fts"
 # Rebuild the HNSW vector table once this share of its vectors changed: until then
 # search scores the newer chunks exactly, which stays cheap at 20 %.
 REBUILD_SHARE = 0.2
@@ -79,6 +96,11 @@ class Store:
         # Bumped when a recovery replaces the database: threads' cursors are then stale.
         self._generation = 0
         self._pending: set[str] = set()
+        self._links_unknown: set[str] = set()
+        self._link_work: dict[str, LinkWork] = {}
+        # Since the last take_changes; a new process's first snapshot is built whole.
+        self._changes = Changes(everything=True)
+        self._changes_lock = threading.Lock()
         self.recovery: Recovery | None = None
         try:
             self._connect(reset_vectors)
@@ -107,6 +129,14 @@ class Store:
                 log.warning("store.legacy_hnsw_dropped", path=str(self._path))
             rows = self._writer.execute("SELECT task FROM pending_work").fetchall()
             self._pending = {str(row[0]) for row in rows}
+            # Link work left by an earlier process is not known in detail: those vaults'
+            # next resolution is a whole one; after it, only the links edits touched.
+            self._links_unknown = {
+                task.removeprefix("links:") for task in self._pending if task.startswith("links:")
+            }
+            self._link_work = {}
+            with self._changes_lock:  # a fresh or replaced database: the snapshot is rebuilt
+                self._changes = Changes(everything=True)
         except BaseException:
             self._root.close()
             raise
@@ -204,6 +234,27 @@ class Store:
             self._pending.update(new_tasks)
             return result
 
+    def _changed(
+        self,
+        action: Callable[[Connection, Changes], T],
+        tasks: Iterable[str] = (),
+        vault: str | None = None,
+    ) -> T:
+        """`_transaction` for writes that say what they changed, recorded once committed."""
+        changes = Changes()
+        result = self._transaction(lambda connection: action(connection, changes), tasks)
+        with self._changes_lock:
+            self._changes.merge(changes)
+            if vault is not None:
+                self._link_work.setdefault(vault, LinkWork()).merge(changes.links)
+        return result
+
+    def take_changes(self) -> Changes:
+        """What writes changed since the last call (the search snapshot patches with it)."""
+        with self._changes_lock:
+            changes, self._changes = self._changes, Changes()
+        return changes
+
     def _done(self, connection: Connection, task: str) -> None:
         connection.execute("DELETE FROM pending_work WHERE task = ?", [task])
 
@@ -220,9 +271,12 @@ class Store:
         """Replace everything stored for (vault, note.path) in one transaction; the note id."""
         checked = self._checked_vectors(vault, note, vectors)
         try:
-            return self._transaction(
-                lambda c: writes.write_note(c, vault, note, checked, size, mtime_ns),
-                (FTS_TASK, links_task(vault)),
+            return self._changed(
+                lambda c, changes: writes.write_note(
+                    c, vault, note, checked, size, mtime_ns, changes
+                ),
+                (links_task(vault),),
+                vault,
             )
         except duckdb.Error as error:
             raise NoteWriteError(
@@ -250,7 +304,9 @@ class Store:
 
     def touch_note(self, vault: str, path: str, size: int, mtime_ns: int) -> bool:
         """Record a new stat for unchanged content; False when the note is not stored."""
-        return self._transaction(lambda c: writes.touch_note(c, vault, path, size, mtime_ns))
+        return self._changed(
+            lambda c, changes: writes.touch_note(c, vault, path, size, mtime_ns, changes)
+        )
 
     def rename_note(
         self, vault: str, old_path: str, new_path: str, size: int, mtime_ns: int
@@ -258,9 +314,12 @@ class Store:
         """Move a note, keeping its chunks and vectors; False when old_path is not stored."""
         if old_path == new_path:
             return self.touch_note(vault, new_path, size, mtime_ns)
-        return self._transaction(
-            lambda c: writes.rename_note(c, vault, old_path, new_path, size, mtime_ns),
-            (FTS_TASK, links_task(vault)),
+        return self._changed(
+            lambda c, changes: writes.rename_note(
+                c, vault, old_path, new_path, size, mtime_ns, changes
+            ),
+            (links_task(vault),),
+            vault,
         )
 
     def delete_note(self, vault: str, path: str) -> bool:
@@ -276,8 +335,10 @@ class Store:
         """
         if not paths:
             return 0
-        return self._transaction(
-            lambda c: writes.delete_notes(c, vault, paths), (FTS_TASK, links_task(vault))
+        return self._changed(
+            lambda c, changes: writes.delete_notes(c, vault, paths, changes),
+            (links_task(vault),),
+            vault,
         )
 
     # --------------------------------------------------------------------- links
@@ -296,17 +357,34 @@ class Store:
         """Point links at note paths (None: unresolved) in one transaction; links changed."""
         return self._transaction(lambda c: linking.set_link_targets(c, vault, mapping))
 
-    def resolve_links(self, vault: str) -> int:
-        """Resolve every link of the vault with `LinkResolver`; links whose target changed."""
+    def resolve_links(self, vault: str, *, whole: bool = True) -> int:
+        """Resolve the vault's links with `LinkResolver`; links whose target changed.
 
-        def resolve(connection: Connection) -> int:
-            changed = linking.resolve_vault_links(connection, vault)
-            self._done(connection, links_task(vault))
+        `whole`: every link; else only those the edits since the last resolution
+        can have changed (`LinkWork`), unless an earlier process left link work
+        whose detail is lost (then every link all the same)."""
+        with self._write_lock:
+            with self._changes_lock:
+                work = self._link_work.pop(vault, LinkWork())
+            every = whole or vault in self._links_unknown
+
+            def resolve(connection: Connection) -> int:
+                if every:
+                    changed = linking.resolve_vault_links(connection, vault)
+                else:
+                    changed = linking.resolve_links_of(connection, vault, work)
+                self._done(connection, links_task(vault))
+                return changed
+
+            try:
+                changed = self._transaction(resolve)
+            except BaseException:
+                with self._changes_lock:
+                    self._link_work.setdefault(vault, LinkWork()).merge(work)
+                raise
+            self._pending.discard(links_task(vault))
+            self._links_unknown.discard(vault)
             return changed
-
-        changed = self._transaction(resolve)
-        self._pending.discard(links_task(vault))
-        return changed
 
     # --------------------------------------------------------------------- reads
 
@@ -369,6 +447,16 @@ class Store:
         self._check_open()
         return reads.chunk_matrix(self.reader(), self._dimension, after)
 
+    def note_chunk_matrix(self, note_ids: Sequence[int]) -> ChunkMatrix:
+        """The chunk ids and vectors of these notes (a snapshot patch's vectors)."""
+        self._check_open()
+        return reads.note_chunk_matrix(self.reader(), self._dimension, note_ids)
+
+    def give_back_changes(self, changes: Changes) -> None:
+        """Changes a snapshot took but did not use (its build failed): owed again."""
+        with self._changes_lock:
+            self._changes.merge(changes)
+
     def nearest_chunks(
         self, table: str, vector: npt.NDArray[np.float32], k: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
@@ -412,20 +500,10 @@ class Store:
         self._check_open()
         return indexes.vector_table(self.reader())
 
-    @property
-    def has_fts_index(self) -> bool:
-        self._check_open()
-        return indexes.has_fts_index(self.reader())
-
-    def rebuild_fts(self) -> None:
-        """Rebuild BM25 over every chunk's text and its note's title, in one transaction."""
-
-        def rebuild(connection: Connection) -> None:
-            indexes.rebuild_fts(connection)
-            self._done(connection, FTS_TASK)
-
-        self._transaction(rebuild)
-        self._pending.discard(FTS_TASK)
+    def rebuild_bm25(self) -> None:
+        """BM25's tables rebuilt from every chunk in one transaction. Never needed in
+        operation (writes keep them current); a check, and the reference tests compare with."""
+        self._changed(lambda connection, changes: _everything(bm25.rebuild, connection, changes))
 
     def ensure_vector_index(self, rebuild_share: float = REBUILD_SHARE) -> bool:
         """Build, rebuild or drop the HNSW vector table as `storage.hnsw` asks; True when
@@ -446,30 +524,29 @@ class Store:
         return change.exists
 
     def finalize(self, vaults: Iterable[VaultConfig | str], force: bool = False) -> list[Step]:
-        """Derived work after an index run: link targets, BM25, HNSW; each step timed.
+        """Derived work after an index run: link targets, HNSW; each step timed (BM25
+        changed with each note already).
 
         Only what writes left pending (recorded in the database, so a crash
-        between the writes and this still gets it done), or everything with force.
+        between the writes and this still gets it done), and of the links only
+        those the edits can have changed; everything with force (`--full`).
         """
         steps: list[Step] = []
         names = [vault if isinstance(vault, str) else vault.name for vault in vaults]
         for name in names:
             if force or links_task(name) in self._pending:
-                steps.append(timed(links_task(name), partial(self.resolve_links, name)))
-        if force or FTS_TASK in self._pending:
-            steps.append(timed("fts_rebuild", self.rebuild_fts))
+                resolve = partial(self.resolve_links, name, whole=force)
+                steps.append(timed(links_task(name), resolve))
         steps.append(timed("vector_index", self.ensure_vector_index))
         return steps
 
     # --------------------------------------------------------------- maintenance
 
     def maintenance(self) -> list[Step]:
-        """ANALYZE, FTS rebuild, HNSW vector table refresh, CHECKPOINT: (step, seconds) each."""
+        """ANALYZE, HNSW vector table refresh, CHECKPOINT: (step, seconds) each."""
         with self._write_lock, naming_a_full_disk(self._path, "maintenance"):
             self._check_open()
-            return maintenance(
-                self._writer, self.rebuild_fts, partial(self.ensure_vector_index, 0.0)
-            )
+            return maintenance(self._writer, partial(self.ensure_vector_index, 0.0))
 
     def checkpoint(self) -> None:
         with self._write_lock:
@@ -499,6 +576,13 @@ class Store:
                 self._cursors.clear()
             self._writer.close()
             self._root.close()
+
+
+def _everything(
+    action: Callable[[Connection], None], connection: Connection, changes: Changes
+) -> None:
+    action(connection)
+    changes.everything = True
 
 
 def _open(path: Path, config: StorageConfig) -> Connection:

@@ -1,17 +1,4 @@
-"""The derived search indexes: BM25 over chunk text and note title, HNSW over vectors.
-
-BM25 (DuckDB fts) is not maintained by inserts; it is rebuilt after index runs
-that changed notes. Its source is a staging table of (chunk id, note title,
-chunk text) that is emptied again right after the build: the fts macros read
-only their own `fts_main_*` tables, so keeping a second copy of every chunk's
-text would only cost disk. Chunk ids are never reused, so between rebuilds a
-stale index can miss new chunks but never return the wrong text. Query it as
-
-    SELECT id, fts_main_chunk_documents.match_bm25(id, 'query') AS score
-    FROM chunks WHERE score IS NOT NULL ORDER BY score DESC LIMIT 10
-
-Digits are kept as terms (the default tokeniser drops them, and `2024-05-01`
-or `ISO 9001` are worth finding).
+"""The derived vector index: HNSW over chunk vectors (BM25 lives in `store.bm25`).
 
 HNSW (DuckDB vss) never sits on `chunks` itself. Measured here with the
 vss wheel of DuckDB 1.5.5, an HNSW index on a table that notes are rewritten
@@ -43,8 +30,6 @@ import duckdb
 from jarvisd.config import HnswConfig
 from jarvisd.store.connection import first_row
 from jarvisd.store.schema import (
-    FTS_SCHEMA,
-    FTS_SOURCE,
     NOTE_CHUNKS_INDEX,
     VECTOR_INDEX,
     VECTOR_TABLE_NAME,
@@ -67,72 +52,6 @@ class VectorIndexChange:
     exists: bool
     built: bool = False
     retired: str | None = None
-
-
-_FTS_OPTIONS = (
-    "stemmer = 'porter', stopwords = 'english', ignore = '(\\.|[^a-z0-9])+', "
-    "strip_accents = 1, lower = 1, overwrite = 1"
-)
-
-
-def rebuild_fts(connection: duckdb.DuckDBPyConnection) -> None:
-    """Rebuild the BM25 index from every chunk; run inside the caller's transaction.
-
-    The old index is dropped object by object first, and its source table is
-    emptied and refilled rather than replaced. `create_fts_index(..., overwrite
-    = 1)` drops the old `fts_main_*` schema with CASCADE, and DuckDB 1.5.5 logs
-    that drop in the WAL as a plain DROP SCHEMA, which replay refuses ("Cannot
-    drop entry ... because there are entries that depend on it"): a kill after
-    any rebuild left a database that would not open (issue #9). Explicit drops
-    (macros, then tables, then the empty schema) replay in order.
-
-    No CHECKPOINT follows: with the records replayable it would only shorten the
-    next start's replay, by 0.14-0.16 s, for 0.08 s (200 SciFact notes) to 0.22 s
-    (2,000) after every rebuild (`python -m benchmarks.crash_safety`), and DuckDB
-    checkpoints by itself once the WAL passes `checkpoint_threshold` (16 MiB).
-    """
-    drop_fts(connection)
-    connection.execute(
-        f"CREATE TABLE IF NOT EXISTS {FTS_SOURCE} (chunk_id BIGINT, title VARCHAR, text VARCHAR)"
-    )
-    connection.execute(f"DELETE FROM {FTS_SOURCE}")
-    connection.execute(f"""
-        INSERT INTO {FTS_SOURCE}
-        SELECT chunks.id, notes.title, chunks.text
-        FROM chunks JOIN notes ON notes.id = chunks.note_id
-    """)
-    connection.execute(
-        f"PRAGMA create_fts_index('{FTS_SOURCE}', 'chunk_id', 'title', 'text', {_FTS_OPTIONS})"
-    )
-    connection.execute(f"DELETE FROM {FTS_SOURCE}")
-
-
-def drop_fts(connection: duckdb.DuckDBPyConnection) -> None:
-    """Drop the BM25 index's macros, tables and schema, each with its own WAL record."""
-    macros = connection.execute(
-        "SELECT DISTINCT function_name, function_type FROM duckdb_functions() "
-        "WHERE schema_name = ? AND function_type IN ('macro', 'table_macro')",
-        [FTS_SCHEMA],
-    ).fetchall()
-    for name, kind in macros:
-        keyword = "MACRO TABLE" if kind == "table_macro" else "MACRO"
-        connection.execute(f'DROP {keyword} IF EXISTS {FTS_SCHEMA}."{name}"')
-    tables = connection.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [FTS_SCHEMA]
-    ).fetchall()
-    for (name,) in tables:
-        connection.execute(f'DROP TABLE IF EXISTS {FTS_SCHEMA}."{name}"')
-    connection.execute(f"DROP SCHEMA IF EXISTS {FTS_SCHEMA}")
-
-
-def has_fts_index(connection: duckdb.DuckDBPyConnection) -> bool:
-    row = first_row(
-        connection.execute(
-            "SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ?",
-            [FTS_SCHEMA],
-        )
-    )
-    return row is not None and int(row[0]) > 0
 
 
 def vector_table(connection: duckdb.DuckDBPyConnection) -> VectorTable | None:

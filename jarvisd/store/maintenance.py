@@ -1,8 +1,7 @@
 """Periodic upkeep, each step timed.
 
 - ANALYZE refreshes the optimizer's statistics after many writes.
-- The FTS rebuild folds every write since the last one into BM25 and drops the
-  terms of deleted chunks.
+- BM25 needs nothing: each note write changes its postings (`store.bm25`).
 - With an HNSW index, its vector table is rebuilt if anything changed since it
   was built (index runs wait for 20 %), so the chunks search scores exactly
   stay few.
@@ -32,12 +31,10 @@ def timed(name: str, action: Callable[[], object]) -> Step:
 
 def maintenance(
     connection: duckdb.DuckDBPyConnection,
-    rebuild_fts: Callable[[], object],
     refresh_vector_index: Callable[[], object],
 ) -> list[Step]:
     """Every step with its duration in seconds; the caller holds the write lock."""
     steps = [timed("analyze", lambda: connection.execute("ANALYZE"))]
-    steps.append(timed("fts_rebuild", rebuild_fts))
     steps.append(timed("vector_index", refresh_vector_index))
     steps.append(timed("checkpoint", lambda: connection.execute("CHECKPOINT")))
     return steps

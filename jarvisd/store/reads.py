@@ -69,6 +69,19 @@ def chunk_matrix(
     return ChunkMatrix(ids=ids, vectors=_stack(result["embedding"], dimension))
 
 
+def note_chunk_matrix(
+    cursor: duckdb.DuckDBPyConnection, dimension: int, note_ids: Sequence[int]
+) -> ChunkMatrix:
+    """The chunk ids and vectors of these notes, by chunk id."""
+    result = cursor.execute(
+        "SELECT id, embedding FROM chunks "
+        "WHERE note_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]'))) ORDER BY id",
+        [json.dumps([int(identifier) for identifier in note_ids])],
+    ).fetchnumpy()
+    ids = np.asarray(result["id"], dtype=np.int64)
+    return ChunkMatrix(ids=ids, vectors=_stack(result["embedding"], dimension))
+
+
 def _stack(column: Any, dimension: int) -> npt.NDArray[np.float32]:
     """fetchnumpy gives a FLOAT[n] column as an object array of arrays: one matrix of it."""
     if len(column) == 0:

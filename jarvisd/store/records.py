@@ -12,6 +12,50 @@ import numpy.typing as npt
 from jarvisd.indexing.parsed import Heading, LinkKind
 
 
+@dataclass
+class LinkWork:
+    """The links of one vault whose resolution may have changed since the last one.
+
+    `sources`: notes whose own links were rewritten. `names`: the last segment
+    of every link key a created, deleted or renamed note (or a changed alias)
+    adds or removes: its file name, the file name its path's tails end in, an
+    alias's last segment. Every lookup `LinkResolver` makes for a key (the key,
+    its tails after the linking note's folder) ends in the key's last segment,
+    so a link whose key ends in none of `names` resolves as it did."""
+
+    sources: set[int] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+    def merge(self, other: LinkWork) -> None:
+        self.sources |= other.sources
+        self.names |= other.names
+
+
+@dataclass
+class Changes:
+    """What writes changed since the search snapshot last asked (`Store.take_changes`).
+
+    In memory, for this process only: a new process builds its snapshot whole.
+    `notes`: ids written, renamed, touched or deleted; `terms`: BM25 term ids
+    whose df dropped (the postings of removed chunks are not there to say so);
+    `everything`: something changed every row (reset, rebuild)."""
+
+    notes: set[int] = field(default_factory=set)
+    terms: set[int] = field(default_factory=set)
+    everything: bool = False
+    links: LinkWork = field(default_factory=LinkWork)
+
+    def merge(self, other: Changes) -> None:
+        self.notes |= other.notes
+        self.terms |= other.terms
+        self.everything |= other.everything
+        self.links.merge(other.links)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.notes or self.terms or self.everything)
+
+
 @dataclass(frozen=True, slots=True)
 class FileState:
     """What the indexer compares with a file on disk to skip unchanged notes."""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from jarvisd.store import bm25
 from jarvisd.store.connection import first_row
 from jarvisd.store.errors import EmbeddingMismatchError, SchemaTooNewError
 
@@ -28,6 +29,7 @@ VECTOR_TABLE_NAME = re.compile(r"chunk_vectors_[0-9]+")
 # Beside the HNSW index only: exact cosines of given notes' chunks (fusion candidates
 # the index did not return) read just those rows instead of scanning every vector.
 NOTE_CHUNKS_INDEX = "chunks_note_id"
+# DuckDB fts of earlier builds (schema version 1): dropped by migration 2.
 FTS_SOURCE = "chunk_documents"
 FTS_SCHEMA = f"fts_main_{FTS_SOURCE}"
 
@@ -104,8 +106,18 @@ def _chunks_table(dimension: int) -> str:
     """
 
 
+def _bm25_per_note(connection: duckdb.DuckDBPyConnection, context: MigrationContext) -> None:
+    """BM25 kept per note (`store.bm25`) instead of DuckDB fts rebuilt after every batch:
+    its tables built from the chunks there are, and the fts index and its staging table
+    dropped (its macros were what left a WAL that did not replay)."""
+    bm25.create_tables(connection)
+    bm25.rebuild(connection)
+    bm25.drop_fts(connection, FTS_SCHEMA, FTS_SOURCE)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "notes, chunks with embeddings, tags, links, meta", _initial),
+    Migration(2, "BM25 postings kept per note; DuckDB fts dropped", _bm25_per_note),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -127,6 +139,7 @@ def migrate(connection: duckdb.DuckDBPyConnection, path: Path, dimension: int) -
             f"{LATEST_VERSION}: upgrade jarvisd, or point storage.database at another file"
         )
     context = MigrationContext(dimension=dimension)
+    migrated = False
     for migration in MIGRATIONS:
         if migration.version <= current:
             continue
@@ -142,6 +155,10 @@ def migrate(connection: duckdb.DuckDBPyConnection, path: Path, dimension: int) -
             connection.execute("ROLLBACK")
             raise
         current = migration.version
+        migrated = True
+    if migrated:
+        # Into the file now: the WAL of a migration is as large as the tables it built.
+        connection.execute("CHECKPOINT")
     return current
 
 
@@ -229,7 +246,7 @@ def _replace_vectors(
     # The planner compares (size, mtime_ns) first and the content hash next:
     # neither can match now, so the next run parses and encodes every note.
     connection.execute("UPDATE notes SET mtime_ns = -1, content_hash = ''")
-    connection.execute("INSERT OR IGNORE INTO pending_work VALUES ('fts')")
+    bm25.clear(connection)
     set_meta(connection, "embedding.dimension", str(dimension))
     if model is not None:
         set_meta(connection, "embedding.model", model)

@@ -1,5 +1,8 @@
 """The statements behind each note write. Every function runs inside the caller's transaction.
 
+BM25's postings (`store.bm25`) change here too, with the chunks they index:
+the index is never behind the chunks, whatever crashes when.
+
 How rows get into DuckDB matters here: a Python list bound as a parameter
 costs about 45 µs per element (a 384-float vector took 17 ms), so row data
 travels as one JSON document per table (`from_json` parses it in C++) and
@@ -20,8 +23,11 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
+from jarvisd.indexing.markdown import link_key
 from jarvisd.indexing.parsed import ParsedNote
+from jarvisd.store import bm25
 from jarvisd.store.connection import first_row
+from jarvisd.store.records import Changes
 
 VECTOR_VIEW = "note_vector_values"
 
@@ -104,6 +110,7 @@ def write_note(
     vectors: npt.NDArray[np.float32],
     size: int,
     mtime_ns: int,
+    changes: Changes,
 ) -> int:
     """Replace everything stored for (vault, note.path); returns the note id.
 
@@ -124,12 +131,25 @@ def write_note(
         "warnings": list(note.warnings),
         "indexed_at": time.time(),
     }
+    before = first_row(
+        connection.execute(
+            "SELECT aliases FROM notes WHERE vault = ? AND path = ?", [vault, note.path]
+        )
+    )
     result = first_row(connection.execute(_UPSERT_NOTE, [_json([row])]))
     assert result is not None
     identifier = int(result[0])
+    changes.links.sources.add(identifier)
+    if before is None:  # a new name links may have been waiting for
+        changes.links.names |= name_tails(note.path, note.aliases)
+    elif sorted(before[0] or ()) != sorted(note.aliases):
+        changes.links.names |= name_tails(None, [*(before[0] or ()), *note.aliases])
     previous_targets = _resolved_keys(connection, identifier)
+    changes.terms |= bm25.remove_notes(connection, [identifier])
     delete_contents(connection, identifier)
     _insert_chunks(connection, identifier, note, vectors)
+    bm25.add_notes(connection, [identifier])
+    changes.notes.add(identifier)
     _insert_tags(connection, identifier, note.tags)
     _insert_links(connection, identifier, note, previous_targets)
     return identifier
@@ -247,17 +267,23 @@ def delete_contents(connection: duckdb.DuckDBPyConnection, identifier: int) -> N
         connection.execute(f"DELETE FROM {table} WHERE note_id = ?", [identifier])
 
 
-def delete_notes(connection: duckdb.DuckDBPyConnection, vault: str, paths: Sequence[str]) -> int:
+def delete_notes(
+    connection: duckdb.DuckDBPyConnection, vault: str, paths: Sequence[str], changes: Changes
+) -> int:
     """Delete these notes with everything they own; links to them become unresolved."""
     rows = connection.execute(
-        "SELECT id FROM notes WHERE vault = ? AND path IN "
+        "SELECT id, path, aliases FROM notes WHERE vault = ? AND path IN "
         "(SELECT unnest(from_json(?, '[\"VARCHAR\"]')))",
         [vault, _json(list(paths))],
     ).fetchall()
     identifiers = [int(row[0]) for row in rows]
+    for _, path, aliases in rows:
+        changes.links.names |= name_tails(str(path), aliases or ())
     if not identifiers:
         return 0
     ids = _json(identifiers)
+    changes.terms |= bm25.remove_notes(connection, identifiers)
+    changes.notes.update(identifiers)
     for table in ("chunks", "tags", "links"):
         connection.execute(
             f"DELETE FROM {table} WHERE note_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
@@ -275,15 +301,23 @@ def delete_notes(connection: duckdb.DuckDBPyConnection, vault: str, paths: Seque
 
 
 def touch_note(
-    connection: duckdb.DuckDBPyConnection, vault: str, path: str, size: int, mtime_ns: int
+    connection: duckdb.DuckDBPyConnection,
+    vault: str,
+    path: str,
+    size: int,
+    mtime_ns: int,
+    changes: Changes,
 ) -> bool:
     row = first_row(
         connection.execute(
-            "UPDATE notes SET size = ?, mtime_ns = ? WHERE vault = ? AND path = ?",
+            "UPDATE notes SET size = ?, mtime_ns = ? WHERE vault = ? AND path = ? RETURNING id",
             [size, mtime_ns, vault, path],
         )
     )
-    return row is not None and int(row[0]) > 0
+    if row is None:
+        return False
+    changes.notes.add(int(row[0]))  # search results show the new `modified`
+    return True
 
 
 def rename_note(
@@ -293,23 +327,72 @@ def rename_note(
     new_path: str,
     size: int,
     mtime_ns: int,
+    changes: Changes,
 ) -> bool:
-    """Move a note to a new path, keeping its id, chunks and vectors."""
+    """Move a note to a new path, keeping its id and vectors (and its chunks, unless its
+    title changes: BM25 indexes the title with every chunk, and a chunk id's indexed
+    text never changes, which lets search snapshots keep postings of chunks gone)."""
     row = first_row(
         connection.execute(
-            "SELECT id, frontmatter FROM notes WHERE vault = ? AND path = ?", [vault, old_path]
+            "SELECT id, frontmatter, aliases FROM notes WHERE vault = ? AND path = ?",
+            [vault, old_path],
         )
     )
     if row is None:
         return False
     identifier, frontmatter = int(row[0]), json.loads(row[1])
+    # Both names, and the aliases (ties among their notes go by path); its own links
+    # too, since which note a key means depends on the linking note's folder.
+    changes.links.names |= name_tails(old_path, row[2] or ()) | name_tails(new_path, ())
+    changes.links.sources.add(identifier)
     # Whatever was indexed at the new path is replaced by the moved note.
-    delete_notes(connection, vault, [new_path])
+    delete_notes(connection, vault, [new_path], changes)
+    title = title_for(new_path, frontmatter)
+    changed_title = first_row(
+        connection.execute("SELECT title <> ? FROM notes WHERE id = ?", [title, identifier])
+    )
+    retitled = changed_title is not None and bool(changed_title[0])
+    if retitled:
+        changes.terms |= bm25.remove_notes(connection, [identifier])
+        _renumber_chunks(connection, identifier)
     connection.execute(
         "UPDATE notes SET path = ?, title = ?, size = ?, mtime_ns = ? WHERE id = ?",
-        [new_path, title_for(new_path, frontmatter), size, mtime_ns, identifier],
+        [new_path, title, size, mtime_ns, identifier],
     )
+    if retitled:
+        bm25.add_notes(connection, [identifier])
+    changes.notes.add(identifier)
     return True
+
+
+def _renumber_chunks(connection: duckdb.DuckDBPyConnection, identifier: int) -> None:
+    """The note's chunks again under new ids, vectors and all (no encoding)."""
+    rows = connection.execute(
+        "SELECT id FROM chunks WHERE note_id = ? ORDER BY id", [identifier]
+    ).fetchall()
+    if not rows:
+        return
+    connection.execute(
+        """
+        INSERT INTO chunks (note_id, ordinal, heading_path, text, embed_text_hash, token_count,
+                            start_line, end_line, embedding)
+        SELECT note_id, ordinal, heading_path, text, embed_text_hash, token_count,
+               start_line, end_line, embedding
+        FROM chunks WHERE note_id = ? ORDER BY id
+        """,
+        [identifier],
+    )
+    connection.execute(
+        "DELETE FROM chunks WHERE note_id = ? AND id <= ?", [identifier, int(rows[-1][0])]
+    )
+
+
+def name_tails(path: str | None, aliases: Sequence[str]) -> set[str]:
+    """The last segment of the link keys a note's path and aliases answer to (`LinkWork`)."""
+    keys = [link_key(alias) for alias in aliases]
+    if path is not None:
+        keys.append(link_key(path))
+    return {key.rsplit("/", 1)[-1] for key in keys if key}
 
 
 def title_for(path: str, frontmatter: dict[str, Any]) -> str:

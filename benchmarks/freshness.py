@@ -1,0 +1,324 @@
+"""Edit to searchable, through the real daemon and its watcher, at growing vault sizes; JSON.
+
+    python -m benchmarks.freshness [--sizes 200,2000,10000,14000] [--edits 20]
+        [--debounce 500ms] [--source DIR] [--workdir DIR]
+
+One daemon (watcher on, `indexing.debounce`, result cache off) over one vault
+that grows between sizes: copies of the source notes (the Obsidian help vault,
+else the bundled example vault) in folders `c000/`, `c001/`, ... Copies have
+the same file names, so the same titles and chunk texts: their vectors are
+reused by hash and only the first copy is encoded. At each size, after the
+growth is indexed and a no-change run timed, `--edits` edits of mixed kinds
+are made on disk one at a time (append a line, change a heading, add a
+wikilink, remove one, rename, delete, create), each adding a word no note had
+before (a changed heading carries it in its first line too: headings are not
+BM25 text), and the client polls keyword search (and semantic search with the
+edit's new sentence, for the kinds that add one) until the edit shows (the
+deleted note gone, for deletes). Reported per size:
+
+- `keyword_seconds`, `semantic_seconds`: edit on disk to searchable, p50/p95;
+- `run_seconds`: the index run each edit caused (`/v1/index` last run: plan,
+  writes, finalize), the writer's busy time per edit (it holds the writer
+  only inside that run), p50/p95;
+- `finalize_steps`: each finalize step's seconds (from the daemon's log), and
+  `snapshot`: each snapshot's seconds and whether it was patched;
+- `no_change_run_seconds`: a run with nothing changed;
+and `ratio_largest_to_smallest` of the medians of run and keyword seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO, SHARED_DATA, percentiles, running_daemon, work_directory
+from jarvisd.cli.client import ControlClient
+
+VAULT = "bench"
+KINDS = ("append", "heading", "link", "unlink", "rename", "delete", "create")
+POLL_SECONDS = 0.02
+GIVE_UP_SECONDS = 120.0
+WORDS = " ".join(
+    (
+        "amber basalt cobalt dune ember fjord glacier harbor indigo juniper kelp lagoon",
+        "meadow nebula obsidian prairie quartz reef savanna tundra umber volcano willow",
+    )
+).split(" ")
+
+
+def source_notes(source: Path) -> list[tuple[str, str]]:
+    return [
+        (path.relative_to(source).as_posix(), path.read_text(encoding="utf-8", errors="replace"))
+        for path in sorted(source.rglob("*.md"))
+        if not any(part.startswith(".") for part in path.relative_to(source).parts)
+    ]
+
+
+def grow(vault: Path, notes: list[tuple[str, str]], size: int) -> int:
+    """Copies of the source notes until the vault holds `size` of them (counted on disk)."""
+    have = sum(1 for _ in vault.rglob("*.md"))
+    index = have
+    while index < size:
+        copy, position = divmod(index, len(notes))
+        path, text = notes[position]
+        target = vault / f"c{copy:03d}" / path
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        index += 1
+    return sum(1 for _ in vault.rglob("*.md"))
+
+
+def wait_idle(client: ControlClient, quiet: float = 1.5) -> dict[str, Any]:
+    """Until no run is going nor started for `quiet` seconds (the watcher's debounce)."""
+    last_id, since = None, time.monotonic()
+    while True:
+        state = client.get("/v1/index")
+        run = state.get("last_run") or {}
+        if state["running"] or run.get("id") != last_id:
+            last_id, since = run.get("id"), time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return state
+        time.sleep(0.1)
+
+
+def index_now(client: ControlClient) -> dict[str, Any]:
+    events = list(client.stream("POST", "/v1/index", query={"wait": 1}))
+    run: dict[str, Any] = events[-1]["run"]
+    return run
+
+
+def found(client: ControlClient, query: str, mode: str) -> list[str]:
+    reply = client.get("/v1/search", q=query, mode=mode, limit=10, threshold=0)
+    return [result["path"] for result in reply["results"]]
+
+
+class Editor:
+    """Makes each kind of edit on disk; says what a search should show afterwards."""
+
+    def __init__(self, vault: Path, seed: int) -> None:
+        self.vault = vault
+        self.rng = random.Random(seed)
+        self.counter = 0
+        self.linked: list[tuple[str, str]] = []  # (path, word) of links added
+        self.appended: list[tuple[str, str]] = []  # (path, word) still in the vault
+
+    def word(self) -> str:
+        self.counter += 1
+        return f"zq{self.rng.randrange(16**6):06x}x{self.counter}"
+
+    def sentence(self) -> str:
+        picked = self.rng.sample(WORDS, 6)
+        return f"The {picked[0]} {picked[1]} drifted past the {picked[2]} {picked[3]} at dawn."
+
+    def pick(self) -> str:
+        paths = sorted(path.relative_to(self.vault).as_posix() for path in self.vault.rglob("*.md"))
+        return self.rng.choice(paths)
+
+    def edit(self, kind: str) -> tuple[str, str, str | None, bool]:
+        """(keyword query, path, semantic query or None, present) after doing `kind`."""
+        word, sentence = self.word(), self.sentence()
+        if kind == "delete" and self.appended:
+            path, old = self.appended.pop(0)
+            (self.vault / path).unlink()
+            return old, path, None, False
+        if kind == "rename":
+            path = self.pick()
+            new = str(Path(path).with_name(f"{word}.md"))
+            (self.vault / path).rename(self.vault / new)
+            self.appended = [(new if p == path else p, w) for p, w in self.appended]
+            return word, new, None, True
+        if kind == "create":
+            path = f"new/{word} note.md"
+            (self.vault / "new").mkdir(exist_ok=True)
+            (self.vault / path).write_text(f"# {word}\n\n{sentence}\n", encoding="utf-8")
+            return word, path, sentence, True
+        path = self.pick()
+        file = self.vault / path
+        text = file.read_text(encoding="utf-8", errors="replace")
+        if kind == "heading":
+            lines = text.splitlines()
+            spot = next((i for i, line in enumerate(lines) if line.startswith("#")), None)
+            # Headings are not BM25 text (title and chunk text are), so the new
+            # section's first line carries the word too.
+            heading = [f"## {word} {sentence}", "", f"{word} {sentence}"]
+            lines = (
+                [*lines[:spot], *heading, *lines[spot + 1 :]]
+                if spot is not None
+                else [*heading, *lines]
+            )
+            text = "\n".join(lines) + "\n"
+        elif kind == "link":
+            text += f"\n\nSee [[{word}]]. {sentence}\n"
+            self.linked.append((path, word))
+        elif kind == "unlink" and self.linked:
+            linked_path, linked_word = self.linked.pop(0)
+            if (self.vault / linked_path).exists():
+                path, file = linked_path, self.vault / linked_path
+                text = file.read_text(encoding="utf-8", errors="replace")
+                text = text.replace(f"[[{linked_word}]]", linked_word)
+            text += f"\n{word} {sentence}\n"
+        else:  # append (and unlink with nothing linked yet)
+            text += f"\n{word} {sentence}\n"
+            self.appended.append((path, word))
+        file.write_text(text, encoding="utf-8")
+        return word, path, sentence, True
+
+
+def poll(
+    client: ControlClient, path: str, waiting: dict[str, tuple[str, bool]], started: float
+) -> dict[str, float]:
+    """Seconds from `started` until each mode's query finds `path` (or stops finding it)."""
+    took: dict[str, float] = {}
+    while len(took) < len(waiting) and time.monotonic() - started < GIVE_UP_SECONDS:
+        for mode, (query, present) in waiting.items():
+            if mode not in took and (path in found(client, query, mode)) == present:
+                took[mode] = time.monotonic() - started
+        time.sleep(POLL_SECONDS)
+    return took
+
+
+def log_events(log: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    with log.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    events = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events, offset + len(data)
+
+
+def measure_size(client: ControlClient, editor: Editor, log: Path, edits: int) -> dict[str, Any]:
+    keyword: list[float] = []
+    semantic: list[float] = []
+    runs: list[float] = []
+    steps: dict[str, list[float]] = {}
+    snapshots: list[dict[str, Any]] = []
+    missed: list[str] = []
+    _, offset = log_events(log, 0)
+    for number in range(edits):
+        kind = KINDS[number % len(KINDS)]
+        before = (client.get("/v1/index").get("last_run") or {}).get("id")
+        started = time.monotonic()
+        query, path, sentence, present = editor.edit(kind)
+        waiting = {"keyword": (query, present)}
+        if sentence is not None:
+            waiting["semantic"] = (sentence, True)
+        took = poll(client, path, waiting, started)
+        for mode, (_, _) in waiting.items():
+            seconds = took.get(mode)
+            if seconds is None:
+                missed.append(f"{mode} {kind} {path}")
+            else:
+                (keyword if mode == "keyword" else semantic).append(seconds)
+        state = wait_idle(client, quiet=1.0)
+        run = state.get("last_run") or {}
+        if run.get("id") != before:
+            runs.append(float(run.get("duration_seconds", 0.0)))
+        events, offset = log_events(log, offset)
+        for event in events:
+            if event.get("event") == "index.finalize_step":
+                steps.setdefault(str(event["step"]), []).append(float(event["seconds"]))
+            elif event.get("event") == "search.snapshot_built":
+                snapshots.append(
+                    {
+                        "seconds": event.get("build_seconds"),
+                        "patched_notes": event.get("patched_notes"),
+                    }
+                )
+    patched = [item for item in snapshots if item.get("patched_notes")]
+    return {
+        "keyword_seconds": percentiles(keyword),
+        "semantic_seconds": percentiles(semantic),
+        "run_seconds": percentiles(runs),
+        "finalize_steps": {name: percentiles(values) for name, values in steps.items()},
+        "snapshot": {
+            "built": len(snapshots),
+            "patched": len(patched),
+            "seconds": percentiles([float(item["seconds"] or 0) for item in snapshots]),
+        },
+        "missed": missed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="200,2000,10000,14000")
+    parser.add_argument("--edits", type=int, default=20)
+    parser.add_argument("--debounce", default="500ms")
+    parser.add_argument("--source", type=Path, default=None)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=10)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",") if size]
+    source = args.source
+    if source is None:
+        help_vault = SHARED_DATA / "obsidian-help"
+        source = help_vault if help_vault.is_dir() else REPO / "jarvisd" / "example_vault"
+    notes = source_notes(source)
+    results: dict[str, Any] = {"source": str(source), "debounce": args.debounce, "sizes": {}}
+    with work_directory(args.workdir, "jfresh-") as work:
+        vault = work / "vault"
+        if vault.exists() and args.workdir is None:
+            shutil.rmtree(vault)
+        vault.mkdir(parents=True, exist_ok=True)
+        grow(vault, notes, sizes[0])
+        config = {
+            "vaults": [{"name": VAULT, "path": str(vault)}],
+            "indexing": {"on_start": True, "watch": True, "debounce": args.debounce},
+            "embedding": {"preload": True},
+            "search": {"cache": {"size": 0}},
+            "schedule": {"index": None, "maintenance": None},
+            "logging": {"format": "json", "level": "info"},
+        }
+        root = work / "daemon"
+        root.mkdir(exist_ok=True)
+        editor = Editor(vault, args.seed)
+        with running_daemon(config, ready_timeout=3600, root=root) as (client, _process, _):
+            for size in sizes:
+                started = time.monotonic()
+                on_disk = grow(vault, notes, size)
+                wait_idle(client)
+                index_now(client)
+                indexing_seconds = time.monotonic() - started
+                no_change = index_now(client)
+                stats = client.get("/v1/index")["index"]
+                measured = measure_size(client, editor, root / "daemon.log", args.edits)
+                results["sizes"][str(size)] = {
+                    "notes_on_disk": on_disk,
+                    "notes": stats.get("notes"),
+                    "chunks": stats.get("chunks"),
+                    "growth_indexing_seconds": round(indexing_seconds, 2),
+                    "no_change_run_seconds": no_change.get("duration_seconds"),
+                    **measured,
+                }
+                print(json.dumps({"size": size, **results["sizes"][str(size)]}), flush=True)
+    first, last = results["sizes"][str(sizes[0])], results["sizes"][str(sizes[-1])]
+    ratios = {}
+    for key in ("run_seconds", "keyword_seconds", "semantic_seconds"):
+        small, large = first[key].get("p50"), last[key].get("p50")
+        if small and large:
+            ratios[key] = round(large / small, 3)
+    results["ratio_largest_to_smallest"] = ratios
+    results["medians_ms"] = {
+        size: {
+            key: round(1000 * value[key]["p50"], 1)
+            for key in ("keyword_seconds", "semantic_seconds", "run_seconds")
+            if value[key].get("p50") is not None
+        }
+        for size, value in results["sizes"].items()
+    }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
