@@ -228,8 +228,9 @@ class Store:
                 for task in new_tasks:
                     connection.execute("INSERT OR IGNORE INTO pending_work VALUES (?)", [task])
                 connection.execute("COMMIT")
-            except BaseException:
+            except BaseException as error:
                 _rollback(connection)
+                self._reopen_if_invalidated(error)
                 raise
             self._pending.update(new_tasks)
             return result
@@ -544,14 +545,50 @@ class Store:
 
     def maintenance(self) -> list[Step]:
         """ANALYZE, HNSW vector table refresh, CHECKPOINT: (step, seconds) each."""
-        with self._write_lock, naming_a_full_disk(self._path, "maintenance"):
-            self._check_open()
-            return maintenance(self._writer, partial(self.ensure_vector_index, 0.0))
+        try:
+            with self._write_lock, naming_a_full_disk(self._path, "maintenance"):
+                self._check_open()
+                return maintenance(self._writer, partial(self.ensure_vector_index, 0.0))
+        except BaseException as error:
+            self._reopen_if_invalidated(error)
+            raise
 
     def checkpoint(self) -> None:
-        with self._write_lock:
-            self._check_open()
-            self._writer.execute("CHECKPOINT")
+        try:
+            with self._write_lock:
+                self._check_open()
+                self._writer.execute("CHECKPOINT")
+        except BaseException as error:
+            self._reopen_if_invalidated(error)
+            raise
+
+    def _reopen_if_invalidated(self, error: BaseException) -> None:
+        """After a fatal error DuckDB invalidates the whole instance: every later query
+        fails with "database has been invalidated" until it is opened again. Measured
+        with 1.5.5: a CHECKPOINT (maintenance's, or the automatic one at 16 MiB of WAL
+        inside a commit) that runs out of disk. The files are intact (the failed
+        checkpoint wrote nothing that counts), so they are opened again in place and
+        the WAL replays; a reopen that fails is left to the caller's error."""
+        if not recovery.is_invalidation(error) or self._closed:
+            return
+        with self._write_lock, self._cursor_lock:
+            for _, cursor in self._cursors:
+                _close_quietly(cursor)
+            self._cursors.clear()
+            _close_quietly(self._writer)
+            _close_quietly(self._root)
+            try:
+                self._connect(reset_vectors=False)
+            except (duckdb.Error, StoreError) as reopen_error:
+                log.error("store.reopen_failed", path=str(self._path), error=str(reopen_error))
+                raise
+            self._generation += 1
+        log.warning(
+            "store.reopened",
+            path=str(self._path),
+            reason=recovery.first_line(error),
+            advice="DuckDB stopped after a fatal error; the files were intact and are open again",
+        )
 
     def reconfigure(self, config: StorageConfig) -> None:
         """threads, memory_limit, temp_directory and ef_search now; other HNSW keys at finalize."""

@@ -100,6 +100,14 @@ def is_damage_while_serving(error: BaseException) -> bool:
     )
 
 
+def is_invalidation(error: BaseException) -> bool:
+    """DuckDB's fatal errors, after which the instance refuses every query until reopened."""
+    chain = _chain(error)
+    return any(isinstance(item, duckdb.FatalException) for item in chain) or any(
+        "database has been invalidated" in str(item) for item in chain
+    )
+
+
 def damage_text(text: str) -> bool:
     """The same test on an error already turned into text (an index run's report)."""
     lowered = text.lower()
