@@ -88,7 +88,7 @@ def test_maintenance_on_a_full_disk_is_a_507_naming_it_and_works_once_space_retu
     # The failed CHECKPOINT invalidated DuckDB's instance (a fatal error in 1.5.5); the
     # store opened the intact files again, nothing was set aside or rebuilt.
     reopened = daemon.wait_event("store.reopened")
-    assert "No space left on device" in reopened[0]["reason"]
+    assert "no space left on the device" in reopened[0]["reason"]
     assert not daemon.events("store.recovered")
     # What was indexed before is intact and served.
     hits = daemon.client.get("/v1/search", q="ristretto", mode="keyword")
