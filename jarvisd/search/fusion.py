@@ -45,6 +45,8 @@ selectable. `fusion: rrf` (with `rrf_k`) remains available.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from jarvisd.config import HybridConfig
@@ -72,3 +74,39 @@ def fused_scores(
     coverage = matched / keyword_bound if keyword_bound > 0 else matched
     weight = hybrid.semantic_weight
     return np.asarray(weight * cosine + (1 - weight) * coverage, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryShape:
+    """What a query's two candidate lists look like, before any fusion."""
+
+    keyword_top: float  # the best BM25 over the query's bound: how much of the query it matched
+    keyword_margin: float  # (best - second best BM25) over the bound
+    cosine_top: float  # the best cosine
+    cosine_peak: float  # the best cosine minus the mean of the top 10
+    agreement: float  # share of the semantic top 10 that is in the keyword top 10
+    rarity: float  # mean idf of the query's known terms over the most an idf can be
+
+
+def query_shape(
+    semantic: FloatArray,
+    semantic_rank: IntArray,
+    keyword: FloatArray,
+    keyword_rank: IntArray,
+    keyword_bound: float,
+    rarity: float = 0.0,
+) -> QueryShape:
+    """The features of one query's candidates (inputs as for `fused_scores`)."""
+    scale = keyword_bound if keyword_bound > 0 else 1.0
+    listed_keyword = np.sort(np.where(keyword_rank >= 0, keyword, -np.inf))[::-1]
+    listed_keyword = listed_keyword[np.isfinite(listed_keyword)]
+    first = float(listed_keyword[0]) / scale if listed_keyword.shape[0] else 0.0
+    second = float(listed_keyword[1]) / scale if listed_keyword.shape[0] > 1 else 0.0
+    listed_cosine = np.sort(np.where(semantic_rank >= 0, semantic, -np.inf))[::-1][:10]
+    listed_cosine = listed_cosine[np.isfinite(listed_cosine)]
+    best = float(listed_cosine[0]) if listed_cosine.shape[0] else 0.0
+    peak = best - float(listed_cosine.mean()) if listed_cosine.shape[0] else 0.0
+    both = np.count_nonzero(
+        (semantic_rank >= 0) & (semantic_rank < 10) & (keyword_rank >= 0) & (keyword_rank < 10)
+    )
+    return QueryShape(first, first - second, best, peak, both / 10.0, rarity)
