@@ -82,7 +82,14 @@ class Knowledge:
         self._store = await self._pools.run("io", self._open_store, dimension, identity)
         self._indexer = Indexer(config, self._store, self.embedder, self._pools, self._metrics)
         await self._indexer.refresh_stats()
-        self._search = SearchService(config, self._store, self.embedder, self._pools, self._metrics)
+        self._search = SearchService(
+            config,
+            self._store,
+            self.embedder,
+            self._pools,
+            self._metrics,
+            indexing=self._indexer.first_run_progress,
+        )
         self._search.on_memory_mode(self._memory_mode)
         # Every index change clears cached results and rebuilds the search snapshot.
         self._indexer.on_change(self._search.invalidate)

@@ -59,10 +59,22 @@ def cmd_search(client: ControlClient, args: argparse.Namespace) -> int:
     out = render.console()
     if reply.get("degraded"):
         out.print(f"[yellow]degraded:[/yellow] {render_escape(reply.get('degraded_reason', ''))}")
+    if reply.get("indexing"):
+        out.print(f"[yellow]indexing:[/yellow] {indexing_line(reply['indexing'])}")
     for number, result in enumerate(reply["results"], start=reply.get("offset", 0) + 1):
         out.print(format_result(number, result))
     out.print(_footer(reply))
     return 0
+
+
+def indexing_line(indexing: dict[str, Any]) -> str:
+    """One line for a reply given while the first index run is still working."""
+    done, total = indexing.get("done", 0), indexing.get("total", 0)
+    counted = f"{done} of {total} notes indexed" if total else "scanning the vaults"
+    return (
+        f"the first index run is in progress ({counted}); "
+        "results come from the index as it was before it and may be missing notes"
+    )
 
 
 def render_escape(text: str) -> str:
