@@ -289,7 +289,7 @@ def query_lists(
     search threshold, BM25 > 0), as in the service; the lists are cached in
     `cache` (JSON), keyed by the queries and the index, so a rerun of the
     study encodes nothing."""
-    key = f"v2:{len(collection.queries)}:{sum(map(len, collection.queries.values()))}"
+    key = f"v3:{len(collection.queries)}:{sum(map(len, collection.queries.values()))}"
     if cache.is_file():
         saved = json.loads(cache.read_text(encoding="utf-8"))
         if saved.get("key") == key:
@@ -323,7 +323,7 @@ def query_lists(
             bound=float(keyword.bound),
             words=len(tokenize(text[:1000])),
             idf=idf,
-            max_idf=float(np.log10(max(snapshot.note_count, 1) + 1)),
+            max_idf=most_idf(snapshot.chunk_count),
             subject=[
                 None if np.isnan(value) else float(value)
                 for value in subjects[rows] @ np.asarray(query_vector, dtype=np.float32)
@@ -334,6 +334,11 @@ def query_lists(
         encoding="utf-8",
     )
     return lists
+
+
+def most_idf(documents: int) -> float:
+    """The idf of a term in one document of `documents` (BM25's idf, jarvisd.search.postings)."""
+    return float(np.log10((max(documents, 1) - 0.5) / 1.5 + 1))
 
 
 def subject_text(title: str, frontmatter: dict[str, Any], from_file_name: bool) -> str | None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from jarvisd.config import HybridConfig
-from jarvisd.search.fusion import QueryShape, fused_scores, query_shape
+from jarvisd.search.fusion import QueryShape, fused_scores, query_shape, semantic_weight_for
 
 Qrels = dict[str, dict[str, int]]
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
@@ -98,7 +98,8 @@ def production(hybrid: HybridConfig) -> Method:
         cosine, bm25 = lists.arrays()
         semantic_rank, keyword_rank = lists.ranks()
         bm25 = np.where(bm25 > 0, bm25, -np.inf)
-        return fused_scores(cosine, semantic_rank, bm25, keyword_rank, lists.bound, hybrid)
+        weight = semantic_weight_for(lists.shape(), hybrid)
+        return fused_scores(cosine, semantic_rank, bm25, keyword_rank, lists.bound, hybrid, weight)
 
     return method
 
@@ -244,6 +245,8 @@ def methods() -> dict[str, Method]:
         "keyword_only": keyword_only,
         "production": production(HybridConfig()),
         "production_rrf": production(HybridConfig(fusion="rrf")),
+        "production_convex_0.3": production(HybridConfig(fusion="convex", semantic_weight=0.3)),
+        "production_adaptive": production(HybridConfig(fusion="adaptive")),
     }
     for k in (10, 60):
         found[f"rrf_k{k}"] = rrf(k)
