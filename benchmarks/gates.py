@@ -103,7 +103,7 @@ def quality_gate(workdir: Path | None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     try:
         args = beir.parse_args(["--data", str(data), "--workdir", str(work)])
-        report = asyncio.run(beir.evaluate(args, work))
+        report, _, _ = asyncio.run(beir.evaluate(args, data, work))
     finally:
         if workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -90,7 +90,14 @@ class Knowledge:
         self._store = await self._pools.run("io", self._open_store, dimension, identity)
         self._indexer = Indexer(config, self._store, self.embedder, self._pools, self._metrics)
         await self._indexer.refresh_stats()
-        self._search = SearchService(config, self._store, self.embedder, self._pools, self._metrics)
+        self._search = SearchService(
+            config,
+            self._store,
+            self.embedder,
+            self._pools,
+            self._metrics,
+            indexing=self._indexer.first_run_progress,
+        )
         self._search.on_memory_mode(self._memory_mode)
         self._search.on_error = self.storage_error
         self._search.rebuilding = self._rebuilding_reason

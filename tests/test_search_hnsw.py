@@ -175,7 +175,7 @@ def test_the_fetch_grows_until_enough_notes_qualify(
     assert len(fetches) == 1
 
 
-@pytest.mark.parametrize("fusion", ["convex", "rrf"])
+@pytest.mark.parametrize("fusion", ["adaptive", "convex", "rrf"])
 @pytest.mark.parametrize("query", QUERIES)
 def test_hybrid_scores_only_the_keyword_candidates_that_could_reach_the_page(
     indexed: Indexed, monkeypatch: pytest.MonkeyPatch, fusion: str, query: str

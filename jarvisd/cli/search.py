@@ -62,10 +62,22 @@ def cmd_search(client: ControlClient, args: argparse.Namespace) -> int:
     if reply.get("rebuilding"):
         reason = render_escape(reply.get("rebuilding_reason", ""))
         out.print(f"[yellow]rebuilding:[/yellow] {reason}")
+    if reply.get("indexing"):
+        out.print(f"[yellow]indexing:[/yellow] {indexing_line(reply['indexing'])}")
     for number, result in enumerate(reply["results"], start=reply.get("offset", 0) + 1):
         out.print(format_result(number, result))
     out.print(_footer(reply))
     return 0
+
+
+def indexing_line(indexing: dict[str, Any]) -> str:
+    """One line for a reply given while the first index run is still working."""
+    done, total = indexing.get("done", 0), indexing.get("total", 0)
+    counted = f"{done} of {total} notes indexed" if total else "scanning the vaults"
+    return (
+        f"the first index run is in progress ({counted}); "
+        "results come from the index as it was before it and may be missing notes"
+    )
 
 
 def render_escape(text: str) -> str:

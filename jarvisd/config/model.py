@@ -225,11 +225,12 @@ class IndexingConfig(Section):
 
 
 class HybridConfig(Section):
-    fusion: Literal["convex", "rrf"] = Field(
-        default="convex",
+    fusion: Literal["adaptive", "convex", "rrf"] = Field(
+        default="adaptive",
         description="How hybrid search combines the modes: convex (semantic_weight * cosine + "
-        "the rest * BM25 over the query's highest possible BM25) or rrf (reciprocal rank "
-        "fusion with rrf_k).",
+        "the rest * BM25 over the query's highest possible BM25), adaptive (the same, with "
+        "the weight set per query from how far its best cosine stands above the rest; see "
+        "jarvisd/search/fusion.py) or rrf (reciprocal rank fusion with rrf_k).",
     )
     semantic_weight: float = Field(
         default=0.3, ge=0.0, le=1.0, description="With fusion: convex, the weight of the cosine."

@@ -125,6 +125,7 @@ class Indexer:
         self._paused: str | None = None
         self.current: RunReport | None = None
         self.last: RunReport | None = None
+        self._completed = False  # a run of this process has finished its work (state done)
         self.stats: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- wiring
@@ -171,6 +172,19 @@ class Indexer:
     @property
     def running(self) -> bool:
         return self.lock.locked()
+
+    def first_run_progress(self) -> dict[str, Any] | None:
+        """While this process's first index run is still working: notes done and to do.
+
+        Until it finishes, searches answer from the index as it was before it
+        (empty on a first start: nothing is searchable before the run's end), so
+        they say so. None once a run has finished (a failed or deferred one does
+        not count: the next run is still the first to finish).
+        """
+        report = self.current
+        if report is None or self._completed:
+            return None
+        return {"done": report.files_indexed, "total": report.files_to_index, "phase": report.phase}
 
     async def run(
         self, *, full: bool = False, trigger: str = "request", reparse: bool = False
@@ -233,6 +247,7 @@ class Indexer:
             self._metrics.index_duration.observe(report.duration_seconds)
             self.current = None
             self.last = report
+            self._completed |= report.state == "done"
             # Whatever was written is in the store even if the run then failed or was
             # deferred: caches over the store must see it. So must searches when the
             # HNSW vector table changed (semantic search reads the one its snapshot names).

@@ -250,12 +250,18 @@ class Metrics:
         self.request_stats.record(endpoint, status, seconds, monitor=monitor)
         self.latency.observe(f"request:{endpoint}", seconds)
 
-    def observe_search(self, mode: str, seconds: float, result: str = "ok") -> None:
-        """One search; its latency feeds the search_latency_p95_seconds alert."""
+    def observe_search(
+        self, mode: str, seconds: float, result: str = "ok", *, window: bool = True
+    ) -> None:
+        """One search; its latency feeds the search_latency_p95_seconds alert.
+
+        `window` False: counted and in the histogram, but not in the recent window
+        the alert reads (a search that waited for the model to load at a cold start)."""
         self.search_duration.labels(mode).observe(seconds)
         self.search_requests.labels(mode, result).inc()
-        self.latency.observe(SEARCH_OPERATION, seconds)
-        self.latency.observe(f"{SEARCH_OPERATION}:{mode}", seconds)
+        if window:
+            self.latency.observe(SEARCH_OPERATION, seconds)
+            self.latency.observe(f"{SEARCH_OPERATION}:{mode}", seconds)
 
     def observe_job(self, job: str, result: str, seconds: float) -> None:
         """One job run; result is `ok` or `error` (`error` feeds the job_failures alert)."""

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jarvisd.config import SearchConfig
-from jarvisd.search.fusion import fused_scores
+from jarvisd.search.fusion import fused_scores, query_rarity, query_shape, semantic_weight_for
 from jarvisd.search.hits import FloatArray, IntArray, NoteScores, found, top
 from jarvisd.search.keyword import Stemmer, keyword_scores, query_stems
 from jarvisd.search.request import NANOSECONDS, SearchRequest
@@ -67,6 +67,7 @@ def rank(
     wanted = request.offset + request.limit
     keep = max(config.hybrid.candidates, wanted) if use_semantic and use_keyword else wanted
     semantic = keyword = semantic_found = keyword_found = None
+    weight: float | None = None  # the cosine's weight in this query's fusion
     if use_keyword:
         keyword = keyword_scores(snapshot, snapshot.postings.score(stems))
         keyword_found = keyword.eligible(mask)
@@ -79,8 +80,9 @@ def rank(
             if keyword is not None and keyword_found is not None:
                 # Fusion needs the true cosine of the keyword side's candidates too.
                 eligible = semantic.eligible(mask, request.threshold)
+                weight = _weight(snapshot, stems, eligible, keyword, keyword_found, keep, config)
                 needed = _needing_cosines(
-                    semantic, eligible, keyword, keyword_found, keep, wanted, config
+                    semantic, eligible, keyword, keyword_found, keep, wanted, config, weight
                 )
                 semantic = with_exact_scores(store, snapshot, query_vector, semantic, needed)
         else:
@@ -88,7 +90,10 @@ def rank(
         semantic_found = semantic.eligible(mask, request.threshold)
     verdicts = Verdicts(semantic, keyword, semantic_found, keyword_found)
     if semantic_found is not None and keyword_found is not None:
-        notes, scores, total = _hybrid(verdicts, keep, config)
+        assert keyword is not None
+        if weight is None:
+            weight = _weight(snapshot, stems, semantic_found, keyword, keyword_found, keep, config)
+        notes, scores, total = _hybrid(verdicts, keep, config, weight)
     else:
         single = semantic_found if semantic_found is not None else keyword_found
         assert single is not None
@@ -106,8 +111,33 @@ def rank(
     return Ranked(results, total, tuple(chunks))
 
 
+def _weight(
+    snapshot: Snapshot,
+    stems: list[str],
+    semantic_found: FloatArray,
+    keyword: NoteScores,
+    keyword_found: FloatArray,
+    keep: int,
+    config: SearchConfig,
+) -> float:
+    """The cosine's weight for this query (jarvisd.search.fusion.semantic_weight_for)."""
+    if config.hybrid.fusion != "adaptive":
+        return config.hybrid.semantic_weight
+    semantic_top, keyword_top = top(semantic_found, keep), top(keyword_found, keep)
+    candidates = np.unique(np.concatenate((semantic_top, keyword_top)))
+    shape = query_shape(
+        semantic_found[candidates],
+        _ranks(semantic_top, candidates),
+        keyword_found[candidates],
+        _ranks(keyword_top, candidates),
+        keyword.bound,
+        query_rarity(snapshot.postings, stems, snapshot.chunk_count),
+    )
+    return semantic_weight_for(shape, config.hybrid)
+
+
 def _hybrid(
-    verdicts: Verdicts, keep: int, config: SearchConfig
+    verdicts: Verdicts, keep: int, config: SearchConfig, weight: float
 ) -> tuple[IntArray, FloatArray, int]:
     semantic, keyword = verdicts.semantic, verdicts.keyword
     semantic_found, keyword_found = verdicts.semantic_found, verdicts.keyword_found
@@ -121,6 +151,7 @@ def _hybrid(
         _ranks(keyword_top, candidates),
         keyword.bound,
         config.hybrid,
+        weight,
     )
     order = np.lexsort((candidates, -scores))
     total = int(np.count_nonzero(np.isfinite(semantic_found) | np.isfinite(keyword_found)))
@@ -135,6 +166,7 @@ def _needing_cosines(
     keep: int,
     wanted: int,
     config: SearchConfig,
+    weight: float,
 ) -> IntArray:
     """The keyword candidates the HNSW fetch did not score whose cosine could matter.
 
@@ -146,13 +178,12 @@ def _needing_cosines(
     """
     listed = top(keyword_found, keep)
     missing = listed[~np.isfinite(semantic.scores[listed])]
-    if missing.shape[0] == 0 or config.hybrid.fusion != "convex":
+    if missing.shape[0] == 0 or config.hybrid.fusion == "rrf":
         return missing
     # The fusion's candidates whose both scores are known already.
     known = np.union1d(top(semantic_found, keep), listed[np.isfinite(semantic.scores[listed])])
     if known.shape[0] < wanted:
         return missing
-    weight = config.hybrid.semantic_weight
     scale = keyword.bound if keyword.bound > 0 else 1.0
     coverage = np.where(np.isfinite(keyword_found), keyword_found, 0.0) / scale
     fused_known = weight * semantic.scores[known] + (1 - weight) * coverage[known]

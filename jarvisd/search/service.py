@@ -44,13 +44,24 @@ MINIMAL_REASON = (
 )
 
 
+Progress = Callable[[], dict[str, Any] | None]
+
+
 class SearchService:
     name = "search"
 
     def __init__(
-        self, config: Config, store: Store, embedder: Embedder, pools: Pools, metrics: Metrics
+        self,
+        config: Config,
+        store: Store,
+        embedder: Embedder,
+        pools: Pools,
+        metrics: Metrics,
+        indexing: Progress | None = None,
     ) -> None:
+        """`indexing`: the first index run's progress (`Indexer.first_run_progress`)."""
         self._config = config
+        self._indexing = indexing
         self._store = store
         self._embedder = embedder
         self._pools = pools
@@ -189,17 +200,22 @@ class SearchService:
         self._metrics.observe_cache(RESULTS_CACHE, cached is not None)
         if cached is not None:
             return self._finish(request, cached, started, "cached", cached=True)
+        # A search that has to wait for the model to load (the first after a cold
+        # start: seconds, once) says nothing about search speed: it is counted,
+        # but kept out of the latency window the search_slow alert reads.
+        cold = request.mode != "keyword" and degraded is None and not self._embedder.loaded
         generation = self._generation
         try:
             reply, degraded = await self._answer(request, generation, degraded)
         except Exception as error:
-            self._metrics.observe_search(request.mode, time.perf_counter() - started, "error")
+            seconds = time.perf_counter() - started
+            self._metrics.observe_search(request.mode, seconds, "error", window=not cold)
             self.on_error(error)
             raise
         if generation == self._generation:  # no index change while we searched
             self.cache.put(key, reply)
         result = "degraded" if degraded else "ok"
-        return self._finish(request, reply, started, result, cached=False)
+        return self._finish(request, reply, started, result, cached=False, cold=cold)
 
     def _degraded_reason(self, request: SearchRequest) -> str | None:
         if request.mode == "keyword":
@@ -248,15 +264,24 @@ class SearchService:
         result: str,
         *,
         cached: bool,
+        cold: bool = False,
     ) -> dict[str, Any]:
         seconds = time.perf_counter() - started
-        self._metrics.observe_search(request.mode, seconds, result)
+        self._metrics.observe_search(request.mode, seconds, result, window=not cold)
         self._metrics.cache_entries.labels(RESULTS_CACHE).set(len(self.cache))
         rebuilding = self.rebuilding()
         marker: dict[str, Any] = {"rebuilding": rebuilding is not None}
         if rebuilding is not None:
             marker["rebuilding_reason"] = rebuilding
-        return {**reply, **marker, "cached": cached, "took_ms": round(seconds * 1000, 3)}
+        # Asked afresh on every reply, cached or not: the run moves on between them.
+        indexing = self._indexing() if self._indexing is not None else None
+        return {
+            **reply,
+            **marker,
+            "indexing": indexing,
+            "cached": cached,
+            "took_ms": round(seconds * 1000, 3),
+        }
 
     def _report_embedding_cache(self) -> None:
         """The embedder counts its own LRU; forward the new hits and misses to Prometheus."""

@@ -66,6 +66,11 @@ SEARCH = shape(
         "next_offset": MAYBE_INTEGER,
         "degraded": BOOLEAN,
         "degraded_reason": STRING,
+        # While the first index run works: its notes done and to do; null after it.
+        "indexing": {
+            "type": ["object", "null"],
+            "properties": {"done": INTEGER, "total": INTEGER, "phase": STRING},
+        },
         "results": listing(SEARCH_RESULT),
     },
     "query",

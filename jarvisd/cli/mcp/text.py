@@ -45,6 +45,18 @@ def note_label(note: dict[str, Any]) -> str:
 
 
 def search(reply: dict[str, Any]) -> str:
+    text = _search(reply)
+    indexing = reply.get("indexing")
+    if indexing:
+        text += (
+            f"\n\nThe first index run is still in progress ({indexing.get('done', 0)} of "
+            f"{indexing.get('total', 0)} notes indexed): notes it has not reached are missing "
+            "from these results. Search again once it is done."
+        )
+    return text
+
+
+def _search(reply: dict[str, Any]) -> str:
     results = reply["results"]
     if not results:
         return f"No notes match {reply['query']!r} ({reply['mode']} search)."
