@@ -42,13 +42,57 @@ from jarvisd.cli.client import ControlClient
 VAULT = "bench"
 KINDS = ("append", "heading", "link", "unlink", "rename", "delete", "create")
 POLL_SECONDS = 0.02
-GIVE_UP_SECONDS = 120.0
-WORDS = " ".join(
-    (
-        "amber basalt cobalt dune ember fjord glacier harbor indigo juniper kelp lagoon",
-        "meadow nebula obsidian prairie quartz reef savanna tundra umber volcano willow",
-    )
-).split(" ")
+GIVE_UP_SECONDS = 30.0  # then counted under `missed`
+# Sentences of words no source note uses together, distinct per edit, so the
+# semantic query (the sentence) has one chunk to find among copies and earlier edits.
+ANIMALS = [
+    "aardvark",
+    "bison",
+    "cormorant",
+    "dingo",
+    "egret",
+    "ferret",
+    "gecko",
+    "heron",
+    "ibex",
+    "jackal",
+]
+THINGS = [
+    "anvil",
+    "barometer",
+    "cello",
+    "dynamo",
+    "easel",
+    "flute",
+    "gyroscope",
+    "harp",
+    "inkwell",
+    "jukebox",
+]
+PLACES = [
+    "atoll",
+    "bayou",
+    "canyon",
+    "delta",
+    "estuary",
+    "fjord",
+    "geyser",
+    "highland",
+    "isthmus",
+    "jungle",
+]
+COLOURS = [
+    "amber",
+    "beige",
+    "crimson",
+    "denim",
+    "emerald",
+    "fuchsia",
+    "golden",
+    "hazel",
+    "ivory",
+    "jade",
+]
 
 
 def source_notes(source: Path) -> list[tuple[str, str]]:
@@ -113,8 +157,9 @@ class Editor:
         return f"zq{self.rng.randrange(16**6):06x}x{self.counter}"
 
     def sentence(self) -> str:
-        picked = self.rng.sample(WORDS, 6)
-        return f"The {picked[0]} {picked[1]} drifted past the {picked[2]} {picked[3]} at dawn."
+        animal, thing = self.rng.choice(ANIMALS), self.rng.choice(THINGS)
+        place, colour = self.rng.choice(PLACES), self.rng.choice(COLOURS)
+        return f"A {colour} {animal} carried a {thing} across the {place} number {self.counter}."
 
     def pick(self) -> str:
         paths = sorted(path.relative_to(self.vault).as_posix() for path in self.vault.rglob("*.md"))
