@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
@@ -81,6 +81,18 @@ def _filter_level(logger: WrappedLogger, method: str, event: EventDict) -> Event
     return event
 
 
+class _CurrentStderr:
+    """sys.stderr as it is at each write, not as it was at configure(): a caller that
+    swaps it (pytest's capture, a benchmark run in-process) must not leave every later
+    log line writing to a closed file ("I/O operation on closed file")."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "info", fmt: str = "auto", file: Path | None = None) -> None:
     """Set up structlog for the process. Call once, from the entry point."""
     global _output, _level
@@ -101,7 +113,7 @@ def configure(level: str = "info", fmt: str = "auto", file: Path | None = None) 
             structlog.processors.format_exc_info,
             _output,
         ],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
 
