@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the documented default jarvis.yaml and exit",
     )
+    parser.add_argument(
+        "--rebuild-index",
+        action="store_true",
+        help="set the database aside (kept, renamed <name>.broken-<UTC time>) and rebuild "
+        "the index from the vault, then serve as usual",
+    )
     parser.add_argument("--version", action="version", version=f"jarvisd {__version__}")
     return parser
 
@@ -70,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"jarvisd: invalid config: {error}", file=sys.stderr)
         return EX_CONFIG
-    return _serve(config, config_path)
+    return _serve(config, config_path, rebuild=args.rebuild_index)
 
 
-def _serve(config: object, config_path: Path | None) -> int:
+def _serve(config: object, config_path: Path | None, rebuild: bool = False) -> int:
     from jarvisd import logs
     from jarvisd.api.server import SocketError
     from jarvisd.config import Config
@@ -90,7 +96,7 @@ def _serve(config: object, config_path: Path | None) -> int:
     log = logs.get_logger("jarvisd")
 
     async def serve() -> int:
-        return await Daemon(config, config_path).run()
+        return await Daemon(config, config_path, rebuild=rebuild).run()
 
     try:
         return asyncio.run(serve())

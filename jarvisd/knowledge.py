@@ -55,6 +55,8 @@ class Knowledge:
         self.ask = AskService(config, sources, self.embedder, pools, metrics)
         self._background: set[asyncio.Task[Any]] = set()
         self.model_state = "not loaded"
+        # `jarvisd --rebuild-index`: why, until the first open sets the files aside.
+        self.rebuild_requested: str | None = None
         # Recovery from a damaged database (store.recovery): why the daemon is unhealthy
         # while a recovery runs, the last recovery, and whether its rebuild still runs.
         self.unhealthy: str | None = None
@@ -119,6 +121,7 @@ class Knowledge:
     def _open_store(self, dimension: int, identity: str) -> Store:
         # A different model (or quantisation) makes stored vectors meaningless: drop
         # them, and the catch-up run re-embeds every note.
+        rebuild, self.rebuild_requested = self.rebuild_requested, None
         return Store(
             self._config.database_path,
             self._config.storage,
@@ -128,6 +131,7 @@ class Knowledge:
             # The index is derived from the vault: a database that cannot be opened is
             # kept aside and rebuilt, never a reason to stay down (issue #9).
             recover=True,
+            rebuild=rebuild,
         )
 
     def after_ready(self) -> None:
@@ -256,6 +260,11 @@ class Knowledge:
     def _rebuilding_reason(self) -> str | None:
         if not self.rebuilding or self.recovery is None:
             return None
+        if self.recovery.phase == "requested":
+            return (
+                "the index is being rebuilt from the vault on request (jarvisd "
+                "--rebuild-index), so results may be missing"
+            )
         return (
             "the database was damaged and replaced by a fresh one; the index is being "
             f"rebuilt from the vault, so results may be missing ({self.recovery.reason})"
