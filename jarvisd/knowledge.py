@@ -279,6 +279,20 @@ class Knowledge:
         """A read or write failed; a damaged database file starts a recovery."""
         if self._recovering or self._store is None or self._store.closed:
             return
+        text = str(error)
+        if "database has been invalidated" in text and self.unhealthy is None:
+            # DuckDB 1.5.5 invalidates the database after a failed checkpoint (found with
+            # the database folder made read-only: "Could not remove file ... .wal:
+            # Read-only file system"); every later query fails until a restart. Not
+            # damage: the file is fine, so nothing is set aside; /health and status say
+            # what to do.
+            cause = text.split("Original error:", 1)[-1].strip().strip('"')[:300]
+            self.unhealthy = (
+                f"the database was invalidated by DuckDB after a failed write ({cause}); "
+                "fix the cause (a read-only or full disk) and restart jarvisd"
+            )
+            log.error("store.invalidated", path=str(self._store.path), error=cause)
+            return
         if not (is_damage_while_serving(error) or damage_text(str(error))):
             return
         reason = first_line(error)

@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -216,3 +217,65 @@ def test_the_wal_removed_while_the_daemon_is_down_is_caught_up_from_the_vault(
     hits = again.client.get("/v1/search", q="gaiwan", mode="keyword")["results"]
     assert [hit["path"] for hit in hits] == ["tea.md"], (had_wal, again.output()[-2000:])
     assert again.client.get("/v1/index")["index"]["notes"] == 2
+
+
+def test_a_database_folder_turned_read_only_is_named_and_indexing_resumes_once_writable(
+    start_daemon: Start, short_tmp: Path
+) -> None:
+    """Root ignores file modes, so the tmpfs is remounted read-only inside the namespace."""
+    if shutil.which("nsenter") is None:
+        pytest.skip("nsenter(1) is needed to remount the daemon's tmpfs read-only")
+    vault = short_tmp / "vault"
+    vault.mkdir()
+    notes_in(vault, 5, "espresso")
+    data = short_tmp / "data"
+    data.mkdir()
+    config = base_config(
+        short_tmp,
+        vaults=[{"name": "v", "path": str(vault)}],
+        embedding={"quantize": "int8"},
+        indexing={"on_start": True, "watch": False},
+    )
+    daemon = start_daemon(config, prefix=in_a_small_tmpfs(data, "48m"))
+    settled(daemon)
+
+    def inside_namespace(script: str) -> None:
+        command = ["nsenter", "-t", str(daemon.process.pid), "-m", "sh", "-c", script]
+        subprocess.run(command, check=True, capture_output=True)
+
+    # `remount,ro` of the tmpfs itself is refused (EBUSY) while DuckDB holds the file
+    # open for writing; a read-only bind mount over the folder is not, and refuses
+    # every new file (the WAL, a checkpoint's) with EROFS, as a failing drive would.
+    inside_namespace(f'mount --bind "{data}" "{data}" && mount -o remount,bind,ro "{data}"')
+    notes_in(vault, 5, "teapot")
+    with pytest.raises(DaemonError) as caught:
+        daemon.client.post("/v1/maintenance", {})
+    assert caught.value.status == 503, caught.value
+    assert caught.value.code == "storage_read_only"
+    assert "is read-only" in str(caught.value) and "remount it read-write" in str(caught.value)
+    before = daemon.client.get("/v1/index")["last_run"]["id"]
+    daemon.client.post("/v1/index", {})
+    state = settled(daemon)
+    while state["last_run"]["id"] == before:
+        state = settled(daemon)
+    assert state["last_run"]["state"] == "failed"
+    assert "read-only" in str(state["last_run"]["error"]).lower(), state["last_run"]
+    shown = ctl(daemon, "status")
+    assert "run error" in shown.stdout and "read-only" in shown.stdout.lower(), shown.stdout
+    assert daemon.process.poll() is None
+    # The failed checkpoint (it could not remove the WAL) made DuckDB 1.5.5 invalidate
+    # the database: queries fail until a restart, and status says so and what to do.
+    with pytest.raises(DaemonError):
+        daemon.client.get("/v1/search", q="espresso number 3", mode="keyword", limit=20)
+    shown = ctl(daemon, "status")
+    assert "UNHEALTHY" in shown.stdout and "restart jarvisd" in shown.stdout, shown.stdout
+    assert len(daemon.events("store.invalidated")) == 1
+    assert not list(data.glob("*.broken-*"))  # not damage: nothing set aside
+
+    inside_namespace(f'umount "{data}"')  # writable again
+    assert daemon.stop() == 0
+    # The tmpfs lived in the daemon's namespace, so the restart starts on the host's
+    # empty folder: this checks that the restart the message asks for serves again.
+    again = start_daemon(config)
+    settled(again)
+    assert again.client.get("/v1/index")["index"]["notes"] == 10
