@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ EX_OK = 0
 EX_USAGE = 64
 EX_CANTCREAT = 73
 EX_CONFIG = 78
+# Errors of the environment that a restart cannot cure: exit 73, which the systemd
+# units list in RestartPreventExitStatus.
+_NEEDS_A_PERSON = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +109,15 @@ def _serve(config: object, config_path: Path | None, rebuild: bool = False) -> i
         print(f"jarvisd: {error}", file=sys.stderr)
         return EX_CANTCREAT
     except (SocketError, PermissionError) as error:
+        log.error("daemon.cannot_start", reason=str(error))
+        print(f"jarvisd: cannot start: {error}", file=sys.stderr)
+        return EX_CANTCREAT
+    except OSError as error:
+        if error.errno not in _NEEDS_A_PERSON:
+            raise
+        # A read-only or full disk under the database folder (the lock file is the first
+        # write): a traceback and exit 1 made systemd's Restart=on-failure start it again
+        # and again (found by tests/test_storage_faults_daemon.py).
         log.error("daemon.cannot_start", reason=str(error))
         print(f"jarvisd: cannot start: {error}", file=sys.stderr)
         return EX_CANTCREAT

@@ -279,3 +279,20 @@ def test_a_database_folder_turned_read_only_is_named_and_indexing_resumes_once_w
     again = start_daemon(config)
     settled(again)
     assert again.client.get("/v1/index")["index"]["notes"] == 10
+
+
+def test_a_start_on_a_read_only_database_folder_exits_73_saying_so(
+    start_daemon: Start, short_tmp: Path
+) -> None:
+    data = short_tmp / "data"
+    data.mkdir()
+    script = (
+        f'mount -t tmpfs -o size=8m tmpfs "{data}" && mount --bind "{data}" "{data}" '
+        f'&& mount -o remount,bind,ro "{data}" && exec "$@"'
+    )
+    prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"]
+    daemon = start_daemon(base_config(short_tmp), wait=False, prefix=prefix)
+    # 73 is in the units' RestartPreventExitStatus: systemd does not start it again.
+    assert daemon.process.wait(120) == 73, daemon.output()[-2000:]
+    assert "read-only file system" in daemon.output().lower(), daemon.output()[-2000:]
+    assert len(daemon.events("daemon.cannot_start")) == 1
