@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ EX_OK = 0
 EX_USAGE = 64
 EX_CANTCREAT = 73
 EX_CONFIG = 78
+# Errors of the environment that a restart cannot cure: exit 73, which the systemd
+# units list in RestartPreventExitStatus.
+_NEEDS_A_PERSON = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         "--print-default-config",
         action="store_true",
         help="print the documented default jarvis.yaml and exit",
+    )
+    parser.add_argument(
+        "--rebuild-index",
+        action="store_true",
+        help="set the database aside (kept, renamed <name>.broken-<UTC time>) and rebuild "
+        "the index from the vault, then serve as usual",
     )
     parser.add_argument("--version", action="version", version=f"jarvisd {__version__}")
     return parser
@@ -70,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"jarvisd: invalid config: {error}", file=sys.stderr)
         return EX_CONFIG
-    return _serve(config, config_path)
+    return _serve(config, config_path, rebuild=args.rebuild_index)
 
 
-def _serve(config: object, config_path: Path | None) -> int:
+def _serve(config: object, config_path: Path | None, rebuild: bool = False) -> int:
     from jarvisd import logs
     from jarvisd.api.server import SocketError
     from jarvisd.config import Config
@@ -90,7 +100,7 @@ def _serve(config: object, config_path: Path | None) -> int:
     log = logs.get_logger("jarvisd")
 
     async def serve() -> int:
-        return await Daemon(config, config_path).run()
+        return await Daemon(config, config_path, rebuild=rebuild).run()
 
     try:
         return asyncio.run(serve())
@@ -99,6 +109,15 @@ def _serve(config: object, config_path: Path | None) -> int:
         print(f"jarvisd: {error}", file=sys.stderr)
         return EX_CANTCREAT
     except (SocketError, PermissionError) as error:
+        log.error("daemon.cannot_start", reason=str(error))
+        print(f"jarvisd: cannot start: {error}", file=sys.stderr)
+        return EX_CANTCREAT
+    except OSError as error:
+        if error.errno not in _NEEDS_A_PERSON:
+            raise
+        # A read-only or full disk under the database folder (the lock file is the first
+        # write): a traceback and exit 1 made systemd's Restart=on-failure start it again
+        # and again (found by tests/test_storage_faults_daemon.py).
         log.error("daemon.cannot_start", reason=str(error))
         print(f"jarvisd: cannot start: {error}", file=sys.stderr)
         return EX_CANTCREAT

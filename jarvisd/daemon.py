@@ -47,7 +47,7 @@ _SIGNALS = {signal.SIGHUP: "hup", signal.SIGTERM: "term", signal.SIGINT: "int"}
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: Path | None) -> None:
+    def __init__(self, config: Config, config_path: Path | None, rebuild: bool = False) -> None:
         self._config = config
         self.config_path = config_path
         self.metrics = Metrics()
@@ -58,6 +58,8 @@ class Daemon:
         self.jobs = JobScheduler(config.schedule, self.metrics)
         self.observer = Observer(config, self.metrics, self.pools, ready=self.ready)
         self.knowledge = Knowledge(config, self.metrics, self.pools, self.jobs)
+        if rebuild:
+            self.knowledge.rebuild_requested = "rebuild requested (jarvisd --rebuild-index)"
         self.observer.on_mode_change(self.knowledge.on_memory_mode)
         self.observer.unhealthy = lambda: self.knowledge.unhealthy
         self.knowledge.on_recovered = self._store_recovered

@@ -55,6 +55,8 @@ class Knowledge:
         self.ask = AskService(config, sources, self.embedder, pools, metrics)
         self._background: set[asyncio.Task[Any]] = set()
         self.model_state = "not loaded"
+        # `jarvisd --rebuild-index`: why, until the first open sets the files aside.
+        self.rebuild_requested: str | None = None
         # Recovery from a damaged database (store.recovery): why the daemon is unhealthy
         # while a recovery runs, the last recovery, and whether its rebuild still runs.
         self.unhealthy: str | None = None
@@ -126,6 +128,7 @@ class Knowledge:
     def _open_store(self, dimension: int, identity: str) -> Store:
         # A different model (or quantisation) makes stored vectors meaningless: drop
         # them, and the catch-up run re-embeds every note.
+        rebuild, self.rebuild_requested = self.rebuild_requested, None
         return Store(
             self._config.database_path,
             self._config.storage,
@@ -135,6 +138,7 @@ class Knowledge:
             # The index is derived from the vault: a database that cannot be opened is
             # kept aside and rebuilt, never a reason to stay down (issue #9).
             recover=True,
+            rebuild=rebuild,
         )
 
     def after_ready(self) -> None:
@@ -263,6 +267,11 @@ class Knowledge:
     def _rebuilding_reason(self) -> str | None:
         if not self.rebuilding or self.recovery is None:
             return None
+        if self.recovery.phase == "requested":
+            return (
+                "the index is being rebuilt from the vault on request (jarvisd "
+                "--rebuild-index), so results may be missing"
+            )
         return (
             "the database was damaged and replaced by a fresh one; the index is being "
             f"rebuilt from the vault, so results may be missing ({self.recovery.reason})"
@@ -276,6 +285,20 @@ class Knowledge:
     def storage_error(self, error: BaseException) -> None:
         """A read or write failed; a damaged database file starts a recovery."""
         if self._recovering or self._store is None or self._store.closed:
+            return
+        text = str(error)
+        if "database has been invalidated" in text and self.unhealthy is None:
+            # DuckDB 1.5.5 invalidates the database after a failed checkpoint (found with
+            # the database folder made read-only: "Could not remove file ... .wal:
+            # Read-only file system"); every later query fails until a restart. Not
+            # damage: the file is fine, so nothing is set aside; /health and status say
+            # what to do.
+            cause = text.split("Original error:", 1)[-1].strip().strip('"')[:300]
+            self.unhealthy = (
+                f"the database was invalidated by DuckDB after a failed write ({cause}); "
+                "fix the cause (a read-only or full disk) and restart jarvisd"
+            )
+            log.error("store.invalidated", path=str(self._store.path), error=cause)
             return
         if not (is_damage_while_serving(error) or damage_text(str(error))):
             return

@@ -201,6 +201,15 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise bad_request(f"body is not valid JSON: {error}") from error
     if not isinstance(value, dict):
         raise bad_request("body must be a JSON object")
+    try:
+        # A `\ud800` escape decodes to a lone surrogate, which is not text: the
+        # tokenizer raised TypeError on one in a question and /v1/ask answered 500
+        # (found by benchmarks/reliability.py's requests section).
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise bad_request(
+            "body holds a lone UTF-16 surrogate escape (such as \\ud800), which is not text"
+        ) from error
     return value
 
 

@@ -67,6 +67,7 @@ STATUS_BY_CODE = {
     "graph_backend_error": 502,
     "graph_unavailable": 503,
     "storage_full": 507,
+    "storage_read_only": 503,
     "busy": 429,
     "unavailable": 503,
 }

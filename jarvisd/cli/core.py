@@ -88,6 +88,9 @@ def _print_last_run(out: Any, run: dict[str, Any] | None) -> None:
         render.key_values(
             [
                 ("last index run", render.when(run.get("finished_at"))),
+                # A failed run says why and what to do (a full or read-only disk).
+                *([("run state", run.get("state"))] if run.get("state") != "done" else []),
+                *([("run error", run["error"])] if run.get("error") else []),
                 ("files seen", run.get("files_seen")),
                 ("changed", run.get("files_changed")),
                 (

@@ -8,7 +8,9 @@ and editors that write through temp files all come out right.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -17,6 +19,9 @@ from jarvisd.indexing.vault import compile_excludes
 from jarvisd.logs import get_logger
 
 log = get_logger("jarvisd.indexing.watcher")
+
+# How often the vault folders' inodes are checked (a stat each: microseconds).
+VAULT_POLL_SECONDS = 1.0
 
 
 class VaultWatcher:
@@ -70,12 +75,65 @@ class VaultWatcher:
 
         return relevant
 
+    def _identity(self) -> tuple[tuple[int, int] | None, ...]:
+        """Each vault folder's (device, inode), None while it is missing."""
+        out: list[tuple[int, int] | None] = []
+        for vault in self._config.vaults:
+            try:
+                info = os.stat(vault.root)
+            except OSError:
+                out.append(None)
+                continue
+            out.append((info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None)
+        return tuple(out)
+
+    async def _guard(self, identity: tuple[tuple[int, int] | None, ...], moved: _Either) -> None:
+        """Stop the current watch when a vault folder goes away, comes back or is replaced."""
+        while self._identity() == identity and not self._stop.is_set():
+            await asyncio.sleep(VAULT_POLL_SECONDS)
+        moved.set()
+
     async def _watch(self) -> None:
+        # inotify watches belong to the folder's inode: a vault folder that is removed
+        # and comes back (a remounted drive, a restored copy) was never watched again,
+        # so edits after its return were not indexed until a restart (found by
+        # tests/test_vault_chaos_daemon.py). The guard polls each root's inode every
+        # second and restarts the watch, with a catch-up run, when one changes.
+        first = True
+        while not self._stop.is_set():
+            identity = self._identity()
+            if not first:
+                log.warning(
+                    "watcher.vaults_changed",
+                    missing=[
+                        str(vault.root)
+                        for vault, seen in zip(self._config.vaults, identity, strict=True)
+                        if seen is None
+                    ],
+                )
+                try:
+                    await self._on_change()
+                except Exception:
+                    log.error("watcher.reindex_failed", exc_info=True)
+            first = False
+            moved = _Either(self._stop)
+            guard = asyncio.get_running_loop().create_task(self._guard(identity, moved))
+            try:
+                roots = [
+                    str(vault.root)
+                    for vault, seen in zip(self._config.vaults, identity, strict=True)
+                    if seen is not None
+                ]
+                if roots:
+                    await self._watch_roots(roots, moved)
+                await guard  # returns once a vault folder changes (or is cancelled)
+            finally:
+                guard.cancel()
+                await asyncio.gather(guard, return_exceptions=True)
+
+    async def _watch_roots(self, roots: list[str], stop: _Either) -> None:
         import watchfiles
 
-        roots = [str(vault.root) for vault in self._config.vaults if vault.root.is_dir()]
-        if not roots:
-            return
         debounce_ms = max(1, int(self._config.indexing.debounce * 1000))
         log.info("watcher.started", roots=roots, debounce_ms=debounce_ms)
         try:
@@ -84,7 +142,7 @@ class VaultWatcher:
                 watch_filter=self._relevant(),
                 debounce=debounce_ms,
                 step=50,
-                stop_event=self._stop,
+                stop_event=stop,
                 recursive=True,
                 ignore_permission_denied=True,
             ):
@@ -97,6 +155,25 @@ class VaultWatcher:
             raise
         except Exception:
             log.error("watcher.failed", exc_info=True)
+
+
+class _Either:
+    """A stop event for watchfiles: set when the daemon stops or a vault folder changed."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set or self._stop.is_set()
+
+    def set(self) -> None:
+        self._set = True
+
+    async def wait(self) -> bool:
+        while not self.is_set():
+            await asyncio.sleep(0.05)
+        return True
 
 
 def _excluded(pattern: re.Pattern[str], relative: str) -> bool:

@@ -14,6 +14,7 @@ from jarvisd.store.errors import (
     NoteWriteError,
     SchemaTooNewError,
     StorageFullError,
+    StorageReadOnlyError,
     StoreClosedError,
     StoreError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "OutgoingLink",
     "SchemaTooNewError",
     "StorageFullError",
+    "StorageReadOnlyError",
     "Store",
     "StoreClosedError",
     "StoreError",

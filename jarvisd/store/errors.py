@@ -47,6 +47,18 @@ class StorageFullError(StoreError, DomainError):
     code = "storage_full"
 
 
+class StorageReadOnlyError(StoreError, DomainError):
+    """The database's folder or file system is read-only; what was written before is intact."""
+
+    code = "storage_read_only"
+
+
+def _read_only(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno == errno.EROFS
+    return isinstance(error, duckdb.Error) and "read-only file system" in str(error).lower()
+
+
 def _no_space(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return error.errno == errno.ENOSPC
@@ -65,6 +77,15 @@ def naming_a_full_disk(path: Path, doing: str) -> Iterator[None]:
     try:
         yield
     except (duckdb.Error, OSError) as error:
+        if _read_only(error):
+            # A database folder remounted read-only (found by the storage fault test:
+            # the run failed with DuckDB's bare IO error, naming no remedy).
+            raise StorageReadOnlyError(
+                f"{doing} stopped: the file system holding {path} is read-only; what was "
+                "written before is intact. Make it writable (remount it read-write) and run "
+                "it again",
+                database=str(path),
+            ) from error
         if not _no_space(error):
             raise
         try:

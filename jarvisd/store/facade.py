@@ -79,9 +79,12 @@ class Store:
         *,
         reset_vectors: bool = False,
         recover: bool = False,
+        rebuild: str | None = None,
     ) -> None:
         """With `recover`, a database that cannot be opened because of its content is
-        kept aside and replaced by a fresh one (`recovery` says so); see `recovery`."""
+        kept aside and replaced by a fresh one (`recovery` says so); see `recovery`.
+        With `rebuild` (why: `jarvisd --rebuild-index`), the files are kept aside the
+        same way before opening, whatever their state, and `recovery` says so."""
         self._path = Path(path)
         self._config = config
         self._dimension = int(dimension)
@@ -102,6 +105,12 @@ class Store:
         self._changes = Changes(everything=True)
         self._changes_lock = threading.Lock()
         self.recovery: Recovery | None = None
+        if rebuild is not None:
+            kept = recovery.set_aside(self._path)
+            self.recovery = Recovery(reason=rebuild, kept=kept, at=time.time(), phase="requested")
+            log.warning(
+                "store.set_aside", path=str(self._path), kept=[str(p) for p in kept], reason=rebuild
+            )
         try:
             self._connect(reset_vectors)
         except (duckdb.Error, StoreError) as error:

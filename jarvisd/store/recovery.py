@@ -53,7 +53,7 @@ class Recovery:
     reason: str
     kept: tuple[Path, ...]
     at: float
-    phase: str  # "open" (at start-up) or "serving"
+    phase: str  # "open" (at start-up), "serving", or "requested" (--rebuild-index)
 
     def as_dict(self) -> dict[str, Any]:
         return {
