@@ -105,6 +105,7 @@ class Store:
         self._changes = Changes(everything=True)
         self._changes_lock = threading.Lock()
         self.recovery: Recovery | None = None
+        self._broken: str | None = None  # set when a reopen after a fatal error failed
         if rebuild is not None:
             kept = recovery.set_aside(self._path)
             self.recovery = Recovery(reason=rebuild, kept=kept, at=time.time(), phase="requested")
@@ -224,6 +225,8 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError(f"the store {self._path} is closed")
+        if self._broken is not None:
+            raise StoreError(self._broken)
 
     def _transaction(self, action: Callable[[Connection], T], tasks: Iterable[str] = ()) -> T:
         """Run `action` in one transaction on the writer, recording the derived work it owes."""
@@ -576,9 +579,13 @@ class Store:
         fails with "database has been invalidated" until it is opened again. Measured
         with 1.5.5: a CHECKPOINT (maintenance's, or the automatic one at 16 MiB of WAL
         inside a commit) that runs out of disk. The files are intact (the failed
-        checkpoint wrote nothing that counts), so they are opened again in place and
-        the WAL replays; a reopen that fails is left to the caller's error."""
-        if not recovery.is_invalidation(error) or self._closed:
+        checkpoint wrote nothing that counts) and open again even while the disk is
+        full, so they are opened again in place and the WAL replays. Other fatal
+        errors (a read-only folder: the WAL cannot be removed, nor reopened for
+        writing) are left to the caller: the daemon turns unhealthy and says why."""
+        if self._closed or not recovery.is_invalidation(error):
+            return
+        if "no space left" not in " ".join(map(str, recovery.chain(error))).lower():
             return
         with self._write_lock, self._cursor_lock:
             for _, cursor in self._cursors:
@@ -589,8 +596,14 @@ class Store:
             try:
                 self._connect(reset_vectors=False)
             except (duckdb.Error, StoreError) as reopen_error:
-                log.error("store.reopen_failed", path=str(self._path), error=str(reopen_error))
-                raise
+                # Every later use says so, in the words the daemon's health check knows.
+                self._broken = (
+                    f"the database has been invalidated by DuckDB after a failed write "
+                    f"({recovery.first_line(error)}) and could not be opened again "
+                    f"({recovery.first_line(reopen_error)}); fix the cause and restart jarvisd"
+                )
+                log.error("store.reopen_failed", path=str(self._path), error=self._broken)
+                return
             self._generation += 1
         log.warning(
             "store.reopened",

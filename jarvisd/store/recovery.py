@@ -64,7 +64,8 @@ class Recovery:
         }
 
 
-def _chain(error: BaseException) -> list[BaseException]:
+def chain(error: BaseException) -> list[BaseException]:
+    """The error and its causes and contexts, outermost first."""
     out: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and current not in out:
@@ -75,26 +76,26 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 def is_damage(error: BaseException) -> bool:
     """True when opening failed because of the file's content, not the environment."""
-    chain = _chain(error)
+    links = chain(error)
     if any(
         isinstance(item, (ExtensionMissingError, SchemaTooNewError, EmbeddingMismatchError))
-        for item in chain
+        for item in links
     ):
         return False
-    if not any(isinstance(item, duckdb.Error) for item in chain):
+    if not any(isinstance(item, duckdb.Error) for item in links):
         return False
-    if any(isinstance(item, duckdb.OutOfMemoryException) for item in chain):
+    if any(isinstance(item, duckdb.OutOfMemoryException) for item in links):
         return False
-    text = " ".join(str(item) for item in chain).lower()
+    text = " ".join(str(item) for item in links).lower()
     return not any(marker in text for marker in _NOT_DAMAGE)
 
 
 def is_damage_while_serving(error: BaseException) -> bool:
     """True for a read or write error that says the database file is damaged."""
-    chain = _chain(error)
-    if not any(isinstance(item, duckdb.Error) for item in chain):
+    links = chain(error)
+    if not any(isinstance(item, duckdb.Error) for item in links):
         return False
-    text = " ".join(str(item) for item in chain).lower()
+    text = " ".join(str(item) for item in links).lower()
     return any(marker in text for marker in _DAMAGE_WHILE_SERVING) and not any(
         marker in text for marker in _NOT_DAMAGE
     )
@@ -102,9 +103,9 @@ def is_damage_while_serving(error: BaseException) -> bool:
 
 def is_invalidation(error: BaseException) -> bool:
     """DuckDB's fatal errors, after which the instance refuses every query until reopened."""
-    chain = _chain(error)
-    return any(isinstance(item, duckdb.FatalException) for item in chain) or any(
-        "database has been invalidated" in str(item) for item in chain
+    links = chain(error)
+    return any(isinstance(item, duckdb.FatalException) for item in links) or any(
+        "database has been invalidated" in str(item) for item in links
     )
 
 
