@@ -1,5 +1,6 @@
 """jarvis.yaml as a value: the model, loading with located errors, and diffs."""
 
+from jarvisd.config.alerts import ALERT_METRICS, AlertRule, AlertsConfig
 from jarvisd.config.ask import AskConfig, LlmConfig, TemplatesConfig
 from jarvisd.config.diff import (
     MASK,
@@ -11,9 +12,6 @@ from jarvisd.config.diff import (
 )
 from jarvisd.config.loading import EX_CONFIG, ConfigError, load_config, parse_config
 from jarvisd.config.model import (
-    ALERT_METRICS,
-    AlertRule,
-    AlertsConfig,
     Config,
     ControlConfig,
     EmbeddingConfig,
