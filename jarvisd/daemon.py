@@ -34,7 +34,7 @@ from jarvisd.lockfile import LockFile
 from jarvisd.observe.metrics import Metrics
 from jarvisd.observe.observer import Observer
 from jarvisd.pools import Pools
-from jarvisd.store.recovery import Recovery
+from jarvisd.store import Recovery
 from jarvisd.systemd import Notifier
 
 log = logs.get_logger("jarvisd.daemon")

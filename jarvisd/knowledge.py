@@ -26,8 +26,7 @@ from jarvisd.observe.memory import MemoryMode
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search import SearchService
-from jarvisd.store import Store
-from jarvisd.store.recovery import Recovery, damage_text, first_line, is_damage_while_serving
+from jarvisd.store import Recovery, Store, damage_text, first_line, is_damage_while_serving
 
 log = get_logger("jarvisd.knowledge")
 

@@ -14,7 +14,7 @@ import pytest
 from fixtures_store import make_note, storage_config, unit_vectors, vectors_for
 
 from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems
-from jarvisd.store import ExtensionMissingError, Store, vectors
+from jarvisd.store import ExtensionMissingError, Store, VectorTableGoneError, vectors
 from jarvisd.store.connection import extension_path
 
 
@@ -150,6 +150,9 @@ def test_reopening_a_database_with_an_hnsw_index_then_writing_works(database: Pa
         assert table_names(again) >= {"chunk_vectors_1", "chunk_vectors_2"}
         again.ensure_vector_index()
         assert "chunk_vectors_1" not in table_names(again)
+        # A search still holding the old name hears so in the store's words.
+        with pytest.raises(VectorTableGoneError, match="chunk_vectors_1"):
+            again.nearest_chunks(table.name, vector[0], 1)
     finally:
         again.close()
 

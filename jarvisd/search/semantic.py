@@ -34,13 +34,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import duckdb
 import numpy as np
 import numpy.typing as npt
 
 from jarvisd.search.hits import BoolArray, IntArray, NoteScores, found
 from jarvisd.search.snapshot import Snapshot
-from jarvisd.store import Store
+from jarvisd.store import Store, VectorTableGoneError
 
 FETCH_PER_NOTE = 4  # chunks fetched per note wanted (notes hold several similar chunks)
 MIN_FETCH = 64
@@ -97,7 +96,7 @@ def indexed_semantic_scores(
             return exact_note_scores(store, snapshot, query_vector, rows)
         try:
             ids, similarities = store.nearest_chunks(table.name, query_vector, fetch)
-        except duckdb.CatalogException:
+        except VectorTableGoneError:
             # The table was replaced and dropped under this (old) snapshot: be exact.
             rows = None if mask is None else np.flatnonzero(mask)
             return exact_note_scores(store, snapshot, query_vector, rows)

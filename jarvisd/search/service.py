@@ -29,8 +29,7 @@ from jarvisd.search.passages import Passage, best_passages
 from jarvisd.search.ranking import Encoder, Ranked, rank
 from jarvisd.search.request import SearchError, SearchRequest, normalise_query, parse_request
 from jarvisd.search.snapshot import NoteInfo, Snapshot, refresh_snapshot
-from jarvisd.store import Store
-from jarvisd.store.records import Changes
+from jarvisd.store import Changes, Store
 
 log = get_logger("jarvisd.search")
 

@@ -28,14 +28,24 @@ A test keeps postings and scores equal to a DuckDB fts index of the same text.
 Every function runs inside the caller's transaction. Per note the work is a
 few statements over that note's rows plus scans of the vocabulary (a
 hash join against the few new rows).
+
+Reads for search: `stem_words` (the index's own Porter stems of query words)
+and `reference_scores` (BM25 in SQL for just the query's stems: the reference
+the tests and benchmarks compare search's in-memory scores with, and the way
+to check a snapshot against the database; searches never run it). Query text
+never becomes SQL: only [a-z0-9]+ words reach a statement, inlined as
+literals (every bound parameter costs ~150 µs here), anything else is dropped.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 
 from jarvisd.store.connection import extension_path, first_row
 
@@ -43,6 +53,10 @@ from jarvisd.store.connection import extension_path, first_row
 IGNORE = r"(\.|[^a-z0-9])+"
 STEMMER = "porter"
 _STAGING = "bm25_staging"
+# DuckDB fts's `match_bm25` (Okapi BM25) parameters, which search's scores keep.
+K1 = 1.2
+B = 0.75
+_TERM = re.compile(r"[a-z0-9]+")
 
 
 def tokenize_sql(expression: str) -> str:
@@ -272,3 +286,51 @@ def drop_fts(connection: duckdb.DuckDBPyConnection, schema: str, source: str) ->
     connection.execute(f"DROP SCHEMA IF EXISTS {schema}")
     connection.execute(f"DROP TABLE IF EXISTS {source}")
     connection.execute("DELETE FROM pending_work WHERE task = 'fts'")
+
+
+def _literals(words: Iterable[str]) -> str:
+    # Only [a-z0-9]+ words get here (a tokenizer's, the stemmer's output); anything else
+    # is dropped rather than quoted, so no text can ever break out of a literal.
+    return ", ".join(f"'{word}'" for word in words if _TERM.fullmatch(word))
+
+
+def stem_words(connection: duckdb.DuckDBPyConnection, words: Iterable[str]) -> dict[str, str]:
+    """The index's Porter stem of each [a-z0-9]+ word (other words are left out)."""
+    wanted = sorted({word for word in words if _TERM.fullmatch(word)})
+    if not wanted:
+        return {}
+    rows = connection.execute(f"SELECT stem(unnest([{_literals(wanted)}]), '{STEMMER}')").fetchall()
+    return dict(zip(wanted, (str(row[0]) for row in rows), strict=True))
+
+
+def reference_scores(
+    connection: duckdb.DuckDBPyConnection, stems: Sequence[str]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """BM25 in SQL from the index tables for just these stems: (chunk ids, scores) of
+    every chunk holding one (the reference search's in-memory scores are checked with)."""
+    literals = _literals(stems)
+    if not literals:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    result = connection.execute(f"""
+        WITH query_terms AS (
+            SELECT term_id, df FROM bm25_terms WHERE df > 0 AND term IN ({literals})
+        ),
+        stats AS (
+            SELECT documents AS num_docs, total_length / documents AS avgdl FROM bm25_stats
+            WHERE documents > 0
+        )
+        SELECT postings.chunk_id AS chunk_id, sum(
+            log(((stats.num_docs - query_terms.df) + 0.5) / (query_terms.df + 0.5) + 1)
+            * (postings.tf * ({K1} + 1))
+            / (postings.tf + {K1} * ((1 - {B}) + {B} * (docs.length / stats.avgdl)))
+        ) AS score
+        FROM bm25_postings AS postings
+        JOIN query_terms USING (term_id)
+        JOIN bm25_docs AS docs USING (chunk_id)
+        CROSS JOIN stats
+        GROUP BY postings.chunk_id
+    """).fetchnumpy()
+    return (
+        np.asarray(result["chunk_id"], dtype=np.int64),
+        np.asarray(result["score"], dtype=np.float64),
+    )

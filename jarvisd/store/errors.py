@@ -41,6 +41,11 @@ class NoteWriteError(StoreError):
     """A note could not be written; the previous version of it is intact."""
 
 
+class VectorTableGoneError(StoreError):
+    """The HNSW vector table a search named was replaced and dropped since it looked
+    (an older snapshot's): the caller answers exactly instead."""
+
+
 class StorageFullError(StoreError, DomainError):
     """The device holding the database is full; what was written before is intact."""
 

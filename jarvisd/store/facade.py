@@ -4,7 +4,8 @@ Synchronous and thread-safe; callers run it in the thread pools. One writer
 connection serialised by a lock (DuckDB allows one writer anyway, and a single
 writer never meets a write-write conflict), and one read cursor per thread
 (`connection.cursor()` is a separate connection to the same database instance:
-readers see committed snapshots and never wait for the writer).
+readers see committed snapshots and never wait for the writer). The read
+methods are `StoreReads`'s (`reading`), a mixin over those cursors.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -23,35 +24,12 @@ import numpy.typing as npt
 from jarvisd.config import StorageConfig, VaultConfig
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.logs import get_logger
-from jarvisd.store import (
-    bm25,
-    graph_reads,
-    indexes,
-    linking,
-    reads,
-    recovery,
-    schema,
-    vectors,
-    writes,
-)
+from jarvisd.store import bm25, indexes, linking, recovery, schema, writes
 from jarvisd.store.connection import apply_settings, open_database
-from jarvisd.store.errors import (
-    NoteWriteError,
-    StoreClosedError,
-    StoreError,
-    naming_a_full_disk,
-)
-from jarvisd.store.indexes import VectorTable
+from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError, naming_a_full_disk
 from jarvisd.store.maintenance import Step, maintenance, timed
-from jarvisd.store.records import (
-    Changes,
-    ChunkMatrix,
-    FileState,
-    LinkKey,
-    LinkWork,
-    NoteDetail,
-    NotePage,
-)
+from jarvisd.store.reading import StoreReads
+from jarvisd.store.records import Changes, LinkKey, LinkWork
 from jarvisd.store.recovery import Recovery
 
 log = get_logger("jarvisd.store")
@@ -67,8 +45,9 @@ def links_task(vault: str) -> str:
     return f"links:{vault}"
 
 
-class Store:
-    """The notes database: schema, per-note transactions, reads, search indexes, upkeep."""
+class Store(StoreReads):
+    """The notes database: schema, per-note transactions, search indexes, upkeep; the
+    reads are `StoreReads`'s (`reading`)."""
 
     def __init__(
         self,
@@ -183,7 +162,7 @@ class Store:
             self.recovery = self._replace_database(reason, "serving")
             return self.recovery
 
-        # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ plumbing
 
     @property
     def path(self) -> Path:
@@ -202,7 +181,7 @@ class Store:
         return self._closed
 
     def reader(self) -> Connection:
-        """This thread's read cursor, for read-only SQL of search and graph modules."""
+        """This thread's read cursor, for the store's own read statements (`StoreReads`)."""
         cursor: Connection | None = getattr(self._local, "cursor", None)
         if (
             cursor is None
@@ -267,6 +246,11 @@ class Store:
         with self._changes_lock:
             changes, self._changes = self._changes, Changes()
         return changes
+
+    def give_back_changes(self, changes: Changes) -> None:
+        """Changes a snapshot took but did not use (its build failed): owed again."""
+        with self._changes_lock:
+            self._changes.merge(changes)
 
     def _done(self, connection: Connection, task: str) -> None:
         connection.execute("DELETE FROM pending_work WHERE task = ?", [task])
@@ -356,16 +340,6 @@ class Store:
 
     # --------------------------------------------------------------------- links
 
-    def link_keys(self, vault: str) -> list[LinkKey]:
-        """Distinct (linking note path, key) pairs of the vault's note links."""
-        self._check_open()
-        return linking.link_keys(self.reader(), vault)
-
-    def note_paths_and_aliases(self, vault: str) -> list[tuple[str, tuple[str, ...]]]:
-        """(path, aliases) per note: the input of `LinkResolver.from_notes`."""
-        self._check_open()
-        return linking.note_paths_and_aliases(self.reader(), vault)
-
     def set_link_targets(self, vault: str, mapping: Mapping[LinkKey, str | None]) -> int:
         """Point links at note paths (None: unresolved) in one transaction; links changed."""
         return self._transaction(lambda c: linking.set_link_targets(c, vault, mapping))
@@ -399,119 +373,7 @@ class Store:
             self._links_unknown.discard(vault)
             return changed
 
-    # --------------------------------------------------------------------- reads
-
-    def file_states(self, vault: str) -> dict[str, FileState]:
-        self._check_open()
-        return reads.file_states(self.reader(), vault)
-
-    def vault_names(self) -> list[str]:
-        """The vaults with notes in the store (configured or not any more)."""
-        self._check_open()
-        return reads.vault_names(self.reader())
-
-    def paths_by_hash(self, vault: str, content_hash: str) -> list[str]:
-        self._check_open()
-        return reads.paths_by_hash(self.reader(), vault, content_hash)
-
-    def vectors_for_hashes(self, hashes: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
-        """Stored vectors of chunks whose embed_text hash is given, from any note."""
-        self._check_open()
-        return reads.vectors_for_hashes(self.reader(), hashes, self._dimension)
-
-    def get_note(self, vault: str, path: str) -> NoteDetail | None:
-        self._check_open()
-        return reads.get_note(self.reader(), vault, path)
-
-    def list_notes(self, vault: str, after: str | None, limit: int) -> NotePage:
-        self._check_open()
-        return reads.list_notes(self.reader(), vault, after, limit)
-
-    # ------------------------------------------------- graph and note lookups
-
-    def graph_columns(self, vault: str) -> tuple[graph_reads.Columns, graph_reads.Columns]:
-        """One vault's notes and note links as columns, for a graph snapshot."""
-        self._check_open()
-        return graph_reads.graph_columns(self.reader(), vault)
-
-    def projection_rows(self, vault: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        self._check_open()
-        return graph_reads.projection_rows(self.reader(), vault)
-
-    def unresolved_targets(self, vault: str) -> list[tuple[str, int, list[str]]]:
-        self._check_open()
-        return graph_reads.unresolved_targets(self.reader(), vault)
-
-    def orphan_notes(self, vault: str) -> list[tuple[str, str]]:
-        self._check_open()
-        return graph_reads.orphan_notes(self.reader(), vault)
-
-    def notes_titled(self, vault: str, title: str, limit: int) -> list[tuple[str, int]]:
-        self._check_open()
-        return graph_reads.notes_titled(self.reader(), vault, title, limit)
-
-    def note_exists(self, vault: str, path: str) -> bool:
-        self._check_open()
-        return graph_reads.note_exists(self.reader(), vault, path)
-
-    def chunk_matrix(self, after: int | None = None) -> ChunkMatrix:
-        """Every chunk id and vector (float32, rows L2-normalised by the embedder);
-        with `after`, only the chunks whose id is greater."""
-        self._check_open()
-        return reads.chunk_matrix(self.reader(), self._dimension, after)
-
-    def note_chunk_matrix(self, note_ids: Sequence[int]) -> ChunkMatrix:
-        """The chunk ids and vectors of these notes (a snapshot patch's vectors)."""
-        self._check_open()
-        return reads.note_chunk_matrix(self.reader(), self._dimension, note_ids)
-
-    def give_back_changes(self, changes: Changes) -> None:
-        """Changes a snapshot took but did not use (its build failed): owed again."""
-        with self._changes_lock:
-            self._changes.merge(changes)
-
-    def nearest_chunks(
-        self, table: str, vector: npt.NDArray[np.float32], k: int
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """The `k` chunks of vector table `table` nearest `vector` (ids, cosines), by HNSW."""
-        self._check_open()
-        literal = vectors.vector_literal(vector, self._dimension)
-        with self._vector_lock:
-            return vectors.nearest_chunks(self.reader(), table, literal, k)
-
-    def chunk_similarities(
-        self, vector: npt.NDArray[np.float32], note_ids: Sequence[int] | None
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """Exact cosines (chunk ids, cosines) of the given notes' chunks; None: every chunk."""
-        self._check_open()
-        literal = vectors.vector_literal(vector, self._dimension)
-        return vectors.chunk_similarities(self.reader(), literal, note_ids)
-
-    def stats(self) -> dict[str, int]:
-        """Counts of notes, chunks, links, unresolved note links, tags; the file's size."""
-        self._check_open()
-        counts = reads.stats(self.reader())
-        counts["vector_index"] = int(self.has_vector_index)
-        counts["pending_work"] = len(self._pending)
-        counts["database_bytes"] = sum(
-            file.stat().st_size
-            for file in (self._path, self._path.with_name(self._path.name + ".wal"))
-            if file.exists()
-        )
-        return counts
-
     # ------------------------------------------------------------------- indexes
-
-    @property
-    def has_vector_index(self) -> bool:
-        self._check_open()
-        return indexes.has_vector_index(self.reader())
-
-    @property
-    def vector_table(self) -> VectorTable | None:
-        """The HNSW-indexed copy of the vectors search reads, if there is one."""
-        self._check_open()
-        return indexes.vector_table(self.reader())
 
     def rebuild_bm25(self) -> None:
         """BM25's tables rebuilt from every chunk in one transaction. Never needed in
