@@ -65,11 +65,12 @@ from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search import SearchService
 from jarvisd.search.hits import top
-from jarvisd.search.keyword import Stemmer, bm25_sql, keyword_scores, query_stems, tokenize
+from jarvisd.search.keyword import keyword_scores
 from jarvisd.search.postings import read_postings
 from jarvisd.search.request import SearchRequest
 from jarvisd.search.semantic import semantic_scores
 from jarvisd.search.snapshot import build_snapshot
+from jarvisd.search.terms import Stemmer, query_stems, tokenize
 from jarvisd.store import Store
 
 MODES = ("keyword", "semantic", "hybrid")
@@ -295,14 +296,14 @@ def query_lists(
         if saved.get("key") == key:
             return {qid: QueryLists.from_json(value) for qid, value in saved["lists"].items()}
     snapshot = build_snapshot(store, 0, True)
-    cursor, stemmer = store.reader(), Stemmer()
+    stemmer = Stemmer()
     postings = snapshot.postings
     paths = [collection.doc_id(note.path) for note in snapshot.notes]
     threshold = SearchRequest(query="x").threshold
     subjects = subject_vectors(store, embedder, snapshot, cache.with_suffix(".subjects.npy"))
     lists: dict[str, QueryLists] = {}
     for qid, text in collection.queries.items():
-        stems = query_stems(cursor, stemmer, text[:1000])
+        stems = query_stems(store, stemmer, text[:1000])
         keyword = keyword_scores(snapshot, postings.score(stems))
         query_vector = embedder.encode_query(text[:1000])
         semantic = semantic_scores(snapshot, query_vector)
@@ -581,9 +582,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
 def bm25_speed(store: Store, texts: list[str]) -> dict[str, float]:
     """The keyword path's BM25 in memory (as served) against the same scores in SQL."""
-    cursor, stemmer = store.reader(), Stemmer()
-    stems = [query_stems(cursor, stemmer, text[:1000]) for text in texts]
-    postings = read_postings(cursor)
+    stemmer = Stemmer()
+    stems = [query_stems(store, stemmer, text[:1000]) for text in texts]
+    postings = read_postings(store.reader())
     started = time.perf_counter()
     for terms in stems:
         postings.score(terms)
@@ -591,7 +592,7 @@ def bm25_speed(store: Store, texts: list[str]) -> dict[str, float]:
     sample = stems[:50]
     started = time.perf_counter()
     for terms in sample:
-        bm25_sql(cursor, terms)
+        store.bm25_reference(terms)
     in_sql = (time.perf_counter() - started) * 1000 / len(sample)
     return {"in_memory": round(in_memory, 3), "sql": round(in_sql, 3)}
 

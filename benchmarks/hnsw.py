@@ -44,10 +44,10 @@ from jarvisd import logs
 from jarvisd.config import Config, EmbeddingConfig, HnswConfig, SearchConfig, StorageConfig
 from jarvisd.model.embedder import Embedder
 from jarvisd.search import semantic
-from jarvisd.search.keyword import Stemmer
 from jarvisd.search.ranking import rank
 from jarvisd.search.request import parse_request
 from jarvisd.search.snapshot import Snapshot, build_snapshot
+from jarvisd.search.terms import Stemmer
 from jarvisd.store import Store
 
 MODES = ("semantic", "hybrid")

@@ -35,8 +35,9 @@ from jarvisd.observe.memory import MemoryMode
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search import SearchError, SearchService
-from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems, tokenize
+from jarvisd.search.postings import ChunkScores
 from jarvisd.search.snapshot import build_snapshot
+from jarvisd.search.terms import Stemmer, query_stems, tokenize
 from jarvisd.store import Store
 
 pytestmark = pytest.mark.slow
@@ -249,8 +250,7 @@ async def test_query_text_is_never_sql(indexed: Indexed) -> None:
 )
 def test_bm25_scores_equal_match_bm25(indexed: Indexed, query: str) -> None:
     """The store's own index scores as DuckDB fts's `match_bm25` does over the same text."""
-    cursor = indexed.store.reader()
-    stems = query_stems(cursor, Stemmer(), query)
+    stems = query_stems(indexed.store, Stemmer(), query)
     reference = FtsReference(indexed.store)
     try:
         theirs = reference.scores(query)
@@ -258,7 +258,8 @@ def test_bm25_scores_equal_match_bm25(indexed: Indexed, query: str) -> None:
         reference.close()
     assert theirs
     in_memory = build_snapshot(indexed.store, 0, with_vectors=False).postings.score(stems)
-    for scores, tolerance in ((in_memory, 1e-6), (bm25_sql(cursor, stems), 1e-9)):
+    in_sql = ChunkScores(*indexed.store.bm25_reference(stems), 0.0)
+    for scores, tolerance in ((in_memory, 1e-6), (in_sql, 1e-9)):
         ours = dict(zip(scores.chunk_ids.tolist(), scores.scores.tolist(), strict=True))
         assert ours.keys() == theirs.keys()
         for chunk, score in theirs.items():

@@ -34,10 +34,10 @@ from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search import SearchService, semantic
-from jarvisd.search.keyword import Stemmer
 from jarvisd.search.ranking import rank
 from jarvisd.search.request import parse_request
 from jarvisd.search.snapshot import Snapshot, build_snapshot
+from jarvisd.search.terms import Stemmer
 from jarvisd.store import Store
 from jarvisd.store.vectors import nearest_sql, vector_literal
 

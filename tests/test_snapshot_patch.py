@@ -11,8 +11,9 @@ import pytest
 from fixtures_store import make_note, storage_config, vectors_for
 from test_store_bm25 import QUERIES, WORDS
 
-from jarvisd.search.keyword import Stemmer, keyword_scores, query_stems
+from jarvisd.search.keyword import keyword_scores
 from jarvisd.search.snapshot import Snapshot, build_snapshot, refresh_snapshot
+from jarvisd.search.terms import Stemmer, query_stems
 from jarvisd.store import Store
 
 
@@ -63,9 +64,8 @@ def _assert_equal(store: Store, patched: Snapshot, whole: Snapshot) -> None:
     assert [list(h) for h in patched.headings] == [list(h) for h in whole.headings]
     assert patched.vectors is not None and whole.vectors is not None
     assert np.array_equal(patched.vectors, whole.vectors)
-    cursor = store.reader()
     for query in QUERIES:
-        stems = query_stems(cursor, Stemmer(), query)
+        stems = query_stems(store, Stemmer(), query)
         ours = keyword_scores(patched, patched.postings.score(stems))
         theirs = keyword_scores(whole, whole.postings.score(stems))
         assert np.array_equal(np.isfinite(ours.scores), np.isfinite(theirs.scores)), query

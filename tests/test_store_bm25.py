@@ -12,8 +12,8 @@ import pytest
 from fixtures_bm25 import FTS_OPTIONS, FtsReference, store_index
 from fixtures_store import make_note, storage_config, vectors_for
 
-from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems, tokenize
-from jarvisd.search.postings import read_postings
+from jarvisd.search.postings import ChunkScores, read_postings
+from jarvisd.search.terms import Stemmer, query_stems, tokenize
 from jarvisd.store import Store
 from jarvisd.store.connection import extension_path
 from jarvisd.store.schema import FTS_SCHEMA, FTS_SOURCE
@@ -92,10 +92,10 @@ def _check_against_fts(store: Store) -> None:
         in_memory = read_postings(cursor)
         for query in QUERIES:
             theirs = reference.scores(query)
-            stems = query_stems(cursor, Stemmer(), query)
+            stems = query_stems(store, Stemmer(), query)
             for scores, tolerance in (
                 (in_memory.score(stems), 1e-6),
-                (bm25_sql(cursor, stems), 1e-9),
+                (ChunkScores(*store.bm25_reference(stems), 0.0), 1e-9),
             ):
                 got = dict(zip(scores.chunk_ids.tolist(), scores.scores.tolist(), strict=True))
                 assert got.keys() == theirs.keys(), query
@@ -122,8 +122,8 @@ def test_a_search_finds_an_edit_without_any_finalize(store: Store) -> None:
     cursor = store.reader()
 
     def hits(query: str) -> list[str]:
-        scores = bm25_sql(cursor, query_stems(cursor, Stemmer(), query))
-        order = sorted(zip(scores.scores.tolist(), scores.chunk_ids.tolist(), strict=True))
+        ids, scores = store.bm25_reference(query_stems(store, Stemmer(), query))
+        order = sorted(zip(scores.tolist(), ids.tolist(), strict=True))
         texts = dict(cursor.execute("SELECT id, text FROM chunks").fetchall())
         return [str(texts[chunk]) for _, chunk in reversed(order)]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fixtures_store import make_note, storage_config, unit_vectors, vectors_for
 
-from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems
+from jarvisd.search.terms import Stemmer, query_stems
 from jarvisd.store import ExtensionMissingError, Store, VectorTableGoneError, vectors
 from jarvisd.store.connection import extension_path
 
@@ -32,15 +32,15 @@ def store(database: Path) -> Iterator[Store]:
 
 def bm25(store: Store, query: str) -> list[tuple[str, str]]:
     """(note path, chunk text) of the BM25 hits, best first (the store's tables, in SQL)."""
+    ids, scores = store.bm25_reference(query_stems(store, Stemmer(), query))
     cursor = store.reader()
-    scores = bm25_sql(cursor, query_stems(cursor, Stemmer(), query))
     texts = {
         int(chunk): (str(path), str(text))
         for chunk, path, text in cursor.execute(
             "SELECT c.id, n.path, c.text FROM chunks c JOIN notes n ON n.id = c.note_id"
         ).fetchall()
     }
-    ranked = sorted(zip(scores.scores.tolist(), scores.chunk_ids.tolist(), strict=True))
+    ranked = sorted(zip(scores.tolist(), ids.tolist(), strict=True))
     return [texts[chunk] for _, chunk in reversed(ranked)]
 
 

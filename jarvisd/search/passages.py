@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jarvisd.config import SearchConfig
-from jarvisd.search.keyword import Stemmer
 from jarvisd.search.ranking import Encoder, rank
 from jarvisd.search.request import SearchRequest
 from jarvisd.search.snapshot import Snapshot
+from jarvisd.search.terms import Stemmer
 from jarvisd.store import Store
 
 

@@ -1,6 +1,6 @@
 """One search, start to finish, on one snapshot: modes, fusion, page, snippets.
 
-Blocking (numpy, a DuckDB read for new words' stems, the query encoder): the
+Blocking (numpy, the store's stems of new words, the query encoder): the
 service runs it in the `search` thread pool, one pool hop per request.
 """
 
@@ -17,7 +17,7 @@ import numpy.typing as npt
 from jarvisd.config import SearchConfig
 from jarvisd.search.fusion import fused_scores, query_rarity, query_shape, semantic_weight_for
 from jarvisd.search.hits import FloatArray, IntArray, NoteScores, found, top
-from jarvisd.search.keyword import Stemmer, keyword_scores, query_stems
+from jarvisd.search.keyword import keyword_scores
 from jarvisd.search.request import NANOSECONDS, SearchRequest
 from jarvisd.search.semantic import (
     indexed_semantic_scores,
@@ -26,6 +26,7 @@ from jarvisd.search.semantic import (
 )
 from jarvisd.search.snapshot import Snapshot
 from jarvisd.search.snippets import make_snippets
+from jarvisd.search.terms import Stemmer, query_stems
 from jarvisd.store import Store
 
 Encoder = Callable[[str], npt.NDArray[np.float32]]
@@ -59,9 +60,8 @@ def rank(
     encode: Encoder | None,
 ) -> Ranked:
     """`encode` None: no semantic side (keyword only, e.g. the model is away)."""
-    cursor = store.reader()
     mask = snapshot.note_mask(request.filters)
-    stems = query_stems(cursor, stemmer, request.query)
+    stems = query_stems(store, stemmer, request.query)
     use_semantic = request.mode != "keyword" and encode is not None
     use_keyword = request.mode != "semantic" or encode is None
     wanted = request.offset + request.limit
@@ -104,7 +104,7 @@ def rank(
     chunks = [result.pop("chunk") for result in results]
     texts = [str(snapshot.texts[chunk]) for chunk in chunks]
     for result, snippet in zip(
-        results, make_snippets(cursor, stemmer, texts, frozenset(stems)), strict=True
+        results, make_snippets(store, stemmer, texts, frozenset(stems)), strict=True
     ):
         result["snippet"] = snippet.text
         result["highlights"] = [list(span) for span in snippet.highlights]

@@ -24,11 +24,11 @@ from jarvisd.observe.memory import MemoryMode
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search.cache import ResultCache
-from jarvisd.search.keyword import Stemmer
 from jarvisd.search.passages import Passage, best_passages
 from jarvisd.search.ranking import Encoder, Ranked, rank
 from jarvisd.search.request import SearchError, SearchRequest, normalise_query, parse_request
 from jarvisd.search.snapshot import NoteInfo, Snapshot, refresh_snapshot
+from jarvisd.search.terms import Stemmer
 from jarvisd.store import Changes, Store
 
 log = get_logger("jarvisd.search")

@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import duckdb
-
-from jarvisd.search.keyword import Stemmer, tokenize
+from jarvisd.search.terms import Stemmer, StemSource, tokenize
 
 SNIPPET_CHARS = 320
 LEAD_CHARS = 60  # context kept before the first marked word
@@ -29,7 +27,7 @@ class Snippet:
 
 
 def make_snippets(
-    cursor: duckdb.DuckDBPyConnection,
+    source: StemSource,
     stemmer: Stemmer,
     texts: list[str],
     stems: frozenset[str],
@@ -38,7 +36,7 @@ def make_snippets(
     flats = [_SPACE.sub(" ", text).strip() for text in texts]
     candidates = [_candidates(flat, stems) for flat in flats]
     pieces = sorted({piece for words in candidates for _, _, found in words for piece in found})
-    lookup = stemmer.stems(cursor, pieces) if pieces else {}
+    lookup = stemmer.stems(source, pieces) if pieces else {}
     snippets = []
     for flat, words in zip(flats, candidates, strict=True):
         spans = [
