@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
-from benchmarks.beir import Run, _doc_id, ndcg_at, scifact_queries
+from benchmarks.beir import Run, _doc_id, beir_queries, ndcg_at
 from benchmarks.common import SHARED_DATA, percentiles, work_directory
 from jarvisd import logs
 from jarvisd.config import Config, EmbeddingConfig, HnswConfig, SearchConfig, StorageConfig
@@ -74,7 +74,7 @@ def load_queries(data: Path, count: int) -> tuple[dict[str, str], dict[str, dict
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
     if (data / "scifact" / "queries.jsonl").is_file():
-        queries, qrels = scifact_queries(data / "scifact")
+        queries, qrels = beir_queries(data / "scifact")
     for path in sorted((data / "obsidian-help").rglob("*.md")):
         queries.setdefault(f"help:{path.stem}", path.stem)
     chosen = dict(list(queries.items())[:count])
