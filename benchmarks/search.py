@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.beir import scifact_vault
+from benchmarks.beir import beir_vault
 from benchmarks.common import SHARED_DATA, percentiles, running_daemon, work_directory
 from jarvisd.cli.client import ControlClient, DaemonError
 
@@ -58,7 +58,7 @@ Request = Callable[[ControlClient, str], Any]
 
 
 def build_vault(vault: Path, data: Path, notes: int) -> dict[str, int]:
-    documents = scifact_vault(data / "scifact", vault, None)
+    documents = len(beir_vault(data / "scifact", vault, None))
     help_vault = data / "obsidian-help"
     help_notes = sorted(help_vault.rglob("*.md"))
     copies = 0
