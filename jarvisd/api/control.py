@@ -31,7 +31,7 @@ from jarvisd.api.errors import (
 from jarvisd.api.peercred import peer_uid
 from jarvisd.config import Config
 from jarvisd.errors import DomainError
-from jarvisd.jobs import JobError
+from jarvisd.jobs import JobError, JobState
 from jarvisd.logs import get_logger
 from jarvisd.observe.latency import MONITOR_HEADER
 from jarvisd.observe.metrics import Metrics
@@ -42,7 +42,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ControlTarget(Protocol):
-    """What the control API needs from the daemon."""
+    """What the control API needs from the daemon itself."""
 
     @property
     def config(self) -> Config: ...
@@ -56,9 +56,17 @@ class ControlTarget(Protocol):
 
     def effective_config(self) -> dict[str, Any]: ...
 
-    def jobs_report(self) -> list[dict[str, Any]]: ...
 
-    def run_job(self, job_id: str) -> dict[str, Any]: ...
+class JobsTarget(Protocol):
+    """The job scheduler, as `/v1/jobs` sees it."""
+
+    def describe(self) -> list[dict[str, Any]]: ...
+
+    def run_now(self, job_id: str) -> JobState: ...
+
+
+class ReportsTarget(Protocol):
+    """The observer's reports on alerts and memory."""
 
     def alerts_report(self) -> dict[str, Any]: ...
 
@@ -66,6 +74,8 @@ class ControlTarget(Protocol):
 
 
 TARGET: web.AppKey[ControlTarget] = web.AppKey("target")
+JOBS: web.AppKey[JobsTarget] = web.AppKey("jobs")
+REPORTS: web.AppKey[ReportsTarget] = web.AppKey("reports")
 # aiohttp's own body ceiling; the configured (reloadable) limit is enforced below it.
 HARD_BODY_LIMIT = 64 * 1024 * 1024
 
@@ -254,28 +264,34 @@ async def get_config(request: web.Request) -> web.Response:
     return json_ok(request.app[TARGET].effective_config())
 
 
-@routes.get("/v1/jobs")
+jobs_routes = web.RouteTableDef()
+
+
+@jobs_routes.get("/v1/jobs")
 async def get_jobs(request: web.Request) -> web.Response:
-    return json_ok({"jobs": request.app[TARGET].jobs_report()})
+    return json_ok({"jobs": request.app[JOBS].describe()})
 
 
-@routes.post("/v1/jobs/{job_id}/run")
+@jobs_routes.post("/v1/jobs/{job_id}/run")
 async def post_job_run(request: web.Request) -> web.Response:
     try:
-        started = request.app[TARGET].run_job(request.match_info["job_id"])
+        job = request.app[JOBS].run_now(request.match_info["job_id"])
     except JobError as error:
         raise from_domain(error) from error
-    return json_ok(started, status=202)
+    return json_ok({"id": job.id, "started": True}, status=202)
 
 
-@routes.get("/v1/alerts")
+report_routes = web.RouteTableDef()
+
+
+@report_routes.get("/v1/alerts")
 async def get_alerts(request: web.Request) -> web.Response:
-    return json_ok(request.app[TARGET].alerts_report())
+    return json_ok(request.app[REPORTS].alerts_report())
 
 
-@routes.get("/v1/memory")
+@report_routes.get("/v1/memory")
 async def get_memory(request: web.Request) -> web.Response:
-    return json_ok(request.app[TARGET].memory_history())
+    return json_ok(request.app[REPORTS].memory_history())
 
 
 # The metrics port's latency and request reports, also on the socket: the port may be
@@ -308,3 +324,13 @@ def create_control_app(target: ControlTarget) -> web.Application:
     app[BUCKET] = TokenBucket(target.config.control.rate_limit)
     app.add_routes(routes)
     return app
+
+
+def add_jobs_routes(app: web.Application, jobs: JobsTarget) -> None:
+    app[JOBS] = jobs
+    app.add_routes(jobs_routes)
+
+
+def add_report_routes(app: web.Application, reports: ReportsTarget) -> None:
+    app[REPORTS] = reports
+    app.add_routes(report_routes)

@@ -94,7 +94,7 @@ class AskService:
         await self._load_templates()
         self._started = True
 
-    async def stop(self) -> None:
+    async def stop(self, deadline: float) -> None:
         self._started = False
         for task in list(self._background):
             task.cancel()
@@ -105,7 +105,7 @@ class AskService:
         self._config = config
         if not diff.touches("llm", "templates", "ask"):
             return
-        if diff.touches("llm") and self.llm.reconfigure(config.llm):
+        if diff.touches("llm") and self.llm.configure(config.llm):
             self._spawn(self.llm.unload("llm settings changed"))
         if diff.touches("templates.file", "templates.enabled"):
             self._spawn(self._load_templates())
