@@ -165,7 +165,7 @@ class Daemon:
 
     def _store_recovered(self, recovery: Recovery) -> None:
         kept = ", ".join(str(path) for path in recovery.kept) or "none"
-        self.observer.alerts.event(
+        self.observer.event(
             "store_recovered",
             f"{recovery.reason}; files kept: {kept}; the index is rebuilt from the vault",
             files=[str(path) for path in recovery.kept],

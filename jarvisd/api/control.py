@@ -66,11 +66,18 @@ class JobsTarget(Protocol):
 
 
 class ReportsTarget(Protocol):
-    """The observer's reports on alerts and memory."""
+    """The observer's reports on alerts, memory, latency and requests."""
 
     def alerts_report(self) -> dict[str, Any]: ...
 
     def memory_history(self) -> dict[str, Any]: ...
+
+    def latency_report(self) -> dict[str, Any]: ...
+
+    def requests_report(self, window: float | None = None) -> dict[str, Any]: ...
+
+    @property
+    def requests_horizon_seconds(self) -> int: ...
 
 
 TARGET: web.AppKey[ControlTarget] = web.AppKey("target")
@@ -295,27 +302,25 @@ async def get_memory(request: web.Request) -> web.Response:
 
 
 # The metrics port's latency and request reports, also on the socket: the port may be
-# off (metrics.listen: null) and `jarvisctl top` must still see them. Same shapes as
-# Observer.latency_report() / requests_report(), read from the same Metrics object.
-@routes.get("/v1/metrics/latency")
+# off (metrics.listen: null) and `jarvisctl top` must still see them.
+@report_routes.get("/v1/metrics/latency")
 async def get_latency(request: web.Request) -> web.Response:
-    return json_ok({"operations": request.app[TARGET].metrics.latency.percentiles()})
+    return json_ok(request.app[REPORTS].latency_report())
 
 
-@routes.get("/v1/metrics/requests")
+@report_routes.get("/v1/metrics/requests")
 async def get_requests(request: web.Request) -> web.Response:
     """Recent requests per endpoint; `?window=SECONDS` narrows the 300 s default."""
-    stats = request.app[TARGET].metrics.request_stats
+    reports = request.app[REPORTS]
+    horizon = reports.requests_horizon_seconds
     raw = request.query.get("window", "300")
     try:
         window = float(raw)
     except ValueError:
         window = 0.0
-    if not 1 <= window <= stats.horizon_seconds:
-        raise bad_request(
-            f"window must be seconds between 1 and {stats.horizon_seconds}, got {raw!r}"
-        )
-    return json_ok(stats.summary(window))
+    if not 1 <= window <= horizon:
+        raise bad_request(f"window must be seconds between 1 and {horizon}, got {raw!r}")
+    return json_ok(reports.requests_report(window))
 
 
 def create_control_app(target: ControlTarget) -> web.Application:

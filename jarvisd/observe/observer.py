@@ -95,6 +95,10 @@ class Observer:
         if diff.touches("gc"):
             apply_gc(config.gc)
 
+    def event(self, rule: str, reason: str, **fields: Any) -> None:
+        """Something that happened once and deserves an alert (a store recovery)."""
+        self.alerts.event(rule, reason, **fields)
+
     # ------------------------------------------------------------- sampling
 
     def sample_now(self) -> dict[str, Any]:
@@ -168,5 +172,12 @@ class Observer:
     def latency_report(self) -> dict[str, Any]:
         return {"operations": self._metrics.latency.percentiles()}
 
-    def requests_report(self) -> dict[str, Any]:
-        return self._metrics.request_stats.summary()
+    def requests_report(self, window: float | None = None) -> dict[str, Any]:
+        """Recent requests per endpoint; `window` seconds (the 300 s default when None)."""
+        stats = self._metrics.request_stats
+        return stats.summary() if window is None else stats.summary(window)
+
+    @property
+    def requests_horizon_seconds(self) -> int:
+        """The longest window `requests_report` can answer for."""
+        return self._metrics.request_stats.horizon_seconds
