@@ -37,6 +37,7 @@ from graph_fixtures import build_store, identity  # noqa: E402
 from jarvisd.config import Config  # noqa: E402
 from jarvisd.graph import Neighbourhood  # noqa: E402
 from jarvisd.graph.service import GraphService  # noqa: E402
+from jarvisd.lifecycle import deadline_in  # noqa: E402
 from jarvisd.logs import configure  # noqa: E402
 from jarvisd.observe.latency import describe  # noqa: E402
 from jarvisd.observe.metrics import Metrics  # noqa: E402
@@ -88,10 +89,10 @@ async def measure(vault: Path, database: Path, queries: int) -> dict[str, Any]:
     store, built = open_store(database, vault)
     config = Config.model_validate({"vaults": [{"name": VAULT, "path": str(vault)}]})
     pools = Pools(config.threads)
-    service = GraphService(config, pools, Metrics())
+    service = GraphService(config, store, pools, Metrics())
     stats = store.stats()
     try:
-        await service.start(store)
+        await service.start()
         paths = [path for path, _ in store.note_paths_and_aliases(VAULT)]
         rng = random.Random(1)
         sample = [rng.choice(paths) for _ in range(queries)]
@@ -109,7 +110,7 @@ async def measure(vault: Path, database: Path, queries: int) -> dict[str, Any]:
         report["backend"] = service.status()
         return report
     finally:
-        await service.stop()
+        await service.stop(deadline_in(10))
         pools.shutdown()
         store.close()
 

@@ -216,7 +216,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         matrix = store.chunk_matrix()
         size_before = database.stat().st_size
         rss_before = process.memory_info().rss
-        store.reconfigure(
+        store.configure(
             config.storage.model_copy(update={"hnsw": hnsw.model_copy(update={"enabled": True})})
         )
         started = time.perf_counter()
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         report["by_ef_search"] = []
         for ef in (int(value) for value in args.ef_search.split(",")):
             updated = hnsw.model_copy(update={"enabled": True, "ef_search": ef})
-            store.reconfigure(config.storage.model_copy(update={"hnsw": updated}))
+            store.configure(config.storage.model_copy(update={"hnsw": updated}))
             row: dict[str, Any] = {
                 "ef_search": ef,
                 "chunk_recall@10": chunk_recall(

@@ -16,20 +16,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from jarvisd import __version__, logs
 from jarvisd.api.ask import add_ask_routes
-from jarvisd.api.control import create_control_app
+from jarvisd.api.control import add_jobs_routes, add_report_routes, create_control_app
 from jarvisd.api.graph import add_graph_routes
 from jarvisd.api.index import add_index_routes
-from jarvisd.api.metrics import add_mutation_routes, create_metrics_app
+from jarvisd.api.metrics import add_mutation_routes
 from jarvisd.api.notes import add_notes_routes
 from jarvisd.api.search import add_search_routes
-from jarvisd.api.server import AppServer, ConnectionLimits, SocketError, prepare_socket_path
+from jarvisd.api.serving import ControlServer, MetricsServer
 from jarvisd.config import Config, ConfigDiff, ConfigError, diff_configs, load_config, masked
-from jarvisd.indexing.indexer import Indexer, RunReport
 from jarvisd.jobs import JobScheduler
 from jarvisd.knowledge import Knowledge
-from jarvisd.lifecycle import State
+from jarvisd.lifecycle import Component, State, start_in_order, stop_in_reverse
 from jarvisd.lockfile import LockFile
 from jarvisd.observe.metrics import Metrics
 from jarvisd.observe.observer import Observer
@@ -65,12 +66,27 @@ class Daemon:
         self.knowledge.on_recovered = self._store_recovered
         self.observer.add_model_memory("embedding", self.knowledge.embedder.memory_report)
         self.observer.add_model_memory("llm", self.knowledge.ask.llm.memory_report)
+        self.jobs.register(
+            "memory_sample",
+            self.observer.sample,
+            schedule_key="memory_sample",
+            description="Sample memory and CPU; evaluate alert rules",
+        )
+        # Started in this order, stopped in reverse under one SHUTDOWN_DEADLINE: the
+        # first sample sets the memory mode before the model loads; the socket opens
+        # last, once every service it routes to answers, and closes first.
+        self._components: list[Component] = [
+            self.observer,
+            self.knowledge,
+            self.jobs,
+            ControlServer(config, self._control_app, shutdown_timeout=SHUTDOWN_DEADLINE / 2),
+            MetricsServer(config, self.observer, shutdown_timeout=2.0),
+        ]
+        self._started: list[Component] = []
         self._locks = [
             LockFile(config.socket_path.with_name(config.socket_path.name + ".lock")),
             LockFile(config.database_path.with_name(config.database_path.name + ".lock")),
         ]
-        self._control: AppServer | None = None
-        self._metrics_server: AppServer | None = None
         self._signals: asyncio.Queue[str] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -109,17 +125,7 @@ class Daemon:
         for signum, name in _SIGNALS.items():
             loop.add_signal_handler(signum, self._signals.put_nowait, name)
         self._tasks.append(loop.create_task(self._dispatch_signals(), name="signals"))
-        await self.observer.sample()  # the first sample sets the memory mode
-        self.jobs.register(
-            "memory_sample",
-            self.observer.sample,
-            schedule_key="memory_sample",
-            description="Sample memory and CPU; evaluate alert rules",
-        )
-        await self.knowledge.start()
-        await self.jobs.start()
-        await self._serve_control()
-        await self._serve_metrics()
+        await start_in_order(self._components, self._started)
 
         self.state = State.RUNNING
         if self._config.gc.freeze_after_startup:
@@ -137,10 +143,12 @@ class Daemon:
             config=str(self.config_path) if self.config_path else None,
         )
 
-    async def _serve_control(self) -> None:
-        prepare_socket_path(self._config.socket_path)
+    def _control_app(self) -> web.Application:
+        """The control socket's routes, each over the component that answers it."""
         app = create_control_app(self)
-        add_index_routes(app, self)
+        add_jobs_routes(app, self.jobs)
+        add_report_routes(app, self.observer)
+        add_index_routes(app, self.knowledge)
         add_search_routes(app, self.knowledge)
         add_graph_routes(app, self.knowledge.graph)
         add_notes_routes(app, self.knowledge.graph.notes)
@@ -149,31 +157,7 @@ class Daemon:
         # is the daemon's own user.
         for prefix in ("/metrics", "/v1/metrics"):
             add_mutation_routes(app, self.observer, prefix, allowed=True)
-        self._control = AppServer(
-            app, shutdown_timeout=SHUTDOWN_DEADLINE / 2, limits=self._connection_limits
-        )
-        await self._control.start_unix(self._config.socket_path)
-
-    def _connection_limits(self) -> ConnectionLimits:
-        control = self._config.control
-        return ConnectionLimits(control.max_connections, control.request_timeout)
-
-    async def _serve_metrics(self) -> None:
-        address = self._config.metrics.host_port
-        if address is None:
-            return
-        app = create_metrics_app(
-            self.observer, allow_mutations=lambda: self._config.metrics.allow_mutations
-        )
-        self._metrics_server = AppServer(app, shutdown_timeout=2.0, limits=self._connection_limits)
-        try:
-            await self._metrics_server.start_tcp(*address)
-        except OSError as error:
-            raise SocketError(
-                f"cannot listen on {self._config.metrics.listen} (metrics.listen): "
-                f"{error.strerror}; pick another port or set it to null"
-            ) from error
-        log.info("metrics.listening", address=self._config.metrics.listen)
+        return app
 
     def ready(self) -> bool:
         """Serving, and not recovering from a damaged database (/health answers 503)."""
@@ -181,7 +165,7 @@ class Daemon:
 
     def _store_recovered(self, recovery: Recovery) -> None:
         kept = ", ".join(str(path) for path in recovery.kept) or "none"
-        self.observer.alerts.event(
+        self.observer.event(
             "store_recovered",
             f"{recovery.reason}; files kept: {kept}; the index is rebuilt from the vault",
             files=[str(path) for path in recovery.kept],
@@ -250,23 +234,11 @@ class Daemon:
         self._stop.set()
 
     async def _shutdown(self) -> None:
-        """Stop serving (letting in-flight requests finish), jobs, then storage."""
+        """Stop what started in reverse (serving first, letting in-flight requests
+        finish; the store last), all under one deadline; then the pools."""
         deadline = time.monotonic() + SHUTDOWN_DEADLINE
-        steps: list[tuple[str, Any]] = []
-        if self._control is not None:
-            steps.append(("control", self._control.stop()))
-        if self._metrics_server is not None:
-            steps.append(("metrics", self._metrics_server.stop()))
-        steps.append(("jobs", self.jobs.stop(timeout=SHUTDOWN_DEADLINE / 2)))
-        steps.append(("knowledge", self.knowledge.stop()))
-        for name, step in steps:
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                await asyncio.wait_for(step, timeout=remaining)
-            except TimeoutError:
-                log.warning("daemon.stop_timeout", component=name)
-            except Exception:
-                log.error("daemon.stop_failed", component=name, exc_info=True)
+        await stop_in_reverse(self._started, deadline, log)
+        self._started.clear()
         for task in [*self._tasks, *self._reloads]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._reloads, return_exceptions=True)
@@ -332,17 +304,13 @@ class Daemon:
         return outcome
 
     def _apply(self, config: Config, diff: ConfigDiff) -> None:
-        old = self._config
+        """Every component in start order, each taking what `diff` touches of it."""
         self._config = config
-        if old.logging != config.logging:
+        if diff.touches("logging"):
             logs.configure(config.logging.level, config.logging.format, config.logging.file)
-        if old.threads != config.threads:
-            self.pools.reconfigure(config.threads)
-        if (old.memory, old.alerts, old.gc) != (config.memory, config.alerts, config.gc):
-            self.observer.reconfigure(config)
-        self.knowledge.reconfigure(config, diff)
-        if old.schedule != config.schedule:
-            self.jobs.reconfigure(config.schedule)
+        self.pools.reconfigure(config, diff)
+        for component in self._components:
+            component.reconfigure(config, diff)
 
     # ------------------------------------------------------------ services
 
@@ -356,9 +324,8 @@ class Daemon:
             "config_path": str(self.config_path) if self.config_path else None,
             "socket": str(self._config.socket_path),
             "database": str(self._config.database_path),
-            "memory_mode": self.observer.mode.value,
+            **self.observer.status(),
             "capabilities": self.knowledge.capabilities(),
-            "alerts_firing": [alert["rule"] for alert in self.observer.alerts.firing()],
             "threads": self.pools.sizes(),
             **self.knowledge.status(),
             "jobs": self.jobs.describe(),
@@ -369,35 +336,4 @@ class Daemon:
         return {
             "path": str(self.config_path) if self.config_path else None,
             "config": masked(self._config),
-        }
-
-    def jobs_report(self) -> list[dict[str, Any]]:
-        return self.jobs.describe()
-
-    def run_job(self, job_id: str) -> dict[str, Any]:
-        job = self.jobs.run_now(job_id)
-        return {"id": job.id, "started": True}
-
-    @property
-    def indexer(self) -> Indexer:
-        return self.knowledge.indexer
-
-    def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[RunReport]:
-        return self.knowledge.start_index_run(full, trigger)
-
-    async def run_maintenance(self) -> dict[str, Any]:
-        return await self.knowledge.run_maintenance()
-
-    def memory_history(self) -> dict[str, Any]:
-        report = self.observer.memory_report()
-        report["history"] = [sample.as_dict() for sample in self.observer.memory.history()]
-        return report
-
-    def alerts_report(self) -> dict[str, Any]:
-        return {
-            "firing": self.observer.alerts.firing(),
-            "recent": self.observer.alerts.recent(),
-            "rules": [
-                rule.model_dump(mode="json", by_alias=True) for rule in self.observer.alerts.rules
-            ],
         }

@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from jarvisd.config import ScheduleConfig, parse_schedule
+from jarvisd.config import Config, ConfigDiff, ScheduleConfig, parse_schedule
 from jarvisd.errors import DomainError
 from jarvisd.logs import get_logger
 from jarvisd.observe.metrics import Metrics
@@ -65,6 +65,8 @@ def _trigger(spec: str | None) -> IntervalTrigger | CronTrigger | None:
 
 
 class JobScheduler:
+    name = "jobs"
+
     def __init__(self, schedule: ScheduleConfig, metrics: Metrics) -> None:
         self._schedule = schedule
         self._metrics = metrics
@@ -109,18 +111,25 @@ class JobScheduler:
             self._schedule_job(job)
         self._scheduler.start()
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, deadline: float) -> None:
+        """Running jobs get half the time left, then are cancelled: the components
+        stopped after the scheduler (the store's checkpoint) keep the other half."""
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         running = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
         if running:
+            timeout = max(0.1, (deadline - time.monotonic()) / 2)
             _done, pending = await asyncio.wait(running, timeout=timeout)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
 
-    def reconfigure(self, schedule: ScheduleConfig) -> list[str]:
+    def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
+        if diff.touches("schedule"):
+            self.reschedule(config.schedule)
+
+    def reschedule(self, schedule: ScheduleConfig) -> list[str]:
         """Reschedule the jobs whose `schedule:` entry changed; returns their ids."""
         changed = []
         old = self._schedule

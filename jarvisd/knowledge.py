@@ -20,6 +20,7 @@ from jarvisd.graph.service import GraphService
 from jarvisd.indexing.indexer import Indexer, RunReport
 from jarvisd.indexing.watcher import VaultWatcher
 from jarvisd.jobs import JobScheduler
+from jarvisd.lifecycle import Background, Component, start_in_order, stop_in_reverse
 from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.memory import MemoryMode
@@ -35,6 +36,10 @@ CAPABILITIES = ("search", "graph", "notes", "notes.list")
 
 
 class Knowledge:
+    """A component of the daemon made of components: once the store is open, its
+    parts start in order (graph, indexer, its own background tasks, search, ask,
+    watcher) and stop in reverse, and each reload reaches every one of them."""
+
     name = "knowledge"
 
     def __init__(self, config: Config, metrics: Metrics, pools: Pools, jobs: JobScheduler) -> None:
@@ -46,13 +51,13 @@ class Knowledge:
         self._store: Store | None = None
         self._indexer: Indexer | None = None
         self._search: SearchService | None = None
+        self._graph: GraphService | None = None
         self._memory_mode = MemoryMode.FULL  # the first sample may set it before start()
-        # Opens nothing until start(): its backend needs the open store.
-        self.graph = GraphService(config, pools, metrics)
         self.watcher = VaultWatcher(config, self._on_files_changed)
-        sources = KnowledgeSources(lambda: self.search, lambda: self.indexer, self.graph)
+        sources = KnowledgeSources(lambda: self.search, lambda: self.indexer, lambda: self.graph)
         self.ask = AskService(config, sources, self.embedder, pools, metrics)
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background = Background()
+        self._started: list[Component] = []
         self.model_state = "not loaded"
         # `jarvisd --rebuild-index`: why, until the first open sets the files aside.
         self.rebuild_requested: str | None = None
@@ -82,18 +87,25 @@ class Knowledge:
             raise RuntimeError("search is not started yet")
         return self._search
 
+    @property
+    def graph(self) -> GraphService:
+        if self._graph is None:
+            raise RuntimeError("the graph is not started yet")
+        return self._graph
+
     # -------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         config = self._config
         dimension = await self._pools.run("io", self.embedder.probe_dimension)
         identity = f"{config.embedding.model}|{config.embedding.quantize}"
-        self._store = await self._pools.run("io", self._open_store, dimension, identity)
-        self._indexer = Indexer(config, self._store, self.embedder, self._pools, self._metrics)
-        await self._indexer.refresh_stats()
+        store = await self._pools.run("io", self._open_store, dimension, identity)
+        self._store = store
+        self._graph = GraphService(config, store, self._pools, self._metrics)
+        self._indexer = Indexer(config, store, self.embedder, self._pools, self._metrics)
         self._search = SearchService(
             config,
-            self._store,
+            store,
             self.embedder,
             self._pools,
             self._metrics,
@@ -102,12 +114,19 @@ class Knowledge:
         self._search.on_memory_mode(self._memory_mode)
         self._search.on_error = self.storage_error
         self._search.rebuilding = self._rebuilding_reason
-        # Every index change clears cached results and rebuilds the search snapshot.
-        self._indexer.on_change(self._search.invalidate)
-        await self._search.start()
-        await self.graph.start(self._store, self._indexer)
-        self._indexer.on_change(self.ask.invalidate)  # titles and tags the templates know
-        await self.ask.start()
+        self._wire_index_listeners(self._indexer, self._search, self._graph)
+        # Stopped in reverse: the watcher and answers first (they read search), search
+        # before the background index runs are cancelled (a cancelled run still reports
+        # its change), the indexer's last write before the graph, the store last.
+        parts: list[Component] = [
+            self._graph,
+            self._indexer,
+            self._background,
+            self._search,
+            self.ask,
+            self.watcher,
+        ]
+        await start_in_order(parts, self._started)
         self._jobs.register(
             "index",
             self.index_job,
@@ -120,9 +139,21 @@ class Knowledge:
             schedule_key="maintenance",
             description="DuckDB maintenance: ANALYZE, HNSW rebuild, CHECKPOINT",
         )
-        await self.watcher.start()
-        if self._store.recovery is not None:
-            self._recovered(self._store.recovery)
+        if store.recovery is not None:
+            self._recovered(store.recovery)
+
+    def _wire_index_listeners(
+        self, indexer: Indexer, search: SearchService, graph: GraphService
+    ) -> None:
+        """Every "index changed" listener, in one place, in the order they run."""
+        # Cached results go and the search snapshot is rebuilt (or patched).
+        indexer.on_change(search.invalidate)
+        # The graph drops its snapshots (duckdb) or marks its projection for a sync;
+        # a failed run may have written notes too, so its events count as well.
+        indexer.on_change(graph.on_index_changed)
+        indexer.subscribe(graph.on_index_event)
+        # Titles and tags the ask templates know.
+        indexer.on_change(self.ask.invalidate)
 
     def _open_store(self, dimension: int, identity: str) -> Store:
         # A different model (or quantisation) makes stored vectors meaningless: drop
@@ -150,19 +181,10 @@ class Knowledge:
         if self._config.indexing.on_start or self.rebuilding:
             self.start_index_run(False, "recovery" if self.rebuilding else "start")
 
-    async def stop(self) -> None:
-        await self.ask.stop()  # answers being generated end first: they read search
-        await self.watcher.stop()
-        if self._search is not None:
-            await self._search.stop()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        if self._indexer is not None:
-            # A run cancelled mid-window may still have a write on the io pool: let it land.
-            async with self._indexer.lock:
-                pass
-        await self.graph.stop()
+    async def stop(self, deadline: float) -> None:
+        await stop_in_reverse(self._started, deadline, log)
+        self._started.clear()
+        await self._background.stop(deadline)  # what a start that failed early spawned
         if self._store is not None:
             await self._pools.run("io", self._store.close)
             log.info("store.closed", checkpointed=True)
@@ -170,25 +192,19 @@ class Knowledge:
     def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
         self._config = config
         if diff.touches("embedding"):
-            self.embedder.reconfigure(config.embedding)
-        if self._indexer is not None:
-            self._indexer.reconfigure(config)
+            self.embedder.configure(config.embedding)
+        for part in self._started:
+            part.reconfigure(config, diff)
         if diff.touches("storage") and self._store is not None:
             self._spawn(self._reconfigure_store(config, diff), "store")
         if diff.touches("indexing.chunk_tokens", "indexing.chunk_overlap"):
             # New chunking for every note; unchanged chunk texts keep their vectors.
             self._spawn(self.indexer.run(reparse=True, trigger="reload"), "index-reparse")
-        if self._search is not None:
-            self._search.reconfigure(config)
-        self.graph.reconfigure(config)
-        if diff.touches("indexing", "vaults"):
-            self._spawn(self.watcher.reconfigure(config), "watcher-reconfigure")
         if diff.touches("vaults"):
             self.start_index_run(False, "reload")
-        self.ask.reconfigure(config, diff)
 
     async def _reconfigure_store(self, config: Config, diff: ConfigDiff) -> None:
-        await self._pools.run("io", self.store.reconfigure, config.storage)
+        await self._pools.run("io", self.store.configure, config.storage)
         if diff.touches("storage.hnsw"):
             # A new HNSW setting applies when a run finalizes: after the store has it.
             await self.indexer.run(trigger="reload")
@@ -217,10 +233,7 @@ class Knowledge:
     # ------------------------------------------------------------------ work
 
     def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(work, name=name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
+        return self._background.spawn(work, name)
 
     async def load_model(self) -> None:
         started = time.perf_counter()
@@ -363,7 +376,9 @@ class Knowledge:
                 "model": self._config.embedding.model,
             },
             "watching": self.watcher.active,
-            "graph": self.graph.status(),
+            "graph": self._graph.status()
+            if self._graph
+            else {"backend": self._config.graph.backend},
             "ask": self.ask.status(),
         }
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, ParamSpec, TypeVar
 
-from jarvisd.config import ThreadsConfig
+from jarvisd.config import Config, ConfigDiff, ThreadsConfig
 
 PoolName = Literal["search", "index", "io", "graph", "llm"]
 # Sized by `threads:`; the `llm` pool is sized by llm.max_concurrent (one thread per
@@ -60,9 +60,11 @@ class Pools:
         old.shutdown(wait=False)  # running work finishes on the old threads
         return True
 
-    def reconfigure(self, config: ThreadsConfig) -> list[str]:
-        """Resize the pools whose size changed; returns their names."""
-        return [name for name in THREAD_POOLS if self.resize(name, getattr(config, name))]
+    def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
+        """Resize the pools whose size changed (`llm` follows llm.max_concurrent, in ask)."""
+        if diff.touches("threads"):
+            for name in THREAD_POOLS:
+                self.resize(name, getattr(config.threads, name))
 
     def shutdown(self, wait: bool = True) -> None:
         for executor in self._executors.values():

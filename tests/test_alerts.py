@@ -172,12 +172,12 @@ def test_firing_and_recent() -> None:
     assert engine.recent(limit=0) == []
 
 
-def test_reconfigure_resolves_removed_firing_rules() -> None:
+def test_configure_resolves_removed_firing_rules() -> None:
     metrics = Metrics()
     engine = AlertEngine(alerts_config(MEMORY_RULE, JOB_RULE), metrics)
     engine.evaluate({"job_failures": 3}, now=T0)
     with capture_logs() as logs:
-        events = engine.reconfigure(alerts_config(MEMORY_RULE), now=T0 + 10)
+        events = engine.configure(alerts_config(MEMORY_RULE), now=T0 + 10)
     assert [(e.kind, e.rule, e.reason) for e in events] == [
         ("resolved", "job_failing", "rule removed")
     ]
@@ -187,7 +187,7 @@ def test_reconfigure_resolves_removed_firing_rules() -> None:
     assert engine.firing() == []
 
 
-def test_reconfigure_added_rules_start_fresh_and_raised_thresholds_resolve() -> None:
+def test_configure_added_rules_start_fresh_and_raised_thresholds_resolve() -> None:
     metrics = Metrics()
     engine = AlertEngine(alerts_config(MEMORY_RULE), metrics)
     engine.evaluate({"memory_percent": 90, "cpu_percent": 99}, now=T0)
@@ -196,7 +196,7 @@ def test_reconfigure_added_rules_start_fresh_and_raised_thresholds_resolve() -> 
 
     raised = {**MEMORY_RULE, "threshold": 95}
     cpu_rule = {"name": "cpu_high", "metric": "cpu_percent", "threshold": 90, "for": "5m"}
-    assert engine.reconfigure(alerts_config(raised, cpu_rule), now=T0 + 61) == []
+    assert engine.configure(alerts_config(raised, cpu_rule), now=T0 + 61) == []
     assert firing_gauge(metrics, "cpu_high") == 0
     events = engine.evaluate({"memory_percent": 90, "cpu_percent": 99}, now=T0 + 70)
     # memory_high resolves under its new threshold; cpu_high only starts counting now.
@@ -205,12 +205,12 @@ def test_reconfigure_added_rules_start_fresh_and_raised_thresholds_resolve() -> 
     assert [e.rule for e in engine.evaluate({"cpu_percent": 99}, now=T0 + 370)] == ["cpu_high"]
 
 
-def test_reconfigure_applies_the_new_cooldown() -> None:
+def test_configure_applies_the_new_cooldown() -> None:
     engine = AlertEngine(alerts_config(MEMORY_RULE, cooldown="1h"), Metrics())
     engine.evaluate({"memory_percent": 90}, now=T0)
     engine.evaluate({"memory_percent": 90}, now=T0 + 60)
     assert engine.evaluate({"memory_percent": 90}, now=T0 + 120) == []
-    engine.reconfigure(alerts_config(MEMORY_RULE, cooldown="1m"), now=T0 + 121)
+    engine.configure(alerts_config(MEMORY_RULE, cooldown="1m"), now=T0 + 121)
     assert [e.repeat for e in engine.evaluate({"memory_percent": 90}, now=T0 + 125)] == [True]
 
 

@@ -206,14 +206,14 @@ def test_resizing_the_cache_keeps_the_most_recent_entries() -> None:
         for text in ("a", "b", "c", "d", "b"):  # "a" is evicted; "b" is used again last
             small.encode_query(text)
         assert small.cache_stats().size == 3
-        small.reconfigure(small.config.model_copy(update={"query_cache_size": 2}))
+        small.configure(small.config.model_copy(update={"query_cache_size": 2}))
         stats = small.cache_stats()
         assert (stats.size, stats.capacity) == (2, 2)
         hits = stats.hits
         small.encode_query("b")
         small.encode_query("d")
         assert small.cache_stats().hits == hits + 2
-        small.reconfigure(small.config.model_copy(update={"query_cache_size": 0}))
+        small.configure(small.config.model_copy(update={"query_cache_size": 0}))
         small.encode_query("b")
         assert small.cache_stats().size == 0
     finally:
@@ -258,12 +258,12 @@ def test_concurrent_loads_load_once() -> None:
 
 
 @pytest.mark.slow
-def test_reconfigure_applies_batch_size_now_and_model_settings_on_reload() -> None:
+def test_configure_applies_batch_size_now_and_model_settings_on_reload() -> None:
     own = Embedder(EmbeddingConfig(device="cpu", batch_size=4))
     own.encode_query("cached")
-    own.reconfigure(own.config.model_copy(update={"batch_size": 2}))
+    own.configure(own.config.model_copy(update={"batch_size": 2}))
     assert own.batch_size == 2 and own.loaded and own.cache_stats().size == 1
-    own.reconfigure(own.config.model_copy(update={"max_seq_length": 32}))
+    own.configure(own.config.model_copy(update={"max_seq_length": 32}))
     assert not own.loaded and own.cache_stats().size == 0
     own.encode(["reloads with the new length"])
     assert own._model is not None and own._model.max_seq_length == 32

@@ -14,7 +14,7 @@ import pytest
 from graph_fixtures import CONTRACT_VAULTS, build_store, write_vault
 
 from jarvisd.api.errors import from_domain
-from jarvisd.config import Config
+from jarvisd.config import Config, diff_configs
 from jarvisd.graph import (
     GraphUnavailable,
     InvalidGraphQuery,
@@ -24,6 +24,7 @@ from jarvisd.graph import (
 )
 from jarvisd.graph.service import GraphService
 from jarvisd.graph.sync import GraphSync
+from jarvisd.lifecycle import deadline_in
 from jarvisd.notes.service import NoteNotFoundError
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
@@ -40,10 +41,10 @@ async def service(tmp_path: Path) -> AsyncIterator[GraphService]:
     store = build_store(tmp_path / "jarvis.duckdb", {"v": root})
     config = config_for(root)
     pools = Pools(config.threads)
-    made = GraphService(config, pools, Metrics())
-    await made.start(store)
+    made = GraphService(config, store, pools, Metrics())
+    await made.start()
     yield made
-    await made.stop()
+    await made.stop(deadline_in(10))
     pools.shutdown()
     store.close()
 
@@ -51,7 +52,8 @@ async def service(tmp_path: Path) -> AsyncIterator[GraphService]:
 async def test_max_depth_follows_a_reload(service: GraphService, tmp_path: Path) -> None:
     with pytest.raises(InvalidGraphQuery, match="between 1 and 3"):
         await service.neighbours(None, "a.md", 4, "out")
-    service.reconfigure(config_for(tmp_path / "v", max_depth=5))
+    deeper = config_for(tmp_path / "v", max_depth=5)
+    service.reconfigure(deeper, diff_configs(config_for(tmp_path / "v"), deeper)[1])
     result = await service.neighbours(None, "a.md", 5, "out")
     assert {item.path for item in result.neighbours} == {"b.md", "c.md", "d.md"}
 
@@ -84,10 +86,10 @@ async def two_vaults(tmp_path: Path) -> AsyncIterator[GraphService]:
         {"vaults": [{"name": "v", "path": str(first)}, {"name": "u", "path": str(second)}]}
     )
     pools = Pools(config.threads)
-    made = GraphService(config, pools, Metrics())
-    await made.start(store)
+    made = GraphService(config, store, pools, Metrics())
+    await made.start()
     yield made
-    await made.stop()
+    await made.stop(deadline_in(10))
     pools.shutdown()
     store.close()
 

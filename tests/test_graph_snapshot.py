@@ -23,6 +23,7 @@ from jarvisd.graph.duckdb import DuckDBGraph
 from jarvisd.graph.service import GraphService
 from jarvisd.graph.snapshot import Snapshots, VaultGraph, read_vault_graph
 from jarvisd.indexing.indexer import Indexer, RunReport
+from jarvisd.lifecycle import deadline_in
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
@@ -58,10 +59,12 @@ async def indexed(tmp_path: Path) -> AsyncIterator[Indexed]:
     metrics = Metrics()
     embedder = Embedder(config.embedding)
     indexer = Indexer(config, store, embedder, pools, metrics)
-    service = GraphService(config, pools, metrics)
-    await service.start(store, indexer)
+    service = GraphService(config, store, pools, metrics)
+    await service.start()
+    indexer.on_change(service.on_index_changed)  # as Knowledge wires them
+    indexer.subscribe(service.on_index_event)
     yield Indexed(root, store, embedder, indexer, service)
-    await service.stop()
+    await service.stop(deadline_in(10))
     pools.shutdown()
     store.close()
 

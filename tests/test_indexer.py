@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jarvisd.config import Config, VaultConfig
+from jarvisd.config import Config, VaultConfig, diff_configs
 from jarvisd.indexing.indexer import Indexer, RunReport
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
@@ -222,7 +222,7 @@ def test_metrics_are_counted(harness: Harness) -> None:
 def test_new_chunking_reparses_every_note_and_reuses_vectors(harness: Harness) -> None:
     first = harness.run()
     same = harness.config.model_copy()
-    harness.indexer.reconfigure(same)
+    harness.indexer.reconfigure(same, diff_configs(harness.config, same)[1])
     report = asyncio.run(harness.indexer.run(reparse=True))
     assert report.files_changed == first.files_changed  # every note parsed again
     assert report.chunks_encoded == 0 and report.chunks_reused == first.chunks
@@ -230,7 +230,7 @@ def test_new_chunking_reparses_every_note_and_reuses_vectors(harness: Harness) -
         update={"indexing": harness.config.indexing.model_copy(
             update={"chunk_tokens": 64, "chunk_overlap": 8})}
     )  # fmt: skip
-    harness.indexer.reconfigure(smaller)
+    harness.indexer.reconfigure(smaller, diff_configs(harness.config, smaller)[1])
     rechunked = asyncio.run(harness.indexer.run(reparse=True))
     assert rechunked.chunks > first.chunks  # smaller chunks, more of them
     assert rechunked.chunks_encoded > 0
@@ -244,7 +244,7 @@ def test_a_vault_taken_out_of_the_config_leaves_the_index(harness: Harness, tmp_
     mine.mkdir()
     (mine / "Mine.md").write_text("# Mine\n\nMy own note.\n", encoding="utf-8")
     replaced = harness.config.model_copy(update={"vaults": [VaultConfig(name="mine", path=mine)]})
-    harness.indexer.reconfigure(replaced)
+    harness.indexer.reconfigure(replaced, diff_configs(harness.config, replaced)[1])
     report = harness.run()
     assert report.state == "done"
     assert report.files_deleted == len(list(EXAMPLE.rglob("*.md")))

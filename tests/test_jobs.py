@@ -8,6 +8,7 @@ import pytest
 
 from jarvisd.config import ScheduleConfig
 from jarvisd.jobs import JobError, JobScheduler
+from jarvisd.lifecycle import deadline_in
 from jarvisd.observe.metrics import Metrics
 
 
@@ -34,7 +35,7 @@ async def test_interval_job_runs_and_is_counted() -> None:
     scheduler.register("memory_sample", job, schedule_key="memory_sample", description="t")
     await scheduler.start()
     await asyncio.wait_for(ran.wait(), 10)
-    await scheduler.stop()
+    await scheduler.stop(deadline_in(10))
     assert runs(metrics, "memory_sample", "ok") >= 1
     described = scheduler.describe()[0]
     assert described["schedule"] == "100ms" and described["last_result"] == "ok"
@@ -62,7 +63,7 @@ async def test_a_job_never_runs_beside_itself() -> None:
     await scheduler._scheduled_run("index")  # a scheduled tick while it runs is skipped
     release.set()
     await asyncio.sleep(0.05)
-    await scheduler.stop()
+    await scheduler.stop(deadline_in(10))
     assert most == 1
 
 
@@ -85,7 +86,7 @@ async def test_failures_are_counted_and_reported() -> None:
     job = scheduler.run_now("maintenance")
     assert job.task is not None
     await job.task
-    await scheduler.stop()
+    await scheduler.stop(deadline_in(10))
     assert runs(metrics, "maintenance", "error") == 1
     assert scheduler.failures_since_last_call() == 1
     assert scheduler.failures_since_last_call() == 0
@@ -102,11 +103,11 @@ async def test_reconfigure_reschedules_and_turns_off() -> None:
     await scheduler.start()
     first = scheduler.describe()[0]["next_run"]
     assert first is not None
-    assert scheduler.reconfigure(schedule(index="0 3 * * sun")) == ["index"]
+    assert scheduler.reschedule(schedule(index="0 3 * * sun")) == ["index"]
     assert scheduler.describe()[0]["next_run"] != first
-    assert scheduler.reconfigure(schedule(index=None)) == ["index"]
+    assert scheduler.reschedule(schedule(index=None)) == ["index"]
     assert scheduler.describe()[0]["next_run"] is None
-    await scheduler.stop()
+    await scheduler.stop(deadline_in(10))
 
 
 async def test_exclusive_group_serialises_jobs() -> None:
@@ -140,5 +141,5 @@ async def test_exclusive_group_serialises_jobs() -> None:
     second = scheduler.run_now("maintenance")
     assert first.task is not None and second.task is not None
     await asyncio.gather(first.task, second.task)
-    await scheduler.stop()
+    await scheduler.stop(deadline_in(10))
     assert order == ["index-start", "index-end", "maint-start", "maint-end"]

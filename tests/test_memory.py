@@ -140,24 +140,24 @@ def test_a_failing_callback_does_not_stop_the_others() -> None:
     assert any(log["event"] == "memory.mode_callback_failed" for log in logs)
 
 
-def test_reconfigure_applies_thresholds_at_the_next_sample() -> None:
+def test_configure_applies_thresholds_at_the_next_sample() -> None:
     metrics = Metrics()
     monitor = MemoryMonitor(FORCE_MINIMAL, metrics)
     monitor.sample()
     changes: list[MemoryMode] = []
     monitor.on_mode_change(lambda old, new, reason: changes.append(new))
-    monitor.reconfigure(FORCE_FULL)
+    monitor.configure(FORCE_FULL)
     assert monitor.mode is MemoryMode.MINIMAL  # nothing happens until the next sample
     assert monitor.sample().mode is MemoryMode.FULL
     assert changes == [MemoryMode.FULL]
     assert monitor.config == FORCE_FULL
 
 
-def test_reconfigure_resizes_history_keeping_the_newest() -> None:
+def test_configure_resizes_history_keeping_the_newest() -> None:
     monitor = MemoryMonitor(memory_config(0, 0, history=5), Metrics())
     samples = [monitor.sample() for _ in range(5)]
     assert monitor.history() == samples
-    monitor.reconfigure(memory_config(0, 0, history=2))
+    monitor.configure(memory_config(0, 0, history=2))
     assert monitor.history() == samples[-2:]
     monitor.sample()
     assert len(monitor.history()) == 2

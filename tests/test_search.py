@@ -27,8 +27,10 @@ from jarvisd.config import (
     SearchConfig,
     StorageConfig,
     VaultConfig,
+    diff_configs,
 )
 from jarvisd.indexing.indexer import Indexer
+from jarvisd.lifecycle import deadline_in
 from jarvisd.model.embedder import Embedder
 from jarvisd.model.intraop import IntraOpThreads
 from jarvisd.observe.memory import MemoryMode
@@ -301,7 +303,7 @@ async def test_a_change_reported_during_shutdown_builds_no_snapshot(indexed: Ind
     service = indexed.service()
     await service.start()
     await service.search_params({"q": "bread", "mode": "keyword"})
-    await service.stop()
+    await service.stop(deadline_in(10))
     service.invalidate()
     assert service._refresh is None
 
@@ -328,7 +330,7 @@ async def test_an_edit_is_searchable_at_once_and_the_old_text_is_gone(indexed: I
     finally:
         note.write_text(original, encoding="utf-8")
         await indexed.index(service)
-        await service.stop()
+        await service.stop(deadline_in(10))
 
 
 async def test_caches_reconfigure_live_and_shrink_with_memory(indexed: Indexed) -> None:
@@ -343,7 +345,7 @@ async def test_caches_reconfigure_live_and_shrink_with_memory(indexed: Indexed) 
             )
         }
     )
-    service.reconfigure(smaller)
+    service.reconfigure(smaller, diff_configs(indexed.config, smaller)[1])
     results = service.stats()["caches"]["results"]
     assert results["capacity"] == 4 and results["entries"] <= 4 and results["ttl_seconds"] == 60
     service.on_memory_mode(MemoryMode.LITE)
@@ -417,7 +419,7 @@ async def test_replies_say_when_the_index_is_being_rebuilt(indexed: Indexed) -> 
         assert again["rebuilding_reason"] == "the database was damaged and replaced"
         assert paths(again) == paths(reply)
     finally:
-        await service.stop()
+        await service.stop(deadline_in(10))
 
 
 async def test_a_failed_search_reports_its_error_for_recovery(indexed: Indexed) -> None:
@@ -431,4 +433,4 @@ async def test_a_failed_search_reports_its_error_for_recovery(indexed: Indexed) 
     with pytest.raises(Exception, match="closed"):
         await search(service, q="bread", mode="keyword")
     assert seen and "closed" in str(seen[-1])
-    await service.stop()
+    await service.stop(deadline_in(10))

@@ -30,6 +30,7 @@ from jarvisd.config import (
     VaultConfig,
 )
 from jarvisd.indexing.indexer import Indexer
+from jarvisd.lifecycle import deadline_in
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
@@ -278,7 +279,7 @@ async def test_the_service_follows_the_index_as_it_is_dropped_and_created(
         assert service.stats()["snapshot"]["semantic_source"] == "hnsw"
         # storage.hnsw.enabled: false; the next run drops the index, the snapshot follows.
         off = indexed.config.storage.model_copy(update={"hnsw": HnswConfig(enabled=False)})
-        indexed.store.reconfigure(off)
+        indexed.store.configure(off)
         report = await indexer.run()
         assert report.state == "done" and not report.changed
         assert not indexed.store.has_vector_index
@@ -286,7 +287,7 @@ async def test_the_service_follows_the_index_as_it_is_dropped_and_created(
         assert service.stats()["snapshot"]["semantic_source"] == "matrix"
         assert [r["path"] for r in without["results"]] == [r["path"] for r in with_index["results"]]
     finally:
-        indexed.store.reconfigure(indexed.config.storage)
+        indexed.store.configure(indexed.config.storage)
         await indexer.run()
-        await service.stop()
+        await service.stop(deadline_in(10))
     assert indexed.store.has_vector_index

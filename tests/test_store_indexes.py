@@ -172,12 +172,12 @@ def test_hnsw_follows_the_config(database: Path) -> None:
         assert index_names(store) == {"chunk_vectors_1_hnsw", "chunks_note_id"}
         assert store.ensure_vector_index()  # nothing changed: no rebuild
         assert store.vector_table is not None and store.vector_table.name == "chunk_vectors_1"
-        store.reconfigure(storage_config(enabled="auto", min_chunks=30, m=8))
+        store.configure(storage_config(enabled="auto", min_chunks=30, m=8))
         assert store.ensure_vector_index()  # rebuilt with the new M
         meta = store.reader().execute("SELECT value FROM meta WHERE key = 'hnsw.parameters'")
         assert meta.fetchone() == ("metric=cosine,m=8,ef_construction=200",)
         assert store.vector_table is not None and store.vector_table.name == "chunk_vectors_2"
-        store.reconfigure(storage_config(enabled=False))
+        store.configure(storage_config(enabled=False))
         assert not store.ensure_vector_index()
         assert not store.has_vector_index
         store.ensure_vector_index()
@@ -356,7 +356,7 @@ def test_a_missing_extension_package_is_named(store: Store) -> None:
 
 
 def test_settings_apply_live(store: Store) -> None:
-    store.reconfigure(storage_config(ef_search=50).model_copy(update={"threads": 2}))
+    store.configure(storage_config(ef_search=50).model_copy(update={"threads": 2}))
     row = (
         store.reader()
         .execute("SELECT current_setting('threads'), current_setting('hnsw_ef_search')")

@@ -31,7 +31,7 @@ from jarvisd.api.errors import (
 from jarvisd.api.peercred import peer_uid
 from jarvisd.config import Config
 from jarvisd.errors import DomainError
-from jarvisd.jobs import JobError
+from jarvisd.jobs import JobError, JobState
 from jarvisd.logs import get_logger
 from jarvisd.observe.latency import MONITOR_HEADER
 from jarvisd.observe.metrics import Metrics
@@ -42,7 +42,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ControlTarget(Protocol):
-    """What the control API needs from the daemon."""
+    """What the control API needs from the daemon itself."""
 
     @property
     def config(self) -> Config: ...
@@ -56,16 +56,33 @@ class ControlTarget(Protocol):
 
     def effective_config(self) -> dict[str, Any]: ...
 
-    def jobs_report(self) -> list[dict[str, Any]]: ...
 
-    def run_job(self, job_id: str) -> dict[str, Any]: ...
+class JobsTarget(Protocol):
+    """The job scheduler, as `/v1/jobs` sees it."""
+
+    def describe(self) -> list[dict[str, Any]]: ...
+
+    def run_now(self, job_id: str) -> JobState: ...
+
+
+class ReportsTarget(Protocol):
+    """The observer's reports on alerts, memory, latency and requests."""
 
     def alerts_report(self) -> dict[str, Any]: ...
 
     def memory_history(self) -> dict[str, Any]: ...
 
+    def latency_report(self) -> dict[str, Any]: ...
+
+    def requests_report(self, window: float | None = None) -> dict[str, Any]: ...
+
+    @property
+    def requests_horizon_seconds(self) -> int: ...
+
 
 TARGET: web.AppKey[ControlTarget] = web.AppKey("target")
+JOBS: web.AppKey[JobsTarget] = web.AppKey("jobs")
+REPORTS: web.AppKey[ReportsTarget] = web.AppKey("reports")
 # aiohttp's own body ceiling; the configured (reloadable) limit is enforced below it.
 HARD_BODY_LIMIT = 64 * 1024 * 1024
 
@@ -254,52 +271,56 @@ async def get_config(request: web.Request) -> web.Response:
     return json_ok(request.app[TARGET].effective_config())
 
 
-@routes.get("/v1/jobs")
+jobs_routes = web.RouteTableDef()
+
+
+@jobs_routes.get("/v1/jobs")
 async def get_jobs(request: web.Request) -> web.Response:
-    return json_ok({"jobs": request.app[TARGET].jobs_report()})
+    return json_ok({"jobs": request.app[JOBS].describe()})
 
 
-@routes.post("/v1/jobs/{job_id}/run")
+@jobs_routes.post("/v1/jobs/{job_id}/run")
 async def post_job_run(request: web.Request) -> web.Response:
     try:
-        started = request.app[TARGET].run_job(request.match_info["job_id"])
+        job = request.app[JOBS].run_now(request.match_info["job_id"])
     except JobError as error:
         raise from_domain(error) from error
-    return json_ok(started, status=202)
+    return json_ok({"id": job.id, "started": True}, status=202)
 
 
-@routes.get("/v1/alerts")
+report_routes = web.RouteTableDef()
+
+
+@report_routes.get("/v1/alerts")
 async def get_alerts(request: web.Request) -> web.Response:
-    return json_ok(request.app[TARGET].alerts_report())
+    return json_ok(request.app[REPORTS].alerts_report())
 
 
-@routes.get("/v1/memory")
+@report_routes.get("/v1/memory")
 async def get_memory(request: web.Request) -> web.Response:
-    return json_ok(request.app[TARGET].memory_history())
+    return json_ok(request.app[REPORTS].memory_history())
 
 
 # The metrics port's latency and request reports, also on the socket: the port may be
-# off (metrics.listen: null) and `jarvisctl top` must still see them. Same shapes as
-# Observer.latency_report() / requests_report(), read from the same Metrics object.
-@routes.get("/v1/metrics/latency")
+# off (metrics.listen: null) and `jarvisctl top` must still see them.
+@report_routes.get("/v1/metrics/latency")
 async def get_latency(request: web.Request) -> web.Response:
-    return json_ok({"operations": request.app[TARGET].metrics.latency.percentiles()})
+    return json_ok(request.app[REPORTS].latency_report())
 
 
-@routes.get("/v1/metrics/requests")
+@report_routes.get("/v1/metrics/requests")
 async def get_requests(request: web.Request) -> web.Response:
     """Recent requests per endpoint; `?window=SECONDS` narrows the 300 s default."""
-    stats = request.app[TARGET].metrics.request_stats
+    reports = request.app[REPORTS]
+    horizon = reports.requests_horizon_seconds
     raw = request.query.get("window", "300")
     try:
         window = float(raw)
     except ValueError:
         window = 0.0
-    if not 1 <= window <= stats.horizon_seconds:
-        raise bad_request(
-            f"window must be seconds between 1 and {stats.horizon_seconds}, got {raw!r}"
-        )
-    return json_ok(stats.summary(window))
+    if not 1 <= window <= horizon:
+        raise bad_request(f"window must be seconds between 1 and {horizon}, got {raw!r}")
+    return json_ok(reports.requests_report(window))
 
 
 def create_control_app(target: ControlTarget) -> web.Application:
@@ -308,3 +329,13 @@ def create_control_app(target: ControlTarget) -> web.Application:
     app[BUCKET] = TokenBucket(target.config.control.rate_limit)
     app.add_routes(routes)
     return app
+
+
+def add_jobs_routes(app: web.Application, jobs: JobsTarget) -> None:
+    app[JOBS] = jobs
+    app.add_routes(jobs_routes)
+
+
+def add_report_routes(app: web.Application, reports: ReportsTarget) -> None:
+    app[REPORTS] = reports
+    app.add_routes(report_routes)

@@ -18,6 +18,8 @@ from jarvisd.indexing.indexer import Indexer
 
 
 class IndexTarget(Protocol):
+    """The knowledge component: its indexer, its runs and its maintenance."""
+
     @property
     def indexer(self) -> Indexer: ...
 

@@ -249,7 +249,7 @@ class LlmRuntime:
             self.stop_generating()  # answers being generated end now, extractively
             self._unload_soon(f"memory mode {mode.value}")
 
-    def reconfigure(self, config: LlmConfig) -> bool:
+    def configure(self, config: LlmConfig) -> bool:
         """Apply a new llm section; True when the loaded model must go (model, runtime, threads)."""
         old, self._config = self._config, config
         if old.max_concurrent != config.max_concurrent:

@@ -15,9 +15,8 @@ Three paths, tried in this order:
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +44,7 @@ from jarvisd.ask.templates import (
     load_templates,
 )
 from jarvisd.config import Config, ConfigDiff
+from jarvisd.lifecycle import Background
 from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder, EmbedderError
 from jarvisd.observe.memory import MemoryMode
@@ -85,7 +85,7 @@ class AskService:
         self._answered: dict[str, int] = {}
         self._mode = MemoryMode.FULL
         self._started = False
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background = Background()  # template reloads, LLM unloads after a reload
         self._sentences = SentenceVectors(embedder.encode)
 
     # ------------------------------------------------------------------ lifecycle
@@ -94,21 +94,19 @@ class AskService:
         await self._load_templates()
         self._started = True
 
-    async def stop(self) -> None:
+    async def stop(self, deadline: float) -> None:
         self._started = False
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.stop(deadline)
         await self.llm.stop()
 
     def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
         self._config = config
         if not diff.touches("llm", "templates", "ask"):
             return
-        if diff.touches("llm") and self.llm.reconfigure(config.llm):
-            self._spawn(self.llm.unload("llm settings changed"))
+        if diff.touches("llm") and self.llm.configure(config.llm):
+            self._background.spawn(self.llm.unload("llm settings changed"))
         if diff.touches("templates.file", "templates.enabled"):
-            self._spawn(self._load_templates())
+            self._background.spawn(self._load_templates())
         if diff.touches("templates"):
             self._cache = LRUCache(maxsize=max(1, config.templates.cache_size))
 
@@ -138,11 +136,6 @@ class AskService:
                 )
             except EmbedderError as error:
                 log.warning("templates.warm_failed", reason=str(error))
-
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def _load_templates(self) -> None:
         config = self._config.templates

@@ -46,7 +46,7 @@ class KnowledgeSources:
         self,
         search: Callable[[], SearchService],
         indexer: Callable[[], Indexer],
-        graph: GraphService,
+        graph: Callable[[], GraphService],
     ) -> None:
         self._search = search
         self._indexer = indexer
@@ -71,4 +71,4 @@ class KnowledgeSources:
         )
 
     async def backlinks(self, reference: str) -> LinkList:
-        return await self._graph.backlinks(None, reference)
+        return await self._graph().backlinks(None, reference)

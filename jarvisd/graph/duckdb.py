@@ -69,7 +69,7 @@ class DuckDBGraph:
         # inside a read transaction, while the store closes.
         await asyncio.gather(*self._refreshes, return_exceptions=True)
 
-    def reconfigure(self, config: GraphConfig) -> None:
+    def configure(self, config: GraphConfig) -> None:
         self._config = config
 
     def describe(self) -> dict[str, Any]:

@@ -102,7 +102,7 @@ class Neo4jGraph:
         if driver is not None:
             await driver.close()
 
-    def reconfigure(self, config: GraphConfig) -> None:
+    def configure(self, config: GraphConfig) -> None:
         """max_depth now; new connection settings on the next query (a new driver)."""
         self._config = config
 

@@ -1,7 +1,8 @@
 """The graph component: a backend, its sync, and queries by note path or title.
 
-The daemon's `Knowledge` owns one. It opens nothing until `start()` (the
-store must be open first), resolves a note reference against DuckDB (the
+The daemon's `Knowledge` makes one once the store is open, starts its backend
+with `start()` and subscribes `on_index_changed` / `on_index_event` to the
+indexer with the other "index changed" listeners. It resolves a note reference against DuckDB (the
 source of truth, whichever backend answers), checks depth and direction
 against the live config, and records each query's latency as `graph:<op>`.
 """
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from jarvisd.config import Config
+from jarvisd.config import Config, ConfigDiff
 from jarvisd.graph import (
     Direction,
     GraphStore,
@@ -30,7 +31,6 @@ from jarvisd.graph import (
     check_direction,
     create_graph_store,
 )
-from jarvisd.indexing.indexer import Indexer
 from jarvisd.logs import get_logger
 from jarvisd.notes.service import Found, NoteNotFoundError, NotesService
 from jarvisd.observe.metrics import Metrics
@@ -56,8 +56,11 @@ class Invalidating(Protocol):
 
 
 class GraphService:
-    def __init__(self, config: Config, pools: Pools, metrics: Metrics) -> None:
+    name = "graph"
+
+    def __init__(self, config: Config, store: Store, pools: Pools, metrics: Metrics) -> None:
         self._config = config
+        self._store = store
         self._pools = pools
         self._metrics = metrics
         self._backend: GraphStore | None = None
@@ -66,39 +69,47 @@ class GraphService:
 
     # -------------------------------------------------------------- lifecycle
 
-    async def start(self, store: Store, indexer: Indexer | None = None) -> None:
-        """Open the backend; with an indexer, keep it in step with the store after runs.
-
-        A projection backend syncs after runs that changed something; a backend
-        with its own copy of the store drops that copy after them.
-        """
-        self._notes = NotesService(lambda: self._config, store, self._pools)
-        backend = create_graph_store(self._config.graph, store, self._pools)
+    async def start(self) -> None:
+        """Open the backend (and the sync of a projection backend)."""
+        self._notes = NotesService(lambda: self._config, self._store, self._pools)
+        backend = create_graph_store(self._config.graph, self._store, self._pools)
         await backend.start()
         self._backend = backend
-        if isinstance(backend, Invalidating) and indexer is not None:
-            invalidate = backend.invalidate
-            indexer.on_change(invalidate)
-            indexer.subscribe(lambda event: invalidate() if failed_run(event) else None)
-        if backend.needs_sync and indexer is not None:
-            sync = GraphSync(
-                backend, store, self._pools, lambda: [v.name for v in self._config.vaults]
+        if backend.needs_sync:
+            self._sync = GraphSync(
+                backend, self._store, self._pools, lambda: [v.name for v in self._config.vaults]
             )
-            indexer.on_change(sync.mark_changed)
-            indexer.subscribe(sync.on_index_event)
-            self._sync = sync
 
-    async def stop(self) -> None:
+    async def stop(self, deadline: float) -> None:
         if self._sync is not None:
             await self._sync.stop()
         if self._backend is not None:
             await self._backend.close()
 
-    def reconfigure(self, config: Config) -> None:
+    def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
         self._config = config
-        if self._backend is not None:
+        if self._backend is not None and diff.touches("graph"):
             # graph.backend itself needs a restart (it stays); max_depth and the rest apply now.
-            self._backend.reconfigure(config.graph)
+            self._backend.configure(config.graph)
+
+    # ------------------------------------------------- index changes (knowledge wires them)
+
+    def on_index_changed(self) -> None:
+        """After a run that changed the index: a backend with its own copy of the store
+        drops it; a projection backend is marked for its next sync."""
+        backend = self._backend
+        if backend is not None and isinstance(backend, Invalidating):
+            backend.invalidate()
+        if self._sync is not None:
+            self._sync.mark_changed()
+
+    def on_index_event(self, event: dict[str, Any]) -> None:
+        """Every indexer progress event: a failed run may have written notes too."""
+        backend = self._backend
+        if backend is not None and isinstance(backend, Invalidating) and failed_run(event):
+            backend.invalidate()
+        if self._sync is not None:
+            self._sync.on_index_event(event)
 
     @property
     def backend(self) -> GraphStore:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jarvisd.config import Config, VaultConfig
+from jarvisd.config import Config, ConfigDiff, VaultConfig
 from jarvisd.indexing.planner import Plan, plan_vault, read_and_parse
 from jarvisd.indexing.progress import EncodeProgress
 from jarvisd.logs import get_logger
@@ -109,6 +109,8 @@ class RunReport:
 
 
 class Indexer:
+    name = "indexer"
+
     def __init__(
         self, config: Config, store: Store, embedder: Embedder, pools: Pools, metrics: Metrics
     ) -> None:
@@ -128,10 +130,22 @@ class Indexer:
         self._completed = False  # a run of this process has finished its work (state done)
         self.stats: dict[str, Any] = {}
 
-    # ---------------------------------------------------------------- wiring
+    # ------------------------------------------------------------- lifecycle
 
-    def reconfigure(self, config: Config) -> None:
+    async def start(self) -> None:
+        await self.refresh_stats()
+
+    async def stop(self, deadline: float) -> None:
+        # A run cancelled mid-window may still have a write on the io pool: let it land.
+        async with self.lock:
+            pass
+
+    def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
+        # Every run reads vaults, excludes and chunking from here; the owner decides
+        # which changes call for a run (knowledge.py).
         self._config = config
+
+    # ---------------------------------------------------------------- wiring
 
     def subscribe(self, listener: ProgressListener) -> Callable[[], None]:
         """Receive progress events; returns the unsubscribe function."""

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from jarvisd.config import Config
+from jarvisd.config import Config, ConfigDiff
 from jarvisd.indexing.vault import compile_excludes
 from jarvisd.logs import get_logger
 
@@ -25,37 +25,58 @@ VAULT_POLL_SECONDS = 1.0
 
 
 class VaultWatcher:
+    name = "watcher"
+
     def __init__(self, config: Config, on_change: Callable[[], Awaitable[object]]) -> None:
         self._config = config
         self._on_change = on_change
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._stopped = False
+        self._restarts: set[asyncio.Task[None]] = set()  # restarts after a reload
 
     @property
     def active(self) -> bool:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
+        self._stopped = False
+        self._begin()
+
+    def _begin(self) -> None:
         if self._config.indexing.watch and self._task is None:
             self._stop = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._watch(), name="watcher")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def _halt(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
             self._stop.set()
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
-    async def reconfigure(self, config: Config) -> None:
+    async def _restart(self) -> None:
+        await self._halt()
+        if not self._stopped:
+            self._begin()
+
+    async def stop(self, deadline: float) -> None:
+        self._stopped = True
+        await asyncio.gather(*self._restarts, return_exceptions=True)
+        await self._halt()
+
+    def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
         old, self._config = self._config, config
-        if (old.indexing.watch, old.indexing.debounce, old.vaults) != (
-            config.indexing.watch,
-            config.indexing.debounce,
-            config.vaults,
-        ):
-            await self.stop()
-            await self.start()
+        if diff.touches("indexing", "vaults") and (
+            old.indexing.watch,
+            old.indexing.debounce,
+            old.vaults,
+        ) != (config.indexing.watch, config.indexing.debounce, config.vaults):
+            # A new watch, on its own task: the old one must end first, and a reload
+            # does not wait for that.
+            task = asyncio.get_running_loop().create_task(self._restart(), name="watcher-restart")
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
 
     def _relevant(self) -> Callable[[object, str], bool]:
         roots = [

@@ -397,7 +397,7 @@ class Embedder:
     def _scaled_batch(self, config: EmbeddingConfig) -> int:
         return max(1, int(resolve_batch_size(config.batch_size) * self._scale))
 
-    def reconfigure(self, new: EmbeddingConfig) -> None:
+    def configure(self, new: EmbeddingConfig) -> None:
         """Batch and cache sizes apply now; model, device, quantize, max_seq_length on reload."""
         with self._lock:
             old, self._config = self._config, new

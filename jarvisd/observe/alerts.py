@@ -326,7 +326,7 @@ class AlertEngine:
         events = list(self._recent)[-limit:]
         return [event.as_dict() for event in reversed(events)]
 
-    def reconfigure(self, config: AlertsConfig, now: float | None = None) -> list[AlertEvent]:
+    def configure(self, config: AlertsConfig, now: float | None = None) -> list[AlertEvent]:
         """Apply new rules and cooldown; returns the resolutions of removed firing rules.
 
         Added rules start fresh. Removed rules that were firing are resolved now

@@ -231,7 +231,7 @@ class MemoryMonitor:
             "cpu_percent": _spread(cpu),
         }
 
-    def reconfigure(self, config: MemoryConfig) -> None:
+    def configure(self, config: MemoryConfig) -> None:
         """New history size (keeping the newest samples) and thresholds.
 
         The mode is re-evaluated with the new thresholds at the next sample.

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jarvisd import __version__
-from jarvisd.config import Config
+from jarvisd.config import Config, ConfigDiff
 from jarvisd.logs import get_logger
 from jarvisd.observe.alerts import AlertEngine, AlertInputs
 from jarvisd.observe.memory import (
@@ -32,7 +32,10 @@ log = get_logger("jarvisd.observe.observer")
 
 
 class Observer:
-    """Implements the metrics port's ObservabilityProvider for the daemon."""
+    """The daemon's first component; implements the metrics port's ObservabilityProvider
+    and builds every report about memory and alerts (the daemon and the routes ask here)."""
+
+    name = "observer"
 
     def __init__(
         self, config: Config, metrics: Metrics, pools: Pools, ready: Callable[[], bool]
@@ -76,10 +79,25 @@ class Observer:
         """A component that holds a model reports its memory here (for /metrics/memory)."""
         self._model_memory[name] = report
 
-    def reconfigure(self, config: Config) -> None:
-        self.memory.reconfigure(config.memory)
-        self.alerts.reconfigure(config.alerts)
-        apply_gc(config.gc)
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.sample()  # the first sample sets the memory mode before anything loads
+
+    async def stop(self, deadline: float) -> None:
+        return None
+
+    def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
+        if diff.touches("memory"):
+            self.memory.configure(config.memory)
+        if diff.touches("alerts"):
+            self.alerts.configure(config.alerts)
+        if diff.touches("gc"):
+            apply_gc(config.gc)
+
+    def event(self, rule: str, reason: str, **fields: Any) -> None:
+        """Something that happened once and deserves an alert (a store recovery)."""
+        self.alerts.event(rule, reason, **fields)
 
     # ------------------------------------------------------------- sampling
 
@@ -130,8 +148,36 @@ class Observer:
             "at": time.time(),
         }
 
+    def memory_history(self) -> dict[str, Any]:
+        """The memory report with every sample kept (`/v1/memory`)."""
+        report = self.memory_report()
+        report["history"] = [sample.as_dict() for sample in self.memory.history()]
+        return report
+
+    def alerts_report(self) -> dict[str, Any]:
+        """Firing alerts, the latest events and the rules in force (`/v1/alerts`)."""
+        return {
+            "firing": self.alerts.firing(),
+            "recent": self.alerts.recent(),
+            "rules": [rule.model_dump(mode="json", by_alias=True) for rule in self.alerts.rules],
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The observer's part of `/v1/status`."""
+        return {
+            "memory_mode": self.memory.mode.value,
+            "alerts_firing": [alert["rule"] for alert in self.alerts.firing()],
+        }
+
     def latency_report(self) -> dict[str, Any]:
         return {"operations": self._metrics.latency.percentiles()}
 
-    def requests_report(self) -> dict[str, Any]:
-        return self._metrics.request_stats.summary()
+    def requests_report(self, window: float | None = None) -> dict[str, Any]:
+        """Recent requests per endpoint; `window` seconds (the 300 s default when None)."""
+        stats = self._metrics.request_stats
+        return stats.summary() if window is None else stats.summary(window)
+
+    @property
+    def requests_horizon_seconds(self) -> int:
+        """The longest window `requests_report` can answer for."""
+        return self._metrics.request_stats.horizon_seconds

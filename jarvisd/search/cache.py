@@ -73,7 +73,7 @@ class ResultCache:
             self._cache.expire()
             return len(self._cache)
 
-    def reconfigure(self, config: ResultCacheConfig, scale: float | None = None) -> None:
+    def configure(self, config: ResultCacheConfig, scale: float | None = None) -> None:
         """A new size, ttl or memory-mode scale; the freshest entries that fit are kept."""
         with self._lock:
             if config == self._config and (scale is None or scale == self._scale):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jarvisd.config import Config
+from jarvisd.config import Config, ConfigDiff
 from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder, EmbedderError
 from jarvisd.observe.memory import MemoryMode
@@ -84,7 +84,7 @@ class SearchService:
         """Warm the snapshot in the background; the first search waits for it if need be."""
         self._refresh_task()
 
-    async def stop(self) -> None:
+    async def stop(self, deadline: float) -> None:
         # An indexing run cancelled by the same shutdown still reports its change:
         # no snapshot is built on a store that is closing.
         self._stopped = True
@@ -100,16 +100,16 @@ class SearchService:
         if not self._stopped:
             self._refresh_task()
 
-    def reconfigure(self, config: Config) -> None:
-        old, self._config = self._config, config
-        self.cache.reconfigure(config.search.cache, CACHE_SCALE[self._mode])
-        if old.search != config.search:
+    def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
+        self._config = config
+        if diff.touches("search"):
+            self.cache.configure(config.search.cache, CACHE_SCALE[self._mode])
             self.cache.clear()  # thresholds and fusion settings shape every cached answer
 
     def on_memory_mode(self, mode: MemoryMode) -> None:
         """LITE halves the result cache; MINIMAL quarters it and drops the vectors."""
         old, self._mode = self._mode, mode
-        self.cache.reconfigure(self._config.search.cache, CACHE_SCALE[mode])
+        self.cache.configure(self._config.search.cache, CACHE_SCALE[mode])
         if (old is MemoryMode.MINIMAL) != (mode is MemoryMode.MINIMAL):
             self.cache.clear()  # cached answers were (or were not) degraded
         snapshot = self._snapshot

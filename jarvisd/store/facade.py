@@ -474,7 +474,7 @@ class Store(StoreReads):
             advice="DuckDB stopped after a fatal error; the files were intact and are open again",
         )
 
-    def reconfigure(self, config: StorageConfig) -> None:
+    def configure(self, config: StorageConfig) -> None:
         """threads, memory_limit, temp_directory and ef_search now; other HNSW keys at finalize."""
         with self._write_lock:
             self._check_open()
