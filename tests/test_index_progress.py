@@ -6,14 +6,13 @@ import asyncio
 import itertools
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from jarvisd.config import Config
 from jarvisd.indexing import indexer as indexer_module
-from jarvisd.indexing.indexer import Indexer, RunReport
+from jarvisd.indexing.indexer import Indexer, IndexEvent, Progress, RunReport
 from jarvisd.indexing.progress import SMOOTHING, EncodeProgress
 from jarvisd.indexing.vault import FileInfo
 from jarvisd.model.embedder import Embedder
@@ -82,7 +81,7 @@ def test_a_cold_run_reports_its_phases_rate_and_eta(
     pools = Pools(config.threads)
     store = Store(config.database_path, config.storage, embedder.probe_dimension())
     indexer = Indexer(config, store, embedder, pools, Metrics())
-    events: list[dict[str, Any]] = []
+    events: list[IndexEvent] = []
     indexer.subscribe(events.append)
     texts = [f"note {number}: " + "espresso grind " * (number % 23) for number in range(150)]
     try:
@@ -96,7 +95,7 @@ def test_a_cold_run_reports_its_phases_rate_and_eta(
         embedder.unload()
     assert np.allclose(probed, plain, atol=1e-5)
     assert report.state == "done"
-    progress = [e for e in events if e["type"] == "progress" and e["run"] == report.id]
+    progress = [e.as_dict() for e in events if isinstance(e, Progress) and e.run == report.id]
     phases = [phase for phase, _ in itertools.groupby(event["phase"] for event in progress)]
     assert phases == ["scanning", "loading model", "encoding", "finalizing"]
     loading = [event for event in progress if event["phase"] == "loading model"]
@@ -106,6 +105,7 @@ def test_a_cold_run_reports_its_phases_rate_and_eta(
     last = progress[-2]  # the last window written, before finalizing
     assert last["chunks_to_encode"] == last["chunks_encoded"] == report.chunks_encoded
     assert progress[-1]["phase"] == "finalizing" and progress[-1]["eta_seconds"] is None
+    assert [e for e in events if isinstance(e, RunReport)] == [report]  # the run's end
     assert "encoding" not in report.as_dict()
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jarvisd.config import Config
+from jarvisd.indexing.progress import Progress
 from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder, EmbedderError
 from jarvisd.observe.memory import MemoryMode
@@ -44,7 +45,8 @@ MINIMAL_REASON = (
 )
 
 
-Progress = Callable[[], dict[str, Any] | None]
+# The first index run's progress while it goes on (`Indexer.first_run_progress`).
+FirstRun = Callable[[], Progress | None]
 
 
 class SearchService:
@@ -57,7 +59,7 @@ class SearchService:
         embedder: Embedder,
         pools: Pools,
         metrics: Metrics,
-        indexing: Progress | None = None,
+        indexing: FirstRun | None = None,
     ) -> None:
         """`indexing`: the first index run's progress (`Indexer.first_run_progress`)."""
         self._config = config
@@ -274,7 +276,8 @@ class SearchService:
         if rebuilding is not None:
             marker["rebuilding_reason"] = rebuilding
         # Asked afresh on every reply, cached or not: the run moves on between them.
-        indexing = self._indexing() if self._indexing is not None else None
+        first_run = self._indexing() if self._indexing is not None else None
+        indexing = first_run.brief() if first_run is not None else None
         return {
             **reply,
             **marker,
