@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -132,3 +133,27 @@ def test_the_progress_bar_shows_the_phase_the_rate_and_the_daemons_eta() -> None
     }
     shown = progress_fields(encoding)
     assert (shown["chunks"], shown["rate"], shown["eta"]) == ("1200/~2480", "41.3", "31.0 s")
+
+
+def test_progress_reads_back_what_it_writes_under_the_wire_names() -> None:
+    progress = Progress(
+        run=3,
+        phase="encoding",
+        done=96,
+        total=172,
+        chunks_done=800,
+        chunks_encoded=1_200,
+        chunks_to_encode=2_480,
+        files_per_second=2.5,
+        chunks_per_second=41.3,
+        elapsed_seconds=38.4,
+        eta_seconds=31.0,
+    )
+    line = progress.as_dict()
+    assert line["type"] == "progress"
+    assert (line["files_done"], line["files_total"]) == (96, 172)
+    assert Progress.from_dict(json.loads(json.dumps(line))) == progress
+    ended = Progress.from_run(
+        {"id": 3, "state": "done", "files_indexed": 172, "files_to_index": 172}
+    )
+    assert (ended.phase, ended.done, ended.total) == ("done", 172, 172)

@@ -97,7 +97,8 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
 
 
 async def search(service: SearchService, **params: Any) -> dict[str, Any]:
-    return await service.search_params({key: str(value) for key, value in params.items()})
+    reply = await service.search_params({key: str(value) for key, value in params.items()})
+    return reply.as_dict()  # as the wire carries it
 
 
 def paths(reply: dict[str, Any]) -> list[str]:

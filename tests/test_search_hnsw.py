@@ -108,7 +108,7 @@ def ranked(indexed: Indexed, snapshot: Snapshot, **params: Any) -> list[tuple[st
         indexed.config.search,
         indexed.embedder.encode_query,
     )
-    return [(result["path"], result["score"]) for result in found.results]
+    return [(hit.path, hit.score) for hit in found.results]
 
 
 def assert_same(indexed: Indexed, snapshot: Snapshot, **params: Any) -> list[tuple[str, float]]:
@@ -284,7 +284,7 @@ async def test_the_service_follows_the_index_as_it_is_dropped_and_created(
         assert not indexed.store.has_vector_index
         without = await service.search_params(params)
         assert service.stats()["snapshot"]["semantic_source"] == "matrix"
-        assert [r["path"] for r in without["results"]] == [r["path"] for r in with_index["results"]]
+        assert [hit.path for hit in without.results] == [hit.path for hit in with_index.results]
     finally:
         indexed.store.reconfigure(indexed.config.storage)
         await indexer.run()
