@@ -10,29 +10,14 @@ recall of larger collections is measured by `python -m benchmarks.hnsw`.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from jarvisd.config import (
-    Config,
-    EmbeddingConfig,
-    HnswConfig,
-    SearchConfig,
-    StorageConfig,
-    VaultConfig,
-)
-from jarvisd.indexing.indexer import Indexer
-from jarvisd.model.embedder import Embedder
-from jarvisd.observe.metrics import Metrics
-from jarvisd.pools import Pools
+from jarvisd.config import HnswConfig, SearchConfig, StorageConfig
 from jarvisd.search import SearchService, semantic
 from jarvisd.search.keyword import Stemmer
 from jarvisd.search.ranking import rank
@@ -40,9 +25,9 @@ from jarvisd.search.request import parse_request
 from jarvisd.search.snapshot import Snapshot, build_snapshot
 from jarvisd.store import Store
 from jarvisd.store.vectors import nearest_sql, vector_literal
+from jarvisd.testing import IndexedVault, copy_example_vault, vault_config
 
 pytestmark = pytest.mark.slow
-EXAMPLE = Path(__file__).resolve().parents[1] / "jarvisd" / "example_vault"
 QUERIES = (
     "my levain went pink and smells strange",
     "espresso grind size",
@@ -51,41 +36,22 @@ QUERIES = (
 )
 
 
-@dataclass
-class Indexed:
-    config: Config
-    store: Store
-    embedder: Embedder
-    pools: Pools
-    metrics: Metrics
-
-    def indexer(self) -> Indexer:
-        return Indexer(self.config, self.store, self.embedder, self.pools, self.metrics)
+Indexed = IndexedVault
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
     root = tmp_path_factory.mktemp("hnsw")
-    vault = root / "vault"
-    shutil.copytree(EXAMPLE, vault)
-    config = Config(
-        vaults=[VaultConfig(name="notes", path=vault)],
-        storage=StorageConfig(
-            database=root / "db" / "jarvis.duckdb", threads=1, hnsw=HnswConfig(enabled=True)
-        ),
-        embedding=EmbeddingConfig(preload=False, device="cpu"),
+    database = root / "db" / "jarvis.duckdb"
+    config = vault_config(
+        copy_example_vault(root / "vault"),
+        database,
+        storage=StorageConfig(database=database, threads=1, hnsw=HnswConfig(enabled=True)),
         search=SearchConfig(max_limit=20, default_limit=5),
     )
-    pools, metrics = Pools(config.threads), Metrics()
-    embedder = Embedder(config.embedding)
-    store = Store(config.database_path, config.storage, embedder.probe_dimension())
-    state = Indexed(config, store, embedder, pools, metrics)
-    report = asyncio.run(state.indexer().run())
-    assert report.state == "done", report.error
-    assert store.has_vector_index
-    yield state
-    store.close()
-    pools.shutdown()
+    with IndexedVault.indexed(config) as state:
+        assert state.store.has_vector_index
+        yield state
 
 
 def exact_twin(store: Store, snapshot: Snapshot) -> Snapshot:
