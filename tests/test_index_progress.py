@@ -153,6 +153,8 @@ def test_progress_reads_back_what_it_writes_under_the_wire_names() -> None:
     assert line["type"] == "progress"
     assert (line["files_done"], line["files_total"]) == (96, 172)
     assert Progress.from_dict(json.loads(json.dumps(line))) == progress
+    brief = Progress.from_brief(progress.brief())  # a search reply's `indexing`
+    assert (brief.phase, brief.done, brief.total) == ("encoding", 96, 172)
     ended = Progress.from_run(
         {"id": 3, "state": "done", "files_indexed": 172, "files_to_index": 172}
     )

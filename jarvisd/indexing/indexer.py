@@ -55,7 +55,7 @@ class Indexer:
         self.current: RunReport | None = None
         self.last: RunReport | None = None
         self._completed = False  # a run of this process has finished its work (state done)
-        self.stats: dict[str, Any] = {}
+        self.stats: dict[str, int] = {}  # the store's counts (Store.stats)
 
     # ---------------------------------------------------------------- wiring
 
@@ -80,7 +80,7 @@ class Indexer:
         for listener in list(self._listeners):
             listener(event)
 
-    async def refresh_stats(self) -> dict[str, Any]:
+    async def refresh_stats(self) -> dict[str, int]:
         self.stats = await self._pools.run("io", self._store.stats)
         self._metrics.index_notes.set(self.stats.get("notes", 0))
         return self.stats

@@ -156,6 +156,16 @@ class Progress:
         )
 
     @classmethod
+    def from_brief(cls, indexing: Mapping[str, Any]) -> Progress:
+        """A search reply's `indexing` (see `brief`) as the client reads it."""
+        return cls(
+            run=0,
+            phase=str(indexing.get("phase") or "indexing"),
+            done=int(indexing.get("done") or 0),
+            total=int(indexing.get("total") or 0),
+        )
+
+    @classmethod
     def from_run(cls, run: Mapping[str, Any]) -> Progress:
         """Where a finished run ended, from its report as the wire carries it."""
         return cls(
