@@ -275,9 +275,7 @@ async def run_mode(service: SearchService, collection: Collection, mode: str) ->
     for qid, text in collection.queries.items():
         request = SearchRequest(query=text[:1000], mode=mode, limit=DEPTH)  # type: ignore[arg-type]
         reply = await service.search(request)
-        run[qid] = [
-            (collection.doc_id(hit["path"]), float(hit["score"])) for hit in reply["results"]
-        ]
+        run[qid] = [(collection.doc_id(hit.path), hit.score) for hit in reply.results]
     return run
 
 

@@ -95,7 +95,7 @@ class Bench:
         request = parse_request(params, self.config.search)
         encode: Callable[[str], Vector] = self.vectors.__getitem__
         ranked = rank(self.store, self.stemmer, snapshot, request, self.config.search, encode)
-        return [(str(r["path"]), float(r["score"])) for r in ranked.results]
+        return [(hit.path, hit.score) for hit in ranked.results]
 
     def lists(
         self,

@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks.common import SHARED_DATA
 from jarvisd import logs
 from jarvisd.config import Config
-from jarvisd.indexing.indexer import Indexer
+from jarvisd.indexing.indexer import Indexer, IndexEvent, Progress
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
@@ -49,8 +49,8 @@ async def readings(vault: Path, database: Path) -> tuple[list[dict[str, Any]], f
     taken: list[dict[str, Any]] = []
     ended: list[float] = []  # when encoding ended: the first `finalizing` event
 
-    def listen(event: dict[str, Any]) -> None:
-        if event.get("phase") == "finalizing" and not ended:
+    def listen(event: IndexEvent) -> None:
+        if isinstance(event, Progress) and event.phase == "finalizing" and not ended:
             ended.append(time.monotonic())
 
     indexer.subscribe(listen)
@@ -59,7 +59,7 @@ async def readings(vault: Path, database: Path) -> tuple[list[dict[str, Any]], f
         while not run.done():
             current = indexer.current
             if current is not None:
-                taken.append({**current.progress(), "at": time.monotonic()})
+                taken.append({**current.progress().as_dict(), "at": time.monotonic()})
             await asyncio.wait({run}, timeout=READING_SECONDS)
         report = run.result()
     finally:

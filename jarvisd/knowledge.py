@@ -365,10 +365,11 @@ class Knowledge:
 
     def status(self) -> dict[str, Any]:
         indexer = self._indexer
+        current = indexer.current if indexer else None
         return {
             "store": self.store_status(),
             "index": indexer.stats if indexer else None,
-            "indexing": indexer.current.progress() if indexer and indexer.current else None,
+            "indexing": current.progress().as_dict() if current else None,
             "last_index_run": indexer.last.as_dict() if indexer and indexer.last else None,
             "embedding": {
                 "state": self.model_state,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -162,3 +164,13 @@ def get_logger(name: str, **initial: Any) -> Logger:
     logger's name and go through the level filter and the file sink configured here."""
     logger: Logger = structlog.get_logger(name, **initial)
     return logger
+
+
+@contextmanager
+def bound(**values: Any) -> Iterator[None]:
+    """Every event logged inside the block (in this task or thread) carries `values`."""
+    structlog.contextvars.bind_contextvars(**values)
+    try:
+        yield
+    finally:
+        structlog.contextvars.unbind_contextvars(*values)

@@ -16,6 +16,7 @@ from fixtures_store import DIMENSION, storage_config, unit_vectors
 from jarvisd.config import Config
 from jarvisd.indexing.markdown import parse_note
 from jarvisd.store import Store
+from jarvisd.testing import write_vault as write_vault
 
 # vault -> path -> text. Links: a -> b, c, Ghost; b -> c, a (a cycle); c -> d;
 # f links only itself and g only to missing notes (both orphans, like e).
@@ -40,14 +41,6 @@ CONTRACT_VAULTS: dict[str, dict[str, str]] = {
 def identity() -> str:
     embedding = Config().embedding
     return f"{embedding.model}|{embedding.quantize}"
-
-
-def write_vault(root: Path, notes: dict[str, str]) -> Path:
-    for path, text in notes.items():
-        file = root / path
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(text, encoding="utf-8")
-    return root
 
 
 def index_vault(store: Store, vault: str, root: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,18 +9,9 @@ from tiny_llm import build_tiny_model, write_tiny_gguf
 
 from jarvisd.ask.folder import inspect_folder
 from jarvisd.ask.importer import ImportFailed, import_model
+from jarvisd.testing import ctl
 
 pytestmark = pytest.mark.slow
-
-
-def jarvisctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jarvisd.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_a_gguf_imports_to_a_folder_that_computes_what_the_gguf_does(tmp_path: Path) -> None:
@@ -31,7 +20,7 @@ def test_a_gguf_imports_to_a_folder_that_computes_what_the_gguf_does(tmp_path: P
 
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
     dest = tmp_path / "model"
-    result = jarvisctl("model", "import", str(gguf), str(dest), "--dtype", "float32")
+    result = ctl(None, "model", "import", str(gguf), str(dest), "--dtype", "float32", timeout=300)
     assert result.returncode == 0, result.stderr
     steps = [line for line in result.stdout.splitlines() if line.startswith("[")]
     assert [line[:5] for line in steps] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
@@ -61,7 +50,7 @@ def test_a_gguf_imports_to_a_folder_that_computes_what_the_gguf_does(tmp_path: P
 
 def test_an_architecture_it_cannot_convert_is_a_clear_error(tmp_path: Path) -> None:
     gguf = write_tiny_gguf(tmp_path / "odd.gguf", architecture="nonesuch")
-    result = jarvisctl("model", "import", str(gguf), str(tmp_path / "out"))
+    result = ctl(None, "model", "import", str(gguf), str(tmp_path / "out"), timeout=300)
     assert result.returncode == 1
     assert "cannot convert architecture 'nonesuch'" in result.stderr
     assert "llama" in result.stderr  # it says which it can convert

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import DaemonProcess
+from conftest import DaemonProcess, ctl
 
 from jarvisd.cli import resolve_socket
 
@@ -18,33 +18,18 @@ pytestmark = pytest.mark.serial
 Start = Callable[..., DaemonProcess]
 
 
-def ctl(
-    *args: str,
-    socket: Path | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "jarvisd.cli"]
-    if socket is not None:
-        command += ["--socket", str(socket)]
-    environment = {k: v for k, v in os.environ.items() if k != "JARVIS_SOCKET"}
-    environment.update(env or {})
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, timeout=60, env=environment, check=False
-    )
-
-
 def test_status_table_and_json(start_daemon: Start) -> None:
     daemon = start_daemon()
-    table = ctl("status", socket=daemon.socket)
+    table = ctl(daemon, "status")
     assert table.returncode == 0, table.stderr
     assert "running" in table.stdout and "memory_sample" in table.stdout
-    as_json = ctl("status", "--json", socket=daemon.socket)
+    as_json = ctl(daemon, "status", "--json")
     assert json.loads(as_json.stdout)["pid"] == daemon.process.pid
 
 
 def test_socket_from_environment(start_daemon: Start) -> None:
     daemon = start_daemon()
-    result = ctl("status", "--json", env={"JARVIS_SOCKET": str(daemon.socket)})
+    result = ctl(None, "status", "--json", env={"JARVIS_SOCKET": str(daemon.socket)})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["state"] == "running"
 
@@ -78,40 +63,40 @@ def test_default_socket_without_xdg_runtime_dir(
 def test_reload_config_and_jobs(start_daemon: Start) -> None:
     daemon = start_daemon()
     daemon.rewrite(search={"default_limit": 4}, control={"socket": "/tmp/elsewhere.sock"})
-    reload = ctl("reload", "--json", socket=daemon.socket)
+    reload = ctl(daemon, "reload", "--json")
     assert reload.returncode == 0, reload.stderr
     outcome = json.loads(reload.stdout)
     assert outcome["changed"] == ["search.default_limit"]
     assert outcome["restart_required"] == ["control.socket"]
-    readable = ctl("reload", socket=daemon.socket)
+    readable = ctl(daemon, "reload")
     assert "no changes" in readable.stdout or "restart" in readable.stdout
 
-    shown = ctl("config", "show", socket=daemon.socket)
+    shown = ctl(daemon, "config", "show")
     assert "default_limit: 4" in shown.stdout
-    assert json.loads(ctl("config", "show", "--json", socket=daemon.socket).stdout)["config"]
+    assert json.loads(ctl(daemon, "config", "show", "--json").stdout)["config"]
 
-    jobs = json.loads(ctl("jobs", "--json", socket=daemon.socket).stdout)["jobs"]
+    jobs = json.loads(ctl(daemon, "jobs", "--json").stdout)["jobs"]
     assert [job["id"] for job in jobs] == ["memory_sample", "index", "maintenance"]
-    run = ctl("jobs", "run", "memory_sample", socket=daemon.socket)
+    run = ctl(daemon, "jobs", "run", "memory_sample")
     assert run.returncode == 0 and "started" in run.stdout
 
 
 def test_reload_of_a_broken_file_exits_1_with_the_reason(start_daemon: Start) -> None:
     daemon = start_daemon()
     daemon.config_path.write_text("storage:\n  threads: none\n", encoding="utf-8")
-    result = ctl("reload", socket=daemon.socket)
+    result = ctl(daemon, "reload")
     assert result.returncode == 1
     assert "storage.threads (line 2)" in result.stderr
-    as_json = ctl("reload", "--json", socket=daemon.socket)
+    as_json = ctl(daemon, "reload", "--json")
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["error"]["code"] == "invalid_config"
 
 
 def test_exit_codes(start_daemon: Start, tmp_path: Path) -> None:
     daemon = start_daemon()
-    assert ctl("jobs", "run", "nope", socket=daemon.socket).returncode == 1
-    assert ctl("no-such-command", socket=daemon.socket).returncode == 2
-    missing = ctl("status", socket=tmp_path / "absent.sock")
+    assert ctl(daemon, "jobs", "run", "nope").returncode == 1
+    assert ctl(daemon, "no-such-command").returncode == 2
+    missing = ctl(tmp_path / "absent.sock", "status")
     assert missing.returncode == 3
     assert "is jarvisd running?" in missing.stderr and "absent.sock" in missing.stderr
 
@@ -121,8 +106,8 @@ def test_config_check_needs_no_daemon(tmp_path: Path) -> None:
     good.write_text("search: {max_limit: 50}\n", encoding="utf-8")
     bad = tmp_path / "bad.yaml"
     bad.write_text("search: {max_limit: 0}\n", encoding="utf-8")
-    assert ctl("config", "check", str(good)).returncode == 0
-    failed = ctl("config", "check", str(bad), "--json")
+    assert ctl(None, "config", "check", str(good)).returncode == 0
+    failed = ctl(None, "config", "check", str(bad), "--json")
     assert failed.returncode == 78
     assert "search.max_limit" in json.loads(failed.stdout)["problems"][0]
 
@@ -130,7 +115,7 @@ def test_config_check_needs_no_daemon(tmp_path: Path) -> None:
 def test_config_check_exits_78_with_the_same_reason_as_jarvisd(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("search: {max_limit: 0}\n", encoding="utf-8")
-    by_ctl = ctl("config", "check", str(bad))
+    by_ctl = ctl(None, "config", "check", str(bad))
     by_daemon = subprocess.run(
         [sys.executable, "-m", "jarvisd", "--check-config", str(bad)],
         capture_output=True,
@@ -155,7 +140,7 @@ def test_config_check_exits_78_with_the_same_reason_as_jarvisd(tmp_path: Path) -
     ],
 )
 def test_usage_errors_with_json_are_a_json_error_on_stderr(args: tuple[str, ...]) -> None:
-    result = ctl(*args)
+    result = ctl(None, *args)
     assert result.returncode == 2
     assert result.stdout == ""
     error = json.loads(result.stderr)["error"]
@@ -164,7 +149,7 @@ def test_usage_errors_with_json_are_a_json_error_on_stderr(args: tuple[str, ...]
 
 
 def test_usage_errors_without_json_read_as_argparse_prints_them() -> None:
-    result = ctl("search")
+    result = ctl(None, "search")
     assert result.returncode == 2
     assert result.stderr.startswith("usage: jarvisctl search")
     assert "jarvisctl search: error: the following arguments are required" in result.stderr

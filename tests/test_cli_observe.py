@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DaemonProcess
+from conftest import DaemonProcess, ctl
 
 from jarvisd.cli.charts import BLOCKS, bar_chart, downsample, metric_value, sparkline
 from jarvisd.cli.observe import EXPORT_FIELDS
@@ -35,21 +35,6 @@ QUIET: dict[str, Any] = {
     "indexing": {"on_start": False, "watch": False},
 }
 RSS_RULE = {"name": "rss_any", "metric": "rss_bytes", "threshold": 1, "for": "0s"}
-
-
-def ctl(
-    *args: str,
-    socket: Path | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "jarvisd.cli"]
-    if socket is not None:
-        command += ["--socket", str(socket)]
-    environment = {k: v for k, v in os.environ.items() if k != "JARVIS_SOCKET"}
-    environment.update(env or {})
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, timeout=60, env=environment, check=False
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -188,7 +173,7 @@ def test_the_footer_says_how_to_quit() -> None:
 
 def test_memory_export_refuses_other_suffixes_without_a_daemon(tmp_path: Path) -> None:
     target = tmp_path / "history.txt"
-    result = ctl("memory", "--export", str(target), socket=tmp_path / "absent.sock")
+    result = ctl(tmp_path / "absent.sock", "memory", "--export", str(target))
     assert result.returncode == 2
     assert ".json or .csv" in result.stderr and "history.txt" in result.stderr
     assert not target.exists()
@@ -196,7 +181,7 @@ def test_memory_export_refuses_other_suffixes_without_a_daemon(tmp_path: Path) -
 
 def test_top_interval_must_be_positive(tmp_path: Path) -> None:
     for bad in ("0", "-1", "soon"):
-        result = ctl("top", "--interval", bad, socket=tmp_path / "absent.sock")
+        result = ctl(tmp_path / "absent.sock", "top", "--interval", bad)
         assert result.returncode == 2 and "--interval" in result.stderr
 
 
@@ -207,10 +192,10 @@ def test_top_interval_must_be_positive(tmp_path: Path) -> None:
 def test_alerts_table_and_json(start_daemon: Start) -> None:
     daemon = start_daemon(alerts={"rules": [RSS_RULE]}, **QUIET)
     daemon.wait_event("alert.fired")
-    table = ok(ctl("alerts", socket=daemon.socket))
+    table = ok(ctl(daemon, "alerts"))
     assert "firing (1)" in table and "rss_any" in table and "rss_bytes" in table
     assert "recent events" in table and "fired" in table
-    report = json.loads(ok(ctl("alerts", "--json", socket=daemon.socket)))
+    report = json.loads(ok(ctl(daemon, "alerts", "--json")))
     (alert,) = report["firing"]
     assert {"rule", "metric", "value", "threshold", "severity", "since"} <= alert.keys()
     assert alert["rule"] == "rss_any" and alert["value"] > 1
@@ -220,9 +205,9 @@ def test_alerts_table_and_json(start_daemon: Start) -> None:
 @serial
 def test_alerts_when_nothing_fires(start_daemon: Start) -> None:
     daemon = start_daemon(alerts={"rules": []}, **QUIET)
-    table = ok(ctl("alerts", socket=daemon.socket))
+    table = ok(ctl(daemon, "alerts"))
     assert "no alerts firing" in table and "0 rules configured" in table
-    report = json.loads(ok(ctl("alerts", "--json", socket=daemon.socket)))
+    report = json.loads(ok(ctl(daemon, "alerts", "--json")))
     assert report["firing"] == [] and report["rules"] == []
 
 
@@ -231,10 +216,10 @@ def test_memory_readable_and_json(start_daemon: Start) -> None:
     daemon = start_daemon(**QUIET)
     daemon.wait_event("job.finished")  # at least two samples: the start-up one and this
     mode = daemon.client.get("/v1/status")["memory_mode"]
-    readable = ok(ctl("memory", socket=daemon.socket))
+    readable = ok(ctl(daemon, "memory"))
     assert mode in readable and "rss" in readable and "available" in readable
     assert "rss history" in readable
-    report = json.loads(ok(ctl("memory", "--json", socket=daemon.socket)))
+    report = json.loads(ok(ctl(daemon, "memory", "--json")))
     assert report["mode"] == mode
     assert set(report["history"][0]) == set(EXPORT_FIELDS)
     assert report["latest"]["rss"] > 0 and report["trend"]["samples"] >= 2
@@ -246,14 +231,14 @@ def test_memory_export_json_and_csv(start_daemon: Start, tmp_path: Path) -> None
     daemon.wait_event("job.finished")
 
     as_json = tmp_path / "history.json"
-    said = ok(ctl("memory", "--export", str(as_json), socket=daemon.socket))
+    said = ok(ctl(daemon, "memory", "--export", str(as_json)))
     written = json.loads(as_json.read_text(encoding="utf-8"))
     assert f"wrote {len(written)} samples to {as_json}" in said
     assert len(written) >= 2
     assert all(set(sample) == set(EXPORT_FIELDS) for sample in written)
 
     as_csv = tmp_path / "history.CSV"
-    said = json.loads(ok(ctl("memory", "--export", str(as_csv), "--json", socket=daemon.socket)))
+    said = json.loads(ok(ctl(daemon, "memory", "--export", str(as_csv), "--json")))
     assert said["file"] == str(as_csv) and said["format"] == "csv"
     with as_csv.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -263,17 +248,17 @@ def test_memory_export_json_and_csv(start_daemon: Start, tmp_path: Path) -> None
     assert int(rows[-1]["rss"]) > 0 and rows[-1]["mode"] in {"FULL", "LITE", "MINIMAL"}
     assert float(rows[-1]["timestamp"]) >= float(rows[0]["timestamp"])
 
-    missing = ctl("memory", "--export", str(tmp_path / "no" / "dir.json"), socket=daemon.socket)
+    missing = ctl(daemon, "memory", "--export", str(tmp_path / "no" / "dir.json"))
     assert missing.returncode == 1 and "cannot write" in missing.stderr
 
 
 @serial
 def test_gc_readable_and_json(start_daemon: Start) -> None:
     daemon = start_daemon(**QUIET)
-    readable = ok(ctl("gc", socket=daemon.socket))
+    readable = ok(ctl(daemon, "gc"))
     assert re.search(r"collected \d+ objects", readable) and "RSS" in readable
     assert "freed" in readable
-    result = json.loads(ok(ctl("gc", "--json", socket=daemon.socket)))
+    result = json.loads(ok(ctl(daemon, "gc", "--json")))
     assert result["collected"] >= 0 and result["freed_bytes"] >= 0
     assert result["rss_before_bytes"] > 0
 
@@ -283,7 +268,7 @@ def test_top_once_fits_80_by_24(start_daemon: Start) -> None:
     daemon = start_daemon(alerts={"rules": [RSS_RULE]}, **QUIET)
     daemon.wait_event("alert.fired")
     daemon.wait_event("job.finished", count=3)
-    out = ok(ctl("top", "--once", socket=daemon.socket, env={"COLUMNS": "80", "LINES": "24"}))
+    out = ok(ctl(daemon, "top", "--once", env={"COLUMNS": "80", "LINES": "24"}))
     lines = out.splitlines()
     assert len(lines) == 24
     assert all(len(line) <= 80 for line in lines), max(lines, key=len)
@@ -296,7 +281,7 @@ def test_top_once_fits_80_by_24(start_daemon: Start) -> None:
 @serial
 def test_top_once_json(start_daemon: Start) -> None:
     daemon = start_daemon(**QUIET)
-    snapshot = json.loads(ok(ctl("top", "--once", "--json", socket=daemon.socket)))
+    snapshot = json.loads(ok(ctl(daemon, "top", "--once", "--json")))
     assert {"at", "status", "memory", "alerts", "latency", "requests"} <= snapshot.keys()
     assert snapshot["status"]["pid"] == daemon.process.pid
     assert snapshot["memory"]["history"]
@@ -415,8 +400,8 @@ def test_tops_own_polling_is_not_in_its_request_panel(start_daemon: Start) -> No
     daemon = start_daemon(**QUIET)
     before = daemon.client.get("/v1/metrics/requests", window=60)
     for _ in range(2):
-        ok(ctl("top", "--once", "--json", socket=daemon.socket))
-    snapshot = json.loads(ok(ctl("top", "--once", "--json", socket=daemon.socket)))
+        ok(ctl(daemon, "top", "--once", "--json"))
+    snapshot = json.loads(ok(ctl(daemon, "top", "--once", "--json")))
     requests = snapshot["requests"]
     # Only the request above (and none of top's) was added to what others sent.
     assert requests["count"] == before["count"] + 1

@@ -24,6 +24,7 @@ from jarvisd.graph import (
 )
 from jarvisd.graph.service import GraphService
 from jarvisd.graph.sync import GraphSync
+from jarvisd.indexing.progress import RunReport
 from jarvisd.lifecycle import deadline_in
 from jarvisd.notes.service import NoteNotFoundError
 from jarvisd.observe.metrics import Metrics
@@ -168,8 +169,9 @@ class RecordingWriter:
         return SyncReport(self.backend, notes=len(self.syncs[-1]))
 
 
-def finished(state: str = "done") -> dict[str, object]:
-    return {"type": "done", "run": {"state": state}}
+def finished(state: str = "done") -> RunReport:
+    """The indexer's last event of a run: its report."""
+    return RunReport(id=1, trigger="test", full=False, state=state)
 
 
 async def settle(sync: GraphSync) -> None:

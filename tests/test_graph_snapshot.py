@@ -17,56 +17,58 @@ import graph_cte
 import pytest
 from graph_fixtures import CONTRACT_VAULTS, build_store, write_vault
 
-from jarvisd.config import Config, GraphConfig, ThreadsConfig
+from jarvisd.config import GraphConfig, ThreadsConfig
 from jarvisd.graph import DIRECTIONS, NoteNotFound
 from jarvisd.graph.duckdb import DuckDBGraph
 from jarvisd.graph.service import GraphService
 from jarvisd.graph.snapshot import Snapshots, VaultGraph, read_vault_graph
 from jarvisd.indexing.indexer import Indexer, RunReport
 from jarvisd.lifecycle import deadline_in
-from jarvisd.model.embedder import Embedder
-from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
+from jarvisd.testing import IndexedVault, vault_config
 
 HELP = Path(__file__).resolve().parents[2] / "shared" / "data" / "obsidian-help"
 
 
 @dataclass
 class Indexed:
-    root: Path
-    store: Store
-    embedder: Embedder
+    """The shared harness over a store written without the model, and a graph service on it."""
+
+    vault: IndexedVault
     indexer: Indexer
     service: GraphService
 
+    @property
+    def root(self) -> Path:
+        return self.vault.vault
+
+    @property
+    def store(self) -> Store:
+        return self.vault.store
+
     def edit(self, path: str, old: str, new: str) -> None:
-        file = self.root / path
-        file.write_text(file.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+        self.vault.edit(path, old, new)
 
     async def run(self) -> RunReport:
         report = await self.indexer.run()
-        assert not self.embedder.loaded  # no chunk text changed: vectors were reused
+        assert not self.vault.embedder.loaded  # no chunk text changed: vectors were reused
         return report
 
 
 @pytest.fixture
 async def indexed(tmp_path: Path) -> AsyncIterator[Indexed]:
     root = write_vault(tmp_path / "v", CONTRACT_VAULTS["v"])
-    store = build_store(tmp_path / "jarvis.duckdb", {"v": root})
-    config = Config.model_validate({"vaults": [{"name": "v", "path": str(root)}]})
-    pools = Pools(config.threads)
-    metrics = Metrics()
-    embedder = Embedder(config.embedding)
-    indexer = Indexer(config, store, embedder, pools, metrics)
-    service = GraphService(config, store, pools, metrics)
-    await service.start()
-    indexer.on_change(service.on_index_changed)  # as Knowledge wires them
-    indexer.subscribe(service.on_index_event)
-    yield Indexed(root, store, embedder, indexer, service)
-    await service.stop(deadline_in(10))
-    pools.shutdown()
-    store.close()
+    database = tmp_path / "jarvis.duckdb"
+    config = vault_config(root, database, name="v")
+    with IndexedVault.open(config, build_store(database, {"v": root})) as vault:
+        service = GraphService(config, vault.store, vault.pools, vault.metrics)
+        indexer = vault.indexer()
+        await service.start()
+        indexer.on_change(service.on_index_changed)  # as Knowledge wires them
+        indexer.subscribe(service.on_index_event)
+        yield Indexed(vault, indexer, service)
+        await service.stop(deadline_in(10))
 
 
 async def out_of(indexed: Indexed, path: str, depth: int = 1) -> dict[str, int]:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from jarvisd.config import Config
 from jarvisd.indexing import indexer as indexer_module
-from jarvisd.indexing.indexer import Indexer, RunReport
+from jarvisd.indexing.indexer import Indexer, IndexEvent, Progress, RunReport
 from jarvisd.indexing.progress import SMOOTHING, EncodeProgress
 from jarvisd.indexing.vault import FileInfo
 from jarvisd.model.embedder import Embedder
@@ -82,7 +82,7 @@ def test_a_cold_run_reports_its_phases_rate_and_eta(
     pools = Pools(config.threads)
     store = Store(config.database_path, config.storage, embedder.probe_dimension())
     indexer = Indexer(config, store, embedder, pools, Metrics())
-    events: list[dict[str, Any]] = []
+    events: list[IndexEvent] = []
     indexer.subscribe(events.append)
     texts = [f"note {number}: " + "espresso grind " * (number % 23) for number in range(150)]
     try:
@@ -96,7 +96,7 @@ def test_a_cold_run_reports_its_phases_rate_and_eta(
         embedder.unload()
     assert np.allclose(probed, plain, atol=1e-5)
     assert report.state == "done"
-    progress = [e for e in events if e["type"] == "progress" and e["run"] == report.id]
+    progress = [e.as_dict() for e in events if isinstance(e, Progress) and e.run == report.id]
     phases = [phase for phase, _ in itertools.groupby(event["phase"] for event in progress)]
     assert phases == ["scanning", "loading model", "encoding", "finalizing"]
     loading = [event for event in progress if event["phase"] == "loading model"]
@@ -106,6 +106,7 @@ def test_a_cold_run_reports_its_phases_rate_and_eta(
     last = progress[-2]  # the last window written, before finalizing
     assert last["chunks_to_encode"] == last["chunks_encoded"] == report.chunks_encoded
     assert progress[-1]["phase"] == "finalizing" and progress[-1]["eta_seconds"] is None
+    assert [e for e in events if isinstance(e, RunReport)] == [report]  # the run's end
     assert "encoding" not in report.as_dict()
 
 
@@ -132,3 +133,29 @@ def test_the_progress_bar_shows_the_phase_the_rate_and_the_daemons_eta() -> None
     }
     shown = progress_fields(encoding)
     assert (shown["chunks"], shown["rate"], shown["eta"]) == ("1200/~2480", "41.3", "31.0 s")
+
+
+def test_progress_reads_back_what_it_writes_under_the_wire_names() -> None:
+    progress = Progress(
+        run=3,
+        phase="encoding",
+        done=96,
+        total=172,
+        chunks_done=800,
+        chunks_encoded=1_200,
+        chunks_to_encode=2_480,
+        files_per_second=2.5,
+        chunks_per_second=41.3,
+        elapsed_seconds=38.4,
+        eta_seconds=31.0,
+    )
+    line = progress.as_dict()
+    assert line["type"] == "progress"
+    assert (line["files_done"], line["files_total"]) == (96, 172)
+    assert Progress.from_dict(json.loads(json.dumps(line))) == progress
+    brief = Progress.from_brief(progress.brief())  # a search reply's `indexing`
+    assert (brief.phase, brief.done, brief.total) == ("encoding", 96, 172)
+    ended = Progress.from_run(
+        {"id": 3, "state": "done", "files_indexed": 172, "files_to_index": 172}
+    )
+    assert (ended.phase, ended.done, ended.total) == ("done", 172, 172)

@@ -6,65 +6,31 @@ its own SearchService on that store, as Knowledge.start() does.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtures_bm25 import FtsReference
 
 from jarvisd.api.errors import from_domain
-from jarvisd.config import (
-    Config,
-    EmbeddingConfig,
-    ResultCacheConfig,
-    SearchConfig,
-    StorageConfig,
-    VaultConfig,
-    diff_configs,
-)
-from jarvisd.indexing.indexer import Indexer
+from jarvisd.config import ResultCacheConfig, SearchConfig, diff_configs
 from jarvisd.lifecycle import deadline_in
-from jarvisd.model.embedder import Embedder
 from jarvisd.model.intraop import IntraOpThreads
 from jarvisd.observe.memory import MemoryMode
-from jarvisd.observe.metrics import Metrics
-from jarvisd.pools import Pools
 from jarvisd.search import SearchError, SearchService
 from jarvisd.search.postings import ChunkScores
 from jarvisd.search.snapshot import build_snapshot
 from jarvisd.search.terms import Stemmer, query_stems, tokenize
 from jarvisd.store import Store
+from jarvisd.testing import IndexedVault, copy_example_vault, vault_config
 
 pytestmark = pytest.mark.slow
-EXAMPLE = Path(__file__).resolve().parents[1] / "jarvisd" / "example_vault"
 
 
-@dataclass
-class Indexed:
-    config: Config
-    vault: Path
-    store: Store
-    embedder: Embedder
-    pools: Pools
-    metrics: Metrics
-
-    def service(self, config: Config | None = None) -> SearchService:
-        return SearchService(
-            config or self.config, self.store, self.embedder, self.pools, self.metrics
-        )
-
-    async def index(self, service: SearchService) -> None:
-        indexer = Indexer(self.config, self.store, self.embedder, self.pools, self.metrics)
-        indexer.on_change(service.invalidate)
-        report = await indexer.run()
-        assert report.state == "done", report.error
+Indexed = IndexedVault
 
 
 def _moment(text: str) -> int:
@@ -74,8 +40,7 @@ def _moment(text: str) -> int:
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
     root = tmp_path_factory.mktemp("search")
-    vault = root / "vault"
-    shutil.copytree(EXAMPLE, vault)
+    vault = copy_example_vault(root / "vault")
     # Known modification times for the date filters: 2023 for all, 2024 for two folders.
     for path in vault.rglob("*.md"):
         folder = path.relative_to(vault).parts[0]
@@ -83,24 +48,15 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
             folder, "2023-06-01T12:00"
         )
         os.utime(path, (_moment(moment), _moment(moment)))
-    config = Config(
-        vaults=[VaultConfig(name="notes", path=vault)],
-        storage=StorageConfig(database=root / "db" / "jarvis.duckdb", threads=1),
-        embedding=EmbeddingConfig(preload=False, device="cpu"),
-        search=SearchConfig(max_limit=20, default_limit=5, max_query_chars=200),
-    )
-    pools, metrics = Pools(config.threads), Metrics()
-    embedder = Embedder(config.embedding)
-    store = Store(config.database_path, config.storage, embedder.probe_dimension())
-    state = Indexed(config, vault, store, embedder, pools, metrics)
-    asyncio.run(state.index(state.service()))
-    yield state
-    store.close()
-    pools.shutdown()
+    search = SearchConfig(max_limit=20, default_limit=5, max_query_chars=200)
+    config = vault_config(vault, root / "db" / "jarvis.duckdb", search=search)
+    with IndexedVault.indexed(config) as state:
+        yield state
 
 
 async def search(service: SearchService, **params: Any) -> dict[str, Any]:
-    return await service.search_params({key: str(value) for key, value in params.items()})
+    reply = await service.search_params({key: str(value) for key, value in params.items()})
+    return reply.as_dict()  # as the wire carries it
 
 
 def paths(reply: dict[str, Any]) -> list[str]:

@@ -10,30 +10,15 @@ recall of larger collections is measured by `python -m benchmarks.hnsw`.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from jarvisd.config import (
-    Config,
-    EmbeddingConfig,
-    HnswConfig,
-    SearchConfig,
-    StorageConfig,
-    VaultConfig,
-)
-from jarvisd.indexing.indexer import Indexer
+from jarvisd.config import HnswConfig, SearchConfig, StorageConfig
 from jarvisd.lifecycle import deadline_in
-from jarvisd.model.embedder import Embedder
-from jarvisd.observe.metrics import Metrics
-from jarvisd.pools import Pools
 from jarvisd.search import SearchService, semantic
 from jarvisd.search.ranking import rank
 from jarvisd.search.request import parse_request
@@ -41,9 +26,9 @@ from jarvisd.search.snapshot import Snapshot, build_snapshot
 from jarvisd.search.terms import Stemmer
 from jarvisd.store import Store
 from jarvisd.store.vectors import nearest_sql, vector_literal
+from jarvisd.testing import IndexedVault, copy_example_vault, vault_config
 
 pytestmark = pytest.mark.slow
-EXAMPLE = Path(__file__).resolve().parents[1] / "jarvisd" / "example_vault"
 QUERIES = (
     "my levain went pink and smells strange",
     "espresso grind size",
@@ -52,41 +37,22 @@ QUERIES = (
 )
 
 
-@dataclass
-class Indexed:
-    config: Config
-    store: Store
-    embedder: Embedder
-    pools: Pools
-    metrics: Metrics
-
-    def indexer(self) -> Indexer:
-        return Indexer(self.config, self.store, self.embedder, self.pools, self.metrics)
+Indexed = IndexedVault
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
     root = tmp_path_factory.mktemp("hnsw")
-    vault = root / "vault"
-    shutil.copytree(EXAMPLE, vault)
-    config = Config(
-        vaults=[VaultConfig(name="notes", path=vault)],
-        storage=StorageConfig(
-            database=root / "db" / "jarvis.duckdb", threads=1, hnsw=HnswConfig(enabled=True)
-        ),
-        embedding=EmbeddingConfig(preload=False, device="cpu"),
+    database = root / "db" / "jarvis.duckdb"
+    config = vault_config(
+        copy_example_vault(root / "vault"),
+        database,
+        storage=StorageConfig(database=database, threads=1, hnsw=HnswConfig(enabled=True)),
         search=SearchConfig(max_limit=20, default_limit=5),
     )
-    pools, metrics = Pools(config.threads), Metrics()
-    embedder = Embedder(config.embedding)
-    store = Store(config.database_path, config.storage, embedder.probe_dimension())
-    state = Indexed(config, store, embedder, pools, metrics)
-    report = asyncio.run(state.indexer().run())
-    assert report.state == "done", report.error
-    assert store.has_vector_index
-    yield state
-    store.close()
-    pools.shutdown()
+    with IndexedVault.indexed(config) as state:
+        assert state.store.has_vector_index
+        yield state
 
 
 def exact_twin(store: Store, snapshot: Snapshot) -> Snapshot:
@@ -109,7 +75,7 @@ def ranked(indexed: Indexed, snapshot: Snapshot, **params: Any) -> list[tuple[st
         indexed.config.search,
         indexed.embedder.encode_query,
     )
-    return [(result["path"], result["score"]) for result in found.results]
+    return [(hit.path, hit.score) for hit in found.results]
 
 
 def assert_same(indexed: Indexed, snapshot: Snapshot, **params: Any) -> list[tuple[str, float]]:
@@ -285,7 +251,7 @@ async def test_the_service_follows_the_index_as_it_is_dropped_and_created(
         assert not indexed.store.has_vector_index
         without = await service.search_params(params)
         assert service.stats()["snapshot"]["semantic_source"] == "matrix"
-        assert [r["path"] for r in without["results"]] == [r["path"] for r in with_index["results"]]
+        assert [hit.path for hit in without.results] == [hit.path for hit in with_index.results]
     finally:
         indexed.store.configure(indexed.config.storage)
         await indexer.run()

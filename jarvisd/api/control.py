@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import structlog
 from aiohttp import web
 
 from jarvisd.api.errors import (
@@ -32,7 +31,7 @@ from jarvisd.api.peercred import peer_uid
 from jarvisd.config import Config
 from jarvisd.errors import DomainError
 from jarvisd.jobs import JobError, JobState
-from jarvisd.logs import get_logger
+from jarvisd.logs import bound, get_logger
 from jarvisd.observe.latency import MONITOR_HEADER
 from jarvisd.observe.metrics import Metrics
 
@@ -121,12 +120,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, error JSON, metrics and one log line per request."""
     target = request.app[TARGET]
     request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
-    structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
-    try:
+    with bound(request_id=request_id):
         response = await _respond(request, handler)
-    finally:
-        structlog.contextvars.unbind_contextvars("request_id")
     elapsed = time.perf_counter() - started
     response.headers["X-Request-Id"] = request_id
     endpoint = endpoint_of(request)

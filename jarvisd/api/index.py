@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from jarvisd.api.errors import ApiError, json_ok
-from jarvisd.indexing.indexer import Indexer
+from jarvisd.indexing.indexer import Indexer, IndexEvent, RunReport
 
 
 class IndexTarget(Protocol):
@@ -23,7 +23,7 @@ class IndexTarget(Protocol):
     @property
     def indexer(self) -> Indexer: ...
 
-    def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[Any]: ...
+    def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[RunReport]: ...
 
     async def run_maintenance(self) -> dict[str, Any]: ...
 
@@ -47,7 +47,7 @@ async def get_index(request: web.Request) -> web.Response:
     return json_ok(
         {
             "running": indexer.running,
-            "current": current.progress() if current else None,
+            "current": current.progress().as_dict() if current else None,
             "last_run": indexer.last.as_dict() if indexer.last else None,
             "index": indexer.stats,
         }
@@ -66,7 +66,7 @@ async def post_index(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream_run(request: web.Request, target: IndexTarget, full: bool) -> web.StreamResponse:
-    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    events: asyncio.Queue[IndexEvent] = asyncio.Queue()
     unsubscribe = target.indexer.subscribe(events.put_nowait)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
@@ -83,18 +83,23 @@ async def _stream_run(request: web.Request, target: IndexTarget, full: bool) -> 
                 if not done and current is not None:
                     # A window of long chunks can take a minute to encode: keep the
                     # client's bar (elapsed, ETA) moving and the connection alive.
-                    await response.write(_line(current.progress()))
+                    await response.write(_line(current.progress().as_dict()))
                 continue
             event = getter.result()
             # The final report comes from our own task (a `done` seen here may be the
             # end of a run that was already going when we asked).
-            if event.get("type") != "done":
-                await response.write(_line(event))
-        await response.write(_line({"type": "done", "run": task.result().as_dict()}))
+            if not isinstance(event, RunReport):
+                await response.write(_line(event.as_dict()))
+        await response.write(_line(_finished(task.result())))
     finally:
         unsubscribe()
     await response.write_eof()
     return response
+
+
+def _finished(report: RunReport) -> dict[str, Any]:
+    """The stream's last line: the run's report."""
+    return {"type": "done", "run": report.as_dict()}
 
 
 def _line(event: dict[str, Any]) -> bytes:

@@ -30,7 +30,7 @@ routes = web.RouteTableDef()
 @routes.get("/v1/search")
 async def get_search(request: web.Request) -> web.Response:
     service = request.app[SEARCH_TARGET].search
-    return json_ok(await service.search_params(request.query))
+    return json_ok((await service.search_params(request.query)).as_dict())
 
 
 @routes.get("/v1/search/stats")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from jarvisd.cli import render
 from jarvisd.cli.client import ControlClient
+from jarvisd.indexing.progress import Progress
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -53,7 +54,8 @@ def cmd_index(client: ControlClient, args: argparse.Namespace) -> int:
 
 
 def _follow(events: Any) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as ProgressBar
 
     out = render.console()
     columns = (
@@ -67,17 +69,18 @@ def _follow(events: Any) -> int:
         TextColumn("eta {task.fields[eta]}"),
     )
     run: dict[str, Any] = {}
-    with Progress(*columns, console=out, transient=False) as progress:
+    with ProgressBar(*columns, console=out, transient=False) as progress:
         bar = progress.add_task("scanning", total=None, chunks=0, rate="-", eta="-")
         for event in events:
             if event.get("type") == "done":
                 run = event["run"]
+                ended = Progress.from_run(run)
                 progress.update(
                     bar,
-                    description="done" if run.get("state") == "done" else run.get("state", ""),
-                    total=max(1, run.get("files_to_index", 0)),
-                    completed=run.get("files_indexed", 0),
-                    chunks=run.get("chunks"),
+                    description=ended.phase,
+                    total=max(1, ended.total),
+                    completed=ended.done,
+                    chunks=ended.chunks_done,
                     eta="-",
                 )
                 break
@@ -88,12 +91,13 @@ def _follow(events: Any) -> int:
 
 def progress_fields(event: dict[str, Any]) -> dict[str, Any]:
     """What the bar shows of one progress event: phase, files, chunks, rate, ETA."""
-    rate, eta = event.get("chunks_per_second"), event.get("eta_seconds")
-    chunks, planned = event.get("chunks_encoded", 0), event.get("chunks_to_encode")
+    progress = Progress.from_dict(event)
+    rate, eta = progress.chunks_per_second, progress.eta_seconds
+    chunks, planned = progress.chunks_encoded, progress.chunks_to_encode
     return {
-        "description": event.get("phase", "indexing"),
-        "total": event.get("files_total") or None,
-        "completed": event.get("files_done", 0),
+        "description": progress.phase,
+        "total": progress.total or None,
+        "completed": progress.done,
         "chunks": f"{chunks}/~{planned}" if planned else chunks,
         "rate": "-" if rate is None else f"{rate:.1f}",
         "eta": "-" if eta is None else ("<1 s" if eta < 1 else render.duration(eta)),

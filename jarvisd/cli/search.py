@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from jarvisd.cli import render
 from jarvisd.cli.client import ControlClient
+from jarvisd.indexing.progress import Progress
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -72,7 +73,8 @@ def cmd_search(client: ControlClient, args: argparse.Namespace) -> int:
 
 def indexing_line(indexing: dict[str, Any]) -> str:
     """One line for a reply given while the first index run is still working."""
-    done, total = indexing.get("done", 0), indexing.get("total", 0)
+    progress = Progress.from_brief(indexing)
+    done, total = progress.done, progress.total
     counted = f"{done} of {total} notes indexed" if total else "scanning the vaults"
     return (
         f"the first index run is in progress ({counted}); "

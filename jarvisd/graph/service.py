@@ -31,6 +31,7 @@ from jarvisd.graph import (
     check_direction,
     create_graph_store,
 )
+from jarvisd.indexing.progress import IndexEvent, RunReport
 from jarvisd.logs import get_logger
 from jarvisd.notes.service import Found, NoteNotFoundError, NotesService
 from jarvisd.observe.metrics import Metrics
@@ -103,7 +104,7 @@ class GraphService:
         if self._sync is not None:
             self._sync.mark_changed()
 
-    def on_index_event(self, event: dict[str, Any]) -> None:
+    def on_index_event(self, event: IndexEvent) -> None:
         """Every indexer progress event: a failed run may have written notes too."""
         backend = self._backend
         if backend is not None and isinstance(backend, Invalidating) and failed_run(event):
@@ -257,13 +258,13 @@ def _vault_names(found: Found) -> str:
     return ", ".join(hit.vault.name for hit in found.hits)
 
 
-def failed_run(event: dict[str, Any]) -> bool:
+def failed_run(event: IndexEvent) -> bool:
     """An indexer event for a run that failed: it may have written notes before it did.
 
     Its notes count as unchanged to the next run, so on_change alone would
     leave them out of a backend's copy until some other change.
     """
-    return event.get("type") == "done" and event.get("run", {}).get("state") != "done"
+    return isinstance(event, RunReport) and event.state != "done"
 
 
 def check_limit(limit: int) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jarvisd.graph.results import GraphError, SyncReport
+from jarvisd.indexing.progress import IndexEvent, RunReport
 from jarvisd.logs import get_logger
 from jarvisd.pools import Pools
 from jarvisd.store import Store
@@ -110,11 +111,11 @@ class GraphSync:
         """indexer.on_change: the store changed, the projection is behind."""
         self._dirty = True
 
-    def on_index_event(self, event: dict[str, Any]) -> None:
+    def on_index_event(self, event: IndexEvent) -> None:
         """indexer.subscribe: after a finished run, sync if anything is owed."""
-        if event.get("type") != "done" or not self._dirty:
+        if not isinstance(event, RunReport) or not self._dirty:
             return
-        if event.get("run", {}).get("state") != "done":
+        if event.state != "done":
             return
         if self._task is not None and not self._task.done():
             return  # the running sync goes round again when it finishes

@@ -13,99 +13,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from jarvisd.config import Config, ConfigDiff, VaultConfig
-from jarvisd.indexing.planner import Plan, plan_vault, read_and_parse
-from jarvisd.indexing.progress import EncodeProgress
+from jarvisd.indexing.planner import ParsedBatch, Plan, plan_vault, read_and_parse
+from jarvisd.indexing.progress import IndexEvent, Progress, RunReport
+from jarvisd.indexing.vault import FileInfo
 from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
 
+__all__ = ["IndexEvent", "Indexer", "Progress", "ProgressListener", "RunReport"]
+
 log = get_logger("jarvisd.indexing.indexer")
 
 WINDOW_FILES = 48  # files parsed, encoded and written together
 RATE_PROBE = 64  # texts encoded alone at the start of a run, to time the model early
-MAX_SKIPPED_LISTED = 50
 
-ProgressListener = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class RunReport:
-    """What one indexing run did; also its live progress while it runs."""
-
-    id: int
-    trigger: str
-    full: bool
-    # Re-read and re-chunk every note (chunking settings changed), reusing stored vectors.
-    reparse: bool = False
-    state: str = "running"
-    phase: str = "scanning"
-    started_at: float = field(default_factory=time.time)
-    finished_at: float | None = None
-    files_seen: int = 0
-    files_hashed: int = 0
-    files_to_index: int = 0
-    files_indexed: int = 0
-    files_changed: int = 0
-    files_unchanged: int = 0
-    files_touched: int = 0
-    files_renamed: int = 0
-    files_deleted: int = 0
-    files_skipped: int = 0
-    skipped_reasons: dict[str, int] = field(default_factory=dict)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    chunks: int = 0
-    chunks_encoded: int = 0
-    chunks_reused: int = 0
-    duration_seconds: float = 0.0
-    error: str | None = None
-    changed: bool = False  # anything in the store changed (also renames and deletes)
-    encoding: EncodeProgress = field(default_factory=EncodeProgress)
-
-    def skip(self, path: str, reason: str, detail: str) -> None:
-        self.files_skipped += 1
-        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
-        if len(self.skipped) < MAX_SKIPPED_LISTED:
-            self.skipped.append({"path": path, "reason": reason, "detail": detail})
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        del out["encoding"]  # the live ETA's state; progress() reports what it means
-        return out
-
-    def progress(self) -> dict[str, Any]:
-        """One progress event: the phase, files and chunks done, the encode rate, the ETA.
-
-        Phases: scanning, loading model, encoding, finalizing. The rate and the ETA
-        come from `EncodeProgress` (see there); both are None until known.
-        """
-        elapsed = max(1e-9, time.time() - self.started_at)
-        encoding = self.encoding
-        remaining = encoding.remaining()
-        rate, eta = encoding.rate, encoding.eta()
-        return {
-            "type": "progress",
-            "run": self.id,
-            "phase": self.phase,
-            "files_total": self.files_to_index,
-            "files_done": self.files_indexed,
-            "chunks_done": self.chunks,
-            "chunks_encoded": encoding.chunks_encoded,
-            "chunks_to_encode": (
-                None if remaining is None else round(encoding.chunks_encoded + remaining)
-            ),
-            "files_per_second": round(self.files_indexed / elapsed, 3),
-            "chunks_per_second": None if rate is None else round(rate, 1),
-            "elapsed_seconds": round(elapsed, 3),
-            "eta_seconds": None if eta is None or self.phase == "finalizing" else round(eta, 1),
-        }
+ProgressListener = Callable[[IndexEvent], None]
 
 
 class Indexer:
@@ -128,7 +57,7 @@ class Indexer:
         self.current: RunReport | None = None
         self.last: RunReport | None = None
         self._completed = False  # a run of this process has finished its work (state done)
-        self.stats: dict[str, Any] = {}
+        self.stats: dict[str, int] = {}  # the store's counts (Store.stats)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -161,11 +90,11 @@ class Indexer:
         for callback in self._change_listeners:
             callback()
 
-    def _emit(self, event: dict[str, Any]) -> None:
+    def _emit(self, event: IndexEvent) -> None:
         for listener in list(self._listeners):
             listener(event)
 
-    async def refresh_stats(self) -> dict[str, Any]:
+    async def refresh_stats(self) -> dict[str, int]:
         self.stats = await self._pools.run("io", self._store.stats)
         self._metrics.index_notes.set(self.stats.get("notes", 0))
         return self.stats
@@ -187,7 +116,7 @@ class Indexer:
     def running(self) -> bool:
         return self.lock.locked()
 
-    def first_run_progress(self) -> dict[str, Any] | None:
+    def first_run_progress(self) -> Progress | None:
         """While this process's first index run is still working: notes done and to do.
 
         Until it finishes, searches answer from the index as it was before it
@@ -198,7 +127,7 @@ class Indexer:
         report = self.current
         if report is None or self._completed:
             return None
-        return {"done": report.files_indexed, "total": report.files_to_index, "phase": report.phase}
+        return report.progress()
 
     async def run(
         self, *, full: bool = False, trigger: str = "request", reparse: bool = False
@@ -271,7 +200,7 @@ class Indexer:
                 for callback in self._change_listeners:
                     callback()
             await self.refresh_stats()
-            self._emit({"type": "done", "run": report.as_dict()})
+            self._emit(report)
         log.info("index.finished", **_summary(report))
         return report
 
@@ -380,7 +309,7 @@ class Indexer:
         # chunk_tokens sits well below max_seq_length to absorb the difference.
         count_tokens = None
 
-        def parse(window: Sequence[Any]) -> Any:
+        def parse(window: Sequence[FileInfo]) -> ParsedBatch:
             return read_and_parse(
                 self._store, vault, window, indexing, count_tokens, reuse_vectors=not report.full
             )
@@ -441,7 +370,7 @@ class Indexer:
         return vectors
 
     def _write(
-        self, vault: VaultConfig, batch: Any, vectors: np.ndarray, report: RunReport
+        self, vault: VaultConfig, batch: ParsedBatch, vectors: np.ndarray, report: RunReport
     ) -> None:
         for item in batch.notes:
             note_vectors = batch.vectors_for(item, vectors)

@@ -45,17 +45,16 @@ def best_passages(
     """One passage per note, best note first (blocking: run it in the search pool)."""
     ranked = rank(store, stemmer, snapshot, request, config, encode)
     passages = []
-    for result, chunk in zip(ranked.results, ranked.chunks, strict=True):
-        first, last = result["lines"]
+    for hit, chunk in zip(ranked.results, ranked.chunks, strict=True):
         passages.append(
             Passage(
-                vault=str(result["vault"]),
-                path=str(result["path"]),
-                title=str(result["title"]),
-                heading_path=tuple(str(part) for part in snapshot.headings[chunk]),
-                lines=(int(first), int(last)),
+                vault=hit.vault,
+                path=hit.path,
+                title=hit.title,
+                heading_path=hit.heading_path,
+                lines=hit.lines,
                 text=str(snapshot.texts[chunk]),
-                score=float(result["score"]),
+                score=hit.score,
             )
         )
     return passages

@@ -7,9 +7,8 @@ service runs it in the `search` thread pool, one pool hop per request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +17,7 @@ from jarvisd.config import SearchConfig
 from jarvisd.search.fusion import fused_scores, query_rarity, query_shape, semantic_weight_for
 from jarvisd.search.hits import FloatArray, IntArray, NoteScores, found, top
 from jarvisd.search.keyword import keyword_scores
+from jarvisd.search.replies import SearchHit
 from jarvisd.search.request import NANOSECONDS, SearchRequest
 from jarvisd.search.semantic import (
     indexed_semantic_scores,
@@ -36,7 +36,7 @@ Encoder = Callable[[str], npt.NDArray[np.float32]]
 class Ranked:
     """The page of a search, and how many notes matched in all."""
 
-    results: list[dict[str, Any]]
+    results: tuple[SearchHit, ...]
     total: int
     chunks: tuple[int, ...] = ()  # the snapshot row of each result's chunk (for passages)
 
@@ -100,14 +100,14 @@ def rank(
         notes = top(single, wanted)
         scores, total = single[notes], found(single)
     page = range(request.offset, min(wanted, notes.shape[0]))
-    results = [_result(snapshot, verdicts, int(notes[i]), float(scores[i])) for i in page]
-    chunks = [result.pop("chunk") for result in results]
+    unsnipped = [_result(snapshot, verdicts, int(notes[i]), float(scores[i])) for i in page]
+    chunks = [chunk for _, chunk in unsnipped]
     texts = [str(snapshot.texts[chunk]) for chunk in chunks]
-    for result, snippet in zip(
-        results, make_snippets(store, stemmer, texts, frozenset(stems)), strict=True
-    ):
-        result["snippet"] = snippet.text
-        result["highlights"] = [list(span) for span in snippet.highlights]
+    snippets = make_snippets(store, stemmer, texts, frozenset(stems))
+    results = tuple(
+        replace(hit, snippet=snippet.text, highlights=tuple(snippet.highlights))
+        for (hit, _), snippet in zip(unsnipped, snippets, strict=True)
+    )
     return Ranked(results, total, tuple(chunks))
 
 
@@ -202,8 +202,10 @@ def _ranks(listed: IntArray, candidates: IntArray) -> IntArray:
     return ranks
 
 
-def _result(snapshot: Snapshot, verdicts: Verdicts, note_row: int, score: float) -> dict[str, Any]:
-    """One result without its snippet; `chunk` names the chunk the snippet comes from."""
+def _result(
+    snapshot: Snapshot, verdicts: Verdicts, note_row: int, score: float
+) -> tuple[SearchHit, int]:
+    """One result without its snippet, and the chunk row the snippet comes from."""
     modes: list[str] = []
     scores: dict[str, float] = {}
     chunk = -1
@@ -223,18 +225,18 @@ def _result(snapshot: Snapshot, verdicts: Verdicts, note_row: int, score: float)
         # The keyword chunk holds the query's words, so its snippet shows why it matched.
         chunk = int(verdicts.keyword.chunks[note_row])
     note = snapshot.notes[note_row]
-    return {
-        "vault": note.vault,
-        "path": note.path,
-        "title": note.title,
-        "score": round(score, 6),
-        "scores": scores,
-        "modes": modes,
-        "chunk": chunk,
-        "snippet": "",
-        "highlights": [],
-        "heading_path": [str(part) for part in snapshot.headings[chunk]],
-        "lines": [int(snapshot.first_lines[chunk]), int(snapshot.last_lines[chunk])],
-        "tags": list(note.tags),
-        "modified": datetime.fromtimestamp(note.mtime_ns / NANOSECONDS).astimezone().isoformat(),
-    }
+    hit = SearchHit(
+        vault=note.vault,
+        path=note.path,
+        title=note.title,
+        score=round(score, 6),
+        scores=scores,
+        modes=tuple(modes),
+        snippet="",
+        highlights=(),
+        heading_path=tuple(str(part) for part in snapshot.headings[chunk]),
+        lines=(int(snapshot.first_lines[chunk]), int(snapshot.last_lines[chunk])),
+        tags=tuple(note.tags),
+        modified=datetime.fromtimestamp(note.mtime_ns / NANOSECONDS).astimezone().isoformat(),
+    )
+    return hit, chunk

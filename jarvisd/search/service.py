@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jarvisd.config import Config, ConfigDiff
+from jarvisd.indexing.progress import Progress
 from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder, EmbedderError
 from jarvisd.observe.memory import MemoryMode
@@ -26,6 +27,7 @@ from jarvisd.pools import Pools
 from jarvisd.search.cache import ResultCache
 from jarvisd.search.passages import Passage, best_passages
 from jarvisd.search.ranking import Encoder, Ranked, rank
+from jarvisd.search.replies import SearchReply
 from jarvisd.search.request import SearchError, SearchRequest, normalise_query, parse_request
 from jarvisd.search.snapshot import NoteInfo, Snapshot, refresh_snapshot
 from jarvisd.search.terms import Stemmer
@@ -43,7 +45,8 @@ MINIMAL_REASON = (
 )
 
 
-Progress = Callable[[], dict[str, Any] | None]
+# The first index run's progress while it goes on (`Indexer.first_run_progress`).
+FirstRun = Callable[[], Progress | None]
 
 
 class SearchService:
@@ -56,7 +59,7 @@ class SearchService:
         embedder: Embedder,
         pools: Pools,
         metrics: Metrics,
-        indexing: Progress | None = None,
+        indexing: FirstRun | None = None,
     ) -> None:
         """`indexing`: the first index run's progress (`Indexer.first_run_progress`)."""
         self._config = config
@@ -178,7 +181,7 @@ class SearchService:
 
     # ---------------------------------------------------------------------- search
 
-    async def search_params(self, params: Mapping[str, str]) -> dict[str, Any]:
+    async def search_params(self, params: Mapping[str, str]) -> SearchReply:
         """Parse query parameters and search; SearchError for a request past a bound."""
         try:
             names = [vault.name for vault in self._config.vaults]
@@ -190,7 +193,7 @@ class SearchService:
             raise
         return await self.search(request)
 
-    async def search(self, request: SearchRequest) -> dict[str, Any]:
+    async def search(self, request: SearchRequest) -> SearchReply:
         started = time.perf_counter()
         self._embedder.threads.mark_interactive()  # indexing leaves a core free for a while
         degraded = self._degraded_reason(request)
@@ -225,7 +228,7 @@ class SearchService:
 
     async def _answer(
         self, request: SearchRequest, generation: int, degraded: str | None
-    ) -> tuple[dict[str, Any], str | None]:
+    ) -> tuple[SearchReply, str | None]:
         semantic = request.mode != "keyword" and degraded is None
         snapshot = await self._fresh_snapshot(generation, vectors=semantic)
         encode: Encoder | None = self._embedder.encode_query if semantic else None
@@ -237,19 +240,17 @@ class SearchService:
             log.warning("search.degraded", reason=degraded)
             ranked = await self._pools.run("search", self._rank, snapshot, request, None)
         self._report_embedding_cache()
-        reply: dict[str, Any] = {
-            "query": request.query,
-            "mode": request.mode,
-            "limit": request.limit,
-            "offset": request.offset,
-            "total": ranked.total,
-            "next_offset": _next_offset(request, ranked.total),
-            "filters": request.filters.as_dict() if request.filters.active else None,
-            "degraded": degraded is not None,
-            "results": ranked.results,
-        }
-        if degraded is not None:
-            reply["degraded_reason"] = degraded
+        reply = SearchReply(
+            query=request.query,
+            mode=request.mode,
+            limit=request.limit,
+            offset=request.offset,
+            total=ranked.total,
+            next_offset=_next_offset(request, ranked.total),
+            filters=request.filters.as_dict() if request.filters.active else None,
+            results=ranked.results,
+            degraded_reason=degraded,
+        )
         return reply, degraded
 
     def _rank(self, snapshot: Snapshot, request: SearchRequest, encode: Encoder | None) -> Ranked:
@@ -258,29 +259,23 @@ class SearchService:
     def _finish(
         self,
         request: SearchRequest,
-        reply: dict[str, Any],
+        reply: SearchReply,
         started: float,
         result: str,
         *,
         cached: bool,
         cold: bool = False,
-    ) -> dict[str, Any]:
+    ) -> SearchReply:
         seconds = time.perf_counter() - started
         self._metrics.observe_search(request.mode, seconds, result, window=not cold)
         self._metrics.cache_entries.labels(RESULTS_CACHE).set(len(self.cache))
-        rebuilding = self.rebuilding()
-        marker: dict[str, Any] = {"rebuilding": rebuilding is not None}
-        if rebuilding is not None:
-            marker["rebuilding_reason"] = rebuilding
         # Asked afresh on every reply, cached or not: the run moves on between them.
-        indexing = self._indexing() if self._indexing is not None else None
-        return {
-            **reply,
-            **marker,
-            "indexing": indexing,
-            "cached": cached,
-            "took_ms": round(seconds * 1000, 3),
-        }
+        return reply.answered(
+            cached=cached,
+            took_ms=round(seconds * 1000, 3),
+            rebuilding=self.rebuilding(),
+            indexing=self._indexing() if self._indexing is not None else None,
+        )
 
     def _report_embedding_cache(self) -> None:
         """The embedder counts its own LRU; forward the new hits and misses to Prometheus."""

@@ -16,7 +16,6 @@ carries the protocol.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import anyio
@@ -26,13 +25,13 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.stdio import stdio_server
 from pydantic import ValidationError
 
-from jarvisd import __version__
+from jarvisd import __version__, logs
 from jarvisd.cli.client import ControlClient
 from jarvisd.cli.mcp import resources
 from jarvisd.cli.mcp.bridge import DaemonBridge, DaemonFailure
 from jarvisd.cli.mcp.tools import TOOLS, Answer, Tool, by_name, offered
 
-log = logging.getLogger("jarvisd.mcp")
+log = logs.get_logger("jarvisd.mcp")
 Context = ServerRequestContext[Any, Any]
 
 INSTRUCTIONS = (
@@ -119,7 +118,7 @@ class VaultServer:
         except DaemonFailure as failure:
             return result(Answer(failure.text, {"error": failure.error}, error=True))
         except Exception as error:  # a bug here must not take the server down
-            log.exception("tool %s failed", tool.name)
+            log.exception("mcp.tool_failed", tool=tool.name)
             return failed(
                 f"{tool.name} failed inside jarvisctl mcp ({type(error).__name__}: {error}); "
                 "this is a bug: its log is on the MCP client's stderr.",
@@ -165,5 +164,7 @@ async def _serve(client: ControlClient) -> None:
 
 def serve(client: ControlClient) -> None:
     """Serve MCP on stdin/stdout until the client closes stdin."""
-    logging.basicConfig(level=logging.WARNING, format="jarvisctl mcp: %(levelname)s %(message)s")
+    # Warnings and worse, the SDK's own included, as console lines on stderr (stdout
+    # carries the protocol).
+    logs.configure(level="warning", fmt="console")
     anyio.run(_serve, client)

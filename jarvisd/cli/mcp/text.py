@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from jarvisd.indexing.progress import Progress
+
 ARROWS = {"out": "→", "in": "←", "both": "—"}
 
 
@@ -46,11 +48,11 @@ def note_label(note: dict[str, Any]) -> str:
 
 def search(reply: dict[str, Any]) -> str:
     text = _search(reply)
-    indexing = reply.get("indexing")
-    if indexing:
+    if reply.get("indexing"):
+        first_run = Progress.from_brief(reply["indexing"])
         text += (
-            f"\n\nThe first index run is still in progress ({indexing.get('done', 0)} of "
-            f"{indexing.get('total', 0)} notes indexed): notes it has not reached are missing "
+            f"\n\nThe first index run is still in progress ({first_run.done} of "
+            f"{first_run.total} notes indexed): notes it has not reached are missing "
             "from these results. Search again once it is done."
         )
     return text
