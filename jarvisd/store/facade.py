@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jarvisd.config import StorageConfig, VaultConfig
+from jarvisd.indexing.links import LinkResolver
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.logs import get_logger
 from jarvisd.store import (
@@ -101,6 +102,7 @@ class Store:
         self._pending: set[str] = set()
         self._links_unknown: set[str] = set()
         self._link_work: dict[str, LinkWork] = {}
+        self._resolvers: dict[str, LinkResolver] = {}  # per vault, kept up to date by LinkWork
         # Since the last take_changes; a new process's first snapshot is built whole.
         self._changes = Changes(everything=True)
         self._changes_lock = threading.Lock()
@@ -145,6 +147,7 @@ class Store:
                 task.removeprefix("links:") for task in self._pending if task.startswith("links:")
             }
             self._link_work = {}
+            self._resolvers = {}
             with self._changes_lock:  # a fresh or replaced database: the snapshot is rebuilt
                 self._changes = Changes(everything=True)
         except BaseException:
@@ -379,13 +382,18 @@ class Store:
         with self._write_lock:
             with self._changes_lock:
                 work = self._link_work.pop(vault, LinkWork())
+            # Popped: a failed resolution leaves none, and the next one builds it afresh.
+            resolver = self._resolvers.pop(vault, None)
             every = whole or vault in self._links_unknown
 
             def resolve(connection: Connection) -> int:
+                nonlocal resolver
                 if every:
-                    changed = linking.resolve_vault_links(connection, vault)
+                    changed, resolver = linking.resolve_vault_links(connection, vault)
                 else:
-                    changed = linking.resolve_links_of(connection, vault, work)
+                    if resolver is None:
+                        resolver = linking.vault_resolver(connection, vault)
+                    changed = linking.resolve_links_of(connection, vault, work, resolver)
                 self._done(connection, links_task(vault))
                 return changed
 
@@ -395,6 +403,8 @@ class Store:
                 with self._changes_lock:
                     self._link_work.setdefault(vault, LinkWork()).merge(work)
                 raise
+            if resolver is not None:
+                self._resolvers[vault] = resolver
             self._pending.discard(links_task(vault))
             self._links_unknown.discard(vault)
             return changed
