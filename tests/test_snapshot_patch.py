@@ -120,11 +120,11 @@ def test_a_failed_patch_gives_its_changes_back(store: Store) -> None:
     def fail(*_args: object) -> None:
         raise Broken
 
-    original = store.note_chunk_matrix
-    store.note_chunk_matrix = fail  # type: ignore[method-assign,assignment]
+    original = store.read_snapshot_patch
+    store.read_snapshot_patch = fail  # type: ignore[method-assign,assignment]
     with pytest.raises(Broken):
         refresh_snapshot(store, snapshot, 1, with_vectors=True)
-    store.note_chunk_matrix = original  # type: ignore[method-assign]
+    store.read_snapshot_patch = original  # type: ignore[method-assign]
     patched = refresh_snapshot(store, snapshot, 2, with_vectors=True)
     assert patched.patched_notes == 1
     _assert_equal(store, patched, build_snapshot(store, 2, with_vectors=True))

@@ -18,16 +18,14 @@ per query, so they agree with the macro to ~1e-12 (a test keeps them equal).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from jarvisd.store.connection import first_row
+from jarvisd.store import BM25Additions, BM25Columns
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -179,34 +177,24 @@ class Postings:
         )
 
 
-def read_postings(cursor: duckdb.DuckDBPyConnection) -> Postings:
-    """The store's BM25 tables (`store.bm25`) as postings; empty for an empty index."""
-    stats = first_row(cursor.execute("SELECT documents, total_length FROM bm25_stats"))
-    vocabulary = cursor.execute(
-        "SELECT term_id, term, df FROM bm25_terms WHERE df > 0 ORDER BY term_id"
-    ).fetchnumpy()
-    rows = cursor.execute("""
-        SELECT p.term_id, p.chunk_id, p.tf, d.length
-        FROM bm25_postings p JOIN bm25_docs d USING (chunk_id)
-        ORDER BY p.term_id, p.chunk_id
-    """).fetchnumpy()
-    if stats is None or not int(stats[0]) or not len(vocabulary["term_id"]):
+def postings_of(columns: BM25Columns) -> Postings:
+    """The store's BM25 tables (`Store.read_bm25`) as postings; empty for an empty index."""
+    if not columns.documents or not columns.term_ids.shape[0]:
         return Postings.empty()
     # Term ids are never reused, so the stored ones have gaps: rows here are dense.
-    stored_ids = np.asarray(vocabulary["term_id"], dtype=np.int64)
-    term_rows = np.searchsorted(stored_ids, np.asarray(rows["term_id"], dtype=np.int64))
-    counts = np.bincount(term_rows, minlength=stored_ids.shape[0])
+    term_rows = np.searchsorted(columns.term_ids, columns.posting_terms)
+    counts = np.bincount(term_rows, minlength=columns.term_ids.shape[0])
     offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    terms = dict(zip(vocabulary["term"].tolist(), range(stored_ids.shape[0]), strict=True))
+    terms = dict(zip(columns.terms.tolist(), range(columns.term_ids.shape[0]), strict=True))
     return Postings(
         terms,
-        np.asarray(vocabulary["df"], dtype=np.float64),
+        columns.df.astype(np.float64),
         offsets,
-        np.asarray(rows["chunk_id"], dtype=np.int64),
-        np.asarray(rows["tf"], dtype=np.float32),
-        np.asarray(rows["length"], dtype=np.float32),
-        documents=float(stats[0]),
-        average_length=float(stats[1]) / float(stats[0]),
+        columns.chunk_ids,
+        columns.tf,
+        columns.lengths,
+        documents=float(columns.documents),
+        average_length=float(columns.total_length) / float(columns.documents),
     )
 
 
@@ -223,51 +211,19 @@ class PostingsPatch:
     total_length: int
 
 
-def read_patch(
-    cursor: duckdb.DuckDBPyConnection, chunk_ids: IntArray, dropped_terms: set[int]
-) -> PostingsPatch:
-    """The postings of these (new) chunks, the df of their terms and of `dropped_terms`
-    (terms whose df fell when chunks went), and the collection statistics."""
-    stats = first_row(cursor.execute("SELECT documents, total_length FROM bm25_stats"))
-    assert stats is not None
-    ids = [int(identifier) for identifier in chunk_ids.tolist()]
+def patch_of(additions: BM25Additions) -> PostingsPatch:
+    """The store's BM25 additions (`Store.read_snapshot_patch`) as per-term posting lists."""
     added: PostingLists = {}
-    term_ids = set(dropped_terms)
-    if ids:
-        # A patch's chunks are recent: the range lets DuckDB skip older row groups.
-        rows = cursor.execute(
-            f"""
-            SELECT t.term_id, t.term, p.chunk_id, p.tf, d.length
-            FROM bm25_postings p JOIN bm25_terms t USING (term_id)
-            JOIN bm25_docs d USING (chunk_id)
-            WHERE p.chunk_id BETWEEN {min(ids)} AND {max(ids)}
-              AND p.chunk_id IN (SELECT unnest(from_json(?, '["BIGINT"]')))
-            ORDER BY t.term, p.chunk_id
-            """,
-            [json.dumps(ids)],
-        ).fetchnumpy()
-        terms = rows["term"]
-        if len(terms):
-            term_ids.update(int(value) for value in np.unique(rows["term_id"]).tolist())
-            # Sorted by term: each term's postings are one run of rows.
-            breaks = np.flatnonzero(terms[1:] != terms[:-1]) + 1
-            starts = np.concatenate(([0], breaks)).astype(np.int64)
-            ends = np.append(breaks, len(terms)).astype(np.int64)
-            chunk_column = np.asarray(rows["chunk_id"], dtype=np.int64)
-            tf_column = np.asarray(rows["tf"], dtype=np.float32)
-            length_column = np.asarray(rows["length"], dtype=np.float32)
-            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-                added[str(terms[start])] = (
-                    chunk_column[start:end],
-                    tf_column[start:end],
-                    length_column[start:end],
-                )
-    frequencies: dict[str, int] = {}
-    if term_ids:
-        frequency_rows = cursor.execute(
-            "SELECT term, df FROM bm25_terms "
-            "WHERE term_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
-            [json.dumps(sorted(term_ids))],
-        ).fetchall()
-        frequencies = {str(term): int(df) for term, df in frequency_rows}
-    return PostingsPatch(added, frequencies, int(stats[0]), int(stats[1]))
+    terms = additions.terms
+    if len(terms):
+        # Sorted by term: each term's postings are one run of rows.
+        breaks = np.flatnonzero(terms[1:] != terms[:-1]) + 1
+        starts = np.concatenate(([0], breaks)).astype(np.int64)
+        ends = np.append(breaks, len(terms)).astype(np.int64)
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            added[str(terms[start])] = (
+                additions.chunk_ids[start:end],
+                additions.tf[start:end],
+                additions.lengths[start:end],
+            )
+    return PostingsPatch(added, additions.frequencies, additions.documents, additions.total_length)

@@ -29,20 +29,18 @@ whole build read 64k chunks' vectors, text and 2.6M postings in ~1.1 s.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from jarvisd.search.postings import Postings, read_patch, read_postings
+from jarvisd.search.postings import Postings, patch_of, postings_of
 from jarvisd.search.request import Filters
-from jarvisd.store import ChunkMatrix, Store
-from jarvisd.store.indexes import VectorTable
-from jarvisd.store.records import Changes
+from jarvisd.store import Changes, NoteRow, Store, VectorTable
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -189,56 +187,13 @@ def _passes(note: NoteInfo, filters: Filters) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """What one read transaction returned."""
-
-    matrix: ChunkMatrix | None
-    vector_table: VectorTable | None
-    chunks: dict[str, Any]
-    notes: list[tuple[Any, ...]]
-    tags: list[tuple[Any, ...]]
-    postings: Postings
-
-
-def _read(store: Store, with_vectors: bool) -> _Rows:
-    """Everything a search needs, in ONE read transaction: the parts agree with each other.
-
-    With an HNSW index, DuckDB holds the vectors already: they are not read."""
-    cursor = store.reader()
-    cursor.execute("BEGIN TRANSACTION")
-    try:
-        table = store.vector_table
-        matrix = None
-        if with_vectors:
-            matrix = store.chunk_matrix(None if table is None else table.max_chunk_id)
-        rows = _Rows(
-            matrix=matrix,
-            vector_table=table,
-            chunks=cursor.execute(
-                "SELECT id, note_id, heading_path, text, start_line, end_line "
-                "FROM chunks ORDER BY id"
-            ).fetchnumpy(),
-            notes=cursor.execute(
-                "SELECT id, vault, path, title, mtime_ns FROM notes ORDER BY id"
-            ).fetchall(),
-            tags=cursor.execute("SELECT note_id, tag FROM tags ORDER BY note_id, tag").fetchall(),
-            postings=read_postings(cursor),
-        )
-    except BaseException:
-        cursor.execute("ROLLBACK")
-        raise
-    cursor.execute("COMMIT")
-    return rows
-
-
 def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapshot:
     """A new snapshot of the store (blocking: run it in a pool)."""
     started = time.perf_counter()
-    rows = _read(store, with_vectors)
+    rows = store.read_snapshot(with_vectors)
     chunks = rows.chunks
-    ids = np.asarray(chunks["id"], dtype=np.int64)
-    chunk_note_ids = np.asarray(chunks["note_id"], dtype=np.int64)
+    ids = chunks.ids
+    chunk_note_ids = chunks.note_ids
     # Group the chunks by note (stable keeps each note's chunks in id order, which is
     # their order in the note), so per-note maxima are one np.maximum.reduceat.
     order = np.argsort(chunk_note_ids, kind="stable")
@@ -253,16 +208,16 @@ def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapsho
         vectors = np.ascontiguousarray(rows.matrix.vectors[order])
     snapshot = Snapshot(
         generation=generation,
-        notes=_notes(rows, grouped_note_ids[starts]),
+        notes=_notes(rows.notes, grouped_note_ids[starts]),
         starts=starts,
         chunk_notes=np.repeat(np.arange(len(starts), dtype=np.int64), sizes),
         chunk_ids=ids[order],
-        texts=chunks["text"][order],
-        headings=chunks["heading_path"][order],
-        first_lines=np.asarray(chunks["start_line"], dtype=np.int32)[order],
-        last_lines=np.asarray(chunks["end_line"], dtype=np.int32)[order],
+        texts=chunks.texts[order],
+        headings=chunks.headings[order],
+        first_lines=chunks.first_lines[order],
+        last_lines=chunks.last_lines[order],
         vectors=vectors,
-        postings=rows.postings,
+        postings=postings_of(rows.bm25),
         vector_table=rows.vector_table,
     )
     if rows.matrix is not None and rows.vector_table is not None:
@@ -274,26 +229,18 @@ def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapsho
     return snapshot
 
 
-def _notes(rows: _Rows, note_ids: IntArray) -> list[NoteInfo]:
-    tags: dict[int, list[str]] = {}
-    for note_id, tag in rows.tags:
-        tags.setdefault(int(note_id), []).append(str(tag))
-    by_id = {int(row[0]): row for row in rows.notes}
-    return [_note(by_id, int(note_id), tags) for note_id in note_ids]
+def _notes(rows: list[NoteRow], note_ids: IntArray) -> list[NoteInfo]:
+    by_id = {row.note_id: row for row in rows}
+    return [_info(by_id, int(note_id)) for note_id in note_ids]
 
 
-def _note(by_id: dict[int, tuple[Any, ...]], note_id: int, tags: dict[int, list[str]]) -> NoteInfo:
+def _info(by_id: Mapping[int, NoteRow | NoteInfo], note_id: int) -> NoteInfo:
     row = by_id.get(note_id)
     if row is None:  # a chunk without its note: never written so, but never crash on it
         return NoteInfo(note_id, "", "", "", 0, ())
-    return NoteInfo(
-        note_id=note_id,
-        vault=str(row[1]),
-        path=str(row[2]),
-        title=str(row[3]),
-        mtime_ns=int(row[4]),
-        tags=tuple(tags.get(note_id, ())),
-    )
+    if isinstance(row, NoteInfo):
+        return row
+    return NoteInfo(row.note_id, row.vault, row.path, row.title, row.mtime_ns, row.tags)
 
 
 # ------------------------------------------------------------------- patching
@@ -339,39 +286,22 @@ def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: i
     replaced by the store's, read in one transaction; every other row is shared."""
     started = time.perf_counter()
     changed = sorted(changes.notes)
-    identifiers = json.dumps(changed)
-    cursor = store.reader()
-    cursor.execute("BEGIN TRANSACTION")
-    try:
-        where = "WHERE note_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))"
-        chunks = cursor.execute(
-            "SELECT id, note_id, heading_path, text, start_line, end_line "
-            f"FROM chunks {where} ORDER BY id",
-            [identifiers],
-        ).fetchnumpy()
-        notes = cursor.execute(
-            "SELECT id, vault, path, title, mtime_ns FROM notes "
-            "WHERE id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
-            [identifiers],
-        ).fetchall()
-        tags = cursor.execute(
-            f"SELECT note_id, tag FROM tags {where} ORDER BY note_id, tag", [identifiers]
-        ).fetchall()
-        new_ids = np.asarray(chunks["id"], dtype=np.int64)
-        matrix = store.note_chunk_matrix(changed) if base.vectors is not None else None
+
+    def unseen(chunk_ids: IntArray) -> IntArray:
         # A chunk id's indexed text never changes (a retitled note's chunks get new
         # ids), so chunks `base` holds already (touches, renames) have their postings.
-        _, known = base.rows_of(new_ids)
-        patch = read_patch(cursor, new_ids[~known], changes.terms)
-    except BaseException:
-        cursor.execute("ROLLBACK")
-        raise
-    cursor.execute("COMMIT")
+        _, known = base.rows_of(chunk_ids)
+        return chunk_ids[~known]
+
+    read = store.read_snapshot_patch(changed, changes.terms, base.vectors is not None, unseen)
+    chunks, matrix = read.chunks, read.matrix
+    new_ids = chunks.ids
+    patch = patch_of(read.bm25)
     base_note_ids = np.fromiter(
         (note.note_id for note in base.notes), dtype=np.int64, count=base.note_count
     )
     keep = ~np.isin(base_note_ids[base.chunk_notes], np.asarray(changed, dtype=np.int64))
-    new_note_ids = np.asarray(chunks["note_id"], dtype=np.int64)
+    new_note_ids = chunks.note_ids
     note_ids = np.concatenate((base_note_ids[base.chunk_notes][keep], new_note_ids))
     chunk_ids = np.concatenate((base.chunk_ids[keep], new_ids))
     order = np.lexsort((chunk_ids, note_ids))  # by note, then position (id order)
@@ -379,8 +309,8 @@ def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: i
     boundaries = np.flatnonzero(np.diff(note_ids)) + 1
     starts = np.concatenate(([0], boundaries)).astype(np.int64) if chunk_ids.size else note_ids[:0]
     sizes = np.diff(np.append(starts, chunk_ids.size))
-    infos = {note.note_id: note for note in base.notes}
-    infos.update(_notes_by_id(notes, tags))
+    infos: dict[int, NoteRow | NoteInfo] = {note.note_id: note for note in base.notes}
+    infos.update((row.note_id, row) for row in read.notes)
     vectors = None
     if base.vectors is not None and matrix is not None:
         if not np.array_equal(matrix.ids, new_ids):
@@ -396,10 +326,10 @@ def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: i
         starts=starts,
         chunk_notes=np.repeat(np.arange(len(starts), dtype=np.int64), sizes),
         chunk_ids=chunk_ids,
-        texts=combined(base.texts, chunks["text"]),
-        headings=combined(base.headings, chunks["heading_path"]),
-        first_lines=combined(base.first_lines, np.asarray(chunks["start_line"], np.int32)),
-        last_lines=combined(base.last_lines, np.asarray(chunks["end_line"], np.int32)),
+        texts=combined(base.texts, chunks.texts),
+        headings=combined(base.headings, chunks.headings),
+        first_lines=combined(base.first_lines, chunks.first_lines),
+        last_lines=combined(base.last_lines, chunks.last_lines),
         vectors=vectors,
         postings=base.postings.patched(
             patch.added, patch.frequencies, patch.documents, patch.total_length
@@ -408,16 +338,3 @@ def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: i
     )
     snapshot.build_seconds = time.perf_counter() - started
     return snapshot
-
-
-def _notes_by_id(notes: list[tuple[Any, ...]], tags: list[tuple[Any, ...]]) -> dict[int, NoteInfo]:
-    grouped: dict[int, list[str]] = {}
-    for note_id, tag in tags:
-        grouped.setdefault(int(note_id), []).append(str(tag))
-    by_id = {int(row[0]): row for row in notes}
-    return {note_id: _note(by_id, note_id, grouped) for note_id in by_id}
-
-
-def _info(infos: dict[int, NoteInfo], note_id: int) -> NoteInfo:
-    info = infos.get(note_id)
-    return info if info is not None else NoteInfo(note_id, "", "", "", 0, ())

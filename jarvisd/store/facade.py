@@ -34,6 +34,7 @@ from jarvisd.store import (
     vectors,
     writes,
 )
+from jarvisd.store.columns import SnapshotReads
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import (
     NoteWriteError,
@@ -67,7 +68,7 @@ def links_task(vault: str) -> str:
     return f"links:{vault}"
 
 
-class Store:
+class Store(SnapshotReads):
     """The notes database: schema, per-note transactions, reads, search indexes, upkeep."""
 
     def __init__(
