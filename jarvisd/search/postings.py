@@ -41,32 +41,86 @@ class ChunkScores:
     bound: float
 
 
+Floats = npt.NDArray[np.float32]
+TAIL_SLACK = 16  # postings of room past a tail's first ones
+TAIL_GROWTH = 1.5
+
+
+@dataclass(eq=False)
+class _Tail:
+    """One term's postings appended since the CSR was read: buffers with room to grow,
+    shared by a chain of `Postings`; each reads only its own length of them."""
+
+    chunk_ids: IntArray
+    tf: Floats
+    lengths: Floats
+    filled: int
+
+    @classmethod
+    def of(
+        cls, held: _Tail | None, count: int, ids: IntArray, tf: Floats, lengths: Floats
+    ) -> _Tail:
+        """A new tail: the first `count` postings of `held`, then these."""
+        size = count + int(ids.shape[0])
+        capacity = max(int(size * TAIL_GROWTH), size + TAIL_SLACK)
+        tail = cls(np.empty(capacity, np.int64), np.empty(capacity, np.float32),
+                   np.empty(capacity, np.float32), 0)  # fmt: skip
+        if held is not None and count:
+            tail.chunk_ids[:count] = held.chunk_ids[:count]
+            tail.tf[:count] = held.tf[:count]
+            tail.lengths[:count] = held.lengths[:count]
+        tail._write(count, ids, tf, lengths)
+        return tail
+
+    def _write(self, start: int, ids: IntArray, tf: Floats, lengths: Floats) -> None:
+        end = start + int(ids.shape[0])
+        self.chunk_ids[start:end], self.tf[start:end], self.lengths[start:end] = ids, tf, lengths
+        self.filled = end
+
+    def appended(self, ids: IntArray, tf: Floats, lengths: Floats) -> _Tail:
+        """These postings after all this tail holds: in place while there is room."""
+        if self.filled + int(ids.shape[0]) <= self.chunk_ids.shape[0]:
+            self._write(self.filled, ids, tf, lengths)
+            return self
+        return _Tail.of(self, self.filled, ids, tf, lengths)
+
+
+@dataclass(eq=False)
+class _Tails:
+    """The tails of a chain of `Postings`, by term row; `head` is the newest one's number:
+    only it appends in place (an older one patched again copies what it appends to)."""
+
+    entries: list[_Tail | None]
+    head: int = 0
+
+
 @dataclass(frozen=True)
 class Postings:
-    """term -> (chunk ids, tf, chunk length): a CSR read whole at a full build, and an
-    overlay of the terms edits touched since (each overlay entry replaces its term's list).
+    """term -> (chunk ids, tf, chunk length): a CSR read whole at a full build, and per-term
+    tails of the postings that patches appended since.
 
-    An edit never rewrites the CSR (2.6M postings at 10k notes): the terms of the
-    changed chunks get new lists in the overlay, with the new chunks' postings
-    appended. The postings of chunks that are gone stay in those lists: chunk ids
-    are never reused, and `keyword_scores` drops every id its snapshot does not
-    hold. df, N and the average length come fresh from the store with every
-    patch, and idf and the length factor are computed per query over only its
-    terms' postings (a few thousand numbers), so scores stay exactly BM25.
+    An edit never rewrites the CSR (2.6M postings at 10k notes) nor a term's list: the
+    new chunks' postings go at the end of their terms' tails (`_Tail`, amortised
+    growth), and this generation reads each tail up to its own `tail_lengths`. The
+    postings of chunks that are gone stay in place: chunk ids are never reused, and
+    `keyword_scores` drops every chunk its snapshot does not hold live. df, N and the
+    average length come fresh from the store with every patch, and idf and the
+    length factor are computed per query over only its terms' postings (a few
+    thousand numbers), so scores stay exactly BM25.
     """
 
     terms: dict[str, int]  # the CSR's terms, shared (never changed) by every patch
-    df: npt.NDArray[np.float64]  # per term row (the CSR's, then the overlay's new terms)
-    offsets: IntArray  # postings of term t: offsets[t]:offsets[t + 1]
+    df: npt.NDArray[np.float64]  # per term row (the CSR's, then the new terms')
+    offsets: IntArray  # CSR postings of term t: offsets[t]:offsets[t + 1]
     chunk_ids: IntArray
-    tf: npt.NDArray[np.float32]
-    lengths: npt.NDArray[np.float32]
+    tf: Floats
+    lengths: Floats
     documents: float = 0.0
     average_length: float = 0.0
     new_terms: dict[str, int] = field(default_factory=dict)  # rows past the CSR's
-    overlay: dict[int, tuple[IntArray, npt.NDArray[np.float32], npt.NDArray[np.float32]]] = field(
-        default_factory=dict
-    )
+    tails: _Tails = field(default_factory=lambda: _Tails([]))
+    tail_lengths: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # per row
+    number: int = 0  # this generation's place in its chain (`_Tails.head`)
     patched_postings: int = 0  # postings added by patches since the CSR was read
 
     @classmethod
@@ -81,11 +135,16 @@ class Postings:
         )
 
     @property
+    def csr_postings(self) -> int:
+        return int(self.chunk_ids.shape[0])
+
+    @property
     def memory_bytes(self) -> int:
         arrays: list[npt.NDArray[Any]] = [self.df, self.offsets, self.chunk_ids, self.tf]
-        arrays.append(self.lengths)
-        for entry in self.overlay.values():
-            arrays.extend(entry)
+        arrays.extend((self.lengths, self.tail_lengths))
+        for tail in self.tails.entries:
+            if tail is not None:
+                arrays.extend((tail.chunk_ids, tail.tf, tail.lengths))
         terms = len(self.terms) + len(self.new_terms)
         return sum(int(array.nbytes) for array in arrays) + 80 * terms
 
@@ -93,18 +152,20 @@ class Postings:
         found = self.terms.get(term)
         return self.new_terms.get(term) if found is None else found
 
-    def term_postings(
-        self, row: int
-    ) -> tuple[IntArray, npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """(chunk ids, tf, lengths) of a term row, dead chunks included."""
-        entry = self.overlay.get(row)
-        if entry is not None:
-            return entry
-        if row >= self.offsets.shape[0] - 1:
-            empty = np.zeros(0, np.float32)
-            return np.zeros(0, np.int64), empty, empty
-        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-        return self.chunk_ids[start:end], self.tf[start:end], self.lengths[start:end]
+    def term_parts(self, row: int) -> list[tuple[IntArray, Floats, Floats]]:
+        """(chunk ids, tf, lengths) of a term row, dead chunks included: the CSR's, the tail's."""
+        parts = []
+        if row < self.offsets.shape[0] - 1:
+            start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+            if end > start:
+                parts.append(
+                    (self.chunk_ids[start:end], self.tf[start:end], self.lengths[start:end])
+                )
+        count = int(self.tail_lengths[row]) if row < self.tail_lengths.shape[0] else 0
+        tail = self.tails.entries[row] if count else None
+        if tail is not None:
+            parts.append((tail.chunk_ids[:count], tail.tf[:count], tail.lengths[:count]))
+        return parts
 
     def score(self, stems: Sequence[str]) -> ChunkScores:
         """BM25 over the chunks holding any of the (distinct) stems."""
@@ -119,12 +180,12 @@ class Postings:
             frequency = float(self.df[row])
             idf = float(np.log10((documents - frequency + 0.5) / (frequency + 0.5) + 1))
             bound += idf * (BM25_K1 + 1)
-            chunk_ids, tf64, lengths = self.term_postings(row)
-            tf = tf64.astype(np.float64)
-            relative = lengths.astype(np.float64) / average if average > 0 else 1.0
-            norm = (1 - BM25_B) + BM25_B * relative
-            ids.append(chunk_ids)
-            contributions.append(idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm))
+            for chunk_ids, tf32, lengths in self.term_parts(row):
+                tf = tf32.astype(np.float64)
+                relative = lengths.astype(np.float64) / average if average > 0 else 1.0
+                norm = (1 - BM25_B) + BM25_B * relative
+                ids.append(chunk_ids)
+                contributions.append(idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm))
         if not ids:
             return ChunkScores(np.zeros(0, np.int64), np.zeros(0, np.float64), 0.0)
         if len(ids) == 1:
@@ -133,46 +194,50 @@ class Postings:
         scores = np.bincount(inverse, weights=np.concatenate(contributions))
         return ChunkScores(chunk_ids, scores.astype(np.float64), bound)
 
-    def patched(
-        self,
-        added: dict[str, tuple[IntArray, npt.NDArray[np.float32], npt.NDArray[np.float32]]],
-        frequencies: dict[str, int],
-        documents: int,
-        total_length: int,
-    ) -> Postings:
-        """A new generation: `added` postings per term appended, df as given (for every
+    def patched(self, patch: PostingsPatch) -> Postings:
+        """The next generation: `patch.added` appended per term, df as given (for every
         term whose df changed), N and total length as the store has them now."""
         new_terms = dict(self.new_terms)
-        extra = [term for term in frequencies if self.row(term) is None]
+        extra = [term for term in patch.frequencies if self.row(term) is None]
         first = self.df.shape[0]
         for offset, term in enumerate(extra):
             new_terms[term] = first + offset
         df = np.concatenate((self.df, np.zeros(len(extra), np.float64)))
-        for term, frequency in frequencies.items():
-            row = new_terms.get(term) if term not in self.terms else self.terms[term]
+        lengths = np.concatenate(
+            (self.tail_lengths, np.zeros(df.shape[0] - self.tail_lengths.shape[0], np.int64))
+        )
+        for term, frequency in patch.frequencies.items():
+            row = self.terms.get(term, new_terms.get(term))
             assert row is not None
             df[row] = frequency
-        overlay = dict(self.overlay)
+        in_place = self.tails.head == self.number
+        tails = self.tails if in_place else _Tails(list(self.tails.entries))
+        if len(tails.entries) < df.shape[0]:
+            tails.entries.extend([None] * (df.shape[0] - len(tails.entries)))
         count = 0
-        for term, (chunk_ids, tf, lengths) in added.items():
+        for term, (chunk_ids, tf, chunk_lengths) in patch.added.items():
             row = self.terms.get(term, new_terms.get(term))
             if row is None:  # a term with postings always has a df row; never crash on it
                 continue
-            old_ids, old_tf, old_lengths = self.term_postings(row)
-            overlay[row] = (
-                np.concatenate((old_ids, chunk_ids)),
-                np.concatenate((old_tf, tf)),
-                np.concatenate((old_lengths, lengths)),
-            )
+            held, tail = int(lengths[row]), tails.entries[row]
+            if in_place and tail is not None and tail.filled == held:
+                tail = tail.appended(chunk_ids, tf, chunk_lengths)
+            else:
+                tail = _Tail.of(tail, held, chunk_ids, tf, chunk_lengths)
+            tails.entries[row] = tail  # a grown tail starts with what the old one held
+            lengths[row] = tail.filled
             count += int(chunk_ids.shape[0])
-        average = float(total_length) / documents if documents else 0.0
+        tails.head = self.number + 1
+        total = patch.total_length
         return dataclasses.replace(
             self,
             df=df,
-            documents=float(documents),
-            average_length=average,
+            documents=float(patch.documents),
+            average_length=float(total) / patch.documents if patch.documents else 0.0,
             new_terms=new_terms,
-            overlay=overlay,
+            tails=tails,
+            tail_lengths=lengths,
+            number=self.number + 1,
             patched_postings=self.patched_postings + count,
         )
 
