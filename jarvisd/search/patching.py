@@ -145,6 +145,7 @@ def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: i
         live=np.concatenate((live, np.ones(len(new), dtype=np.bool_))),
         buffers=buffers,
         dead_chunks=base.dead_chunks + killed,
+        text_bytes=base.text_bytes + sum(len(text) for text in new.texts.tolist()),
         postings=base.postings.patched(patch_of(read.bm25)),
         patched_notes=int(changed.shape[0]),
         **viewing(buffers, rows + len(new), with_vectors),  # type: ignore[arg-type]

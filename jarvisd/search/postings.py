@@ -72,6 +72,10 @@ class _Tail:
         tail._write(count, ids, tf, lengths)
         return tail
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.chunk_ids.nbytes + self.tf.nbytes + self.lengths.nbytes)
+
     def _write(self, start: int, ids: IntArray, tf: Floats, lengths: Floats) -> None:
         end = start + int(ids.shape[0])
         self.chunk_ids[start:end], self.tf[start:end], self.lengths[start:end] = ids, tf, lengths
@@ -122,6 +126,7 @@ class Postings:
     tail_lengths: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # per row
     number: int = 0  # this generation's place in its chain (`_Tails.head`)
     patched_postings: int = 0  # postings added by patches since the CSR was read
+    tail_bytes: int = 0  # what the tails this generation reads hold, their room included
 
     @classmethod
     def empty(cls) -> Postings:
@@ -142,11 +147,8 @@ class Postings:
     def memory_bytes(self) -> int:
         arrays: list[npt.NDArray[Any]] = [self.df, self.offsets, self.chunk_ids, self.tf]
         arrays.extend((self.lengths, self.tail_lengths))
-        for tail in self.tails.entries:
-            if tail is not None:
-                arrays.extend((tail.chunk_ids, tail.tf, tail.lengths))
         terms = len(self.terms) + len(self.new_terms)
-        return sum(int(array.nbytes) for array in arrays) + 80 * terms
+        return sum(int(array.nbytes) for array in arrays) + 80 * terms + self.tail_bytes
 
     def row(self, term: str) -> int | None:
         found = self.terms.get(term)
@@ -214,16 +216,18 @@ class Postings:
         tails = self.tails if in_place else _Tails(list(self.tails.entries))
         if len(tails.entries) < df.shape[0]:
             tails.entries.extend([None] * (df.shape[0] - len(tails.entries)))
-        count = 0
+        count = grown = 0
         for term, (chunk_ids, tf, chunk_lengths) in patch.added.items():
             row = self.terms.get(term, new_terms.get(term))
             if row is None:  # a term with postings always has a df row; never crash on it
                 continue
-            held, tail = int(lengths[row]), tails.entries[row]
-            if in_place and tail is not None and tail.filled == held:
-                tail = tail.appended(chunk_ids, tf, chunk_lengths)
+            held, old = int(lengths[row]), tails.entries[row]
+            if in_place and old is not None and old.filled == held:
+                tail = old.appended(chunk_ids, tf, chunk_lengths)
             else:
-                tail = _Tail.of(tail, held, chunk_ids, tf, chunk_lengths)
+                tail = _Tail.of(old, held, chunk_ids, tf, chunk_lengths)
+            if tail is not old:
+                grown += tail.nbytes - (old.nbytes if old is not None and held else 0)
             tails.entries[row] = tail  # a grown tail starts with what the old one held
             lengths[row] = tail.filled
             count += int(chunk_ids.shape[0])
@@ -239,6 +243,7 @@ class Postings:
             tail_lengths=lengths,
             number=self.number + 1,
             patched_postings=self.patched_postings + count,
+            tail_bytes=self.tail_bytes + grown,
         )
 
 

@@ -84,6 +84,7 @@ class Snapshot:
     live: BoolArray
     buffers: ChunkBuffers | None = None  # what the chunk columns view; patches append there
     dead_chunks: int = 0
+    text_bytes: int = 0  # characters of the rows' text, dead ones included (kept, not summed)
     postings: Postings = field(default_factory=Postings.empty)
     # With the store's HNSW index: its vector table, and the vectors of the chunks
     # written after it was built (their rows), which search scores exactly.
@@ -200,7 +201,7 @@ class Snapshot:
             total += 0 if self.vectors is None else int(self.vectors.nbytes)
         total += int(self.live.nbytes) + int(self.note_ids.nbytes) + 200 * self.note_count
         total += 0 if self.delta_vectors is None else int(self.delta_vectors.nbytes)
-        total += sum(len(text) for text in self.texts) + 48 * self.chunk_count
+        total += self.text_bytes + 48 * self.chunk_count
         return total + self.postings.memory_bytes
 
     def describe(self) -> dict[str, Any]:
@@ -284,6 +285,7 @@ def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapsho
         buffers=buffers,
         postings=postings_of(rows.bm25),
         vector_table=rows.vector_table,
+        text_bytes=_text_bytes(chunks.texts),
         **viewing(buffers, len(new), vectors is not None),  # type: ignore[arg-type]
     )
     if rows.matrix is not None and rows.vector_table is not None:
@@ -305,3 +307,7 @@ def note_info(by_id: Mapping[int, NoteRow], note_id: int) -> NoteInfo:
     if row is None:  # a chunk without its note: never written so, but never crash on it
         return NoteInfo(note_id, "", "", "", 0, ())
     return NoteInfo(row.note_id, row.vault, row.path, row.title, row.mtime_ns, row.tags)
+
+
+def _text_bytes(texts: npt.NDArray[np.object_]) -> int:
+    return sum(len(text) for text in texts.tolist())

@@ -269,6 +269,7 @@ def _bm25_additions(
             FROM bm25_postings p JOIN bm25_terms t USING (term_id)
             JOIN bm25_docs d USING (chunk_id)
             WHERE p.chunk_id BETWEEN {min(ids)} AND {max(ids)} AND p.chunk_id {_IN_IDS}
+              AND d.chunk_id BETWEEN {min(ids)} AND {max(ids)}
             ORDER BY t.term, p.chunk_id
             """,
             [json.dumps(ids)],
