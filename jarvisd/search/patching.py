@@ -121,20 +121,7 @@ def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: i
     live_notes[new_note_rows] = True
     live, killed = _killed(base, changed_rows, chunks.ids)
     rows = base.chunk_count
-    vectors = None
-    if read.matrix is not None:
-        if not np.array_equal(read.matrix.ids, chunks.ids):
-            raise RuntimeError("chunk ids differ between two reads of one transaction")
-        vectors = read.matrix.vectors[fresh]
-    new = NewRows(
-        chunk_ids=chunks.ids[fresh],
-        chunk_notes=new_note_rows[fresh],
-        texts=chunks.texts[fresh],
-        headings=chunks.headings[fresh],
-        first_lines=chunks.first_lines[fresh],
-        last_lines=chunks.last_lines[fresh],
-        vectors=vectors,
-    )
+    new = _new_rows(read, fresh, new_note_rows)
     assert base.buffers is not None
     buffers = base.buffers.appended(rows, new) if len(new) else base.buffers
     snapshot = Snapshot(
@@ -152,6 +139,24 @@ def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: i
     )
     snapshot.build_seconds = time.perf_counter() - started
     return snapshot
+
+
+def _new_rows(read: SnapshotPatchRead, fresh: BoolArray, note_rows: IntArray) -> NewRows:
+    """The chunks read that `base` lacks, with their vectors and note rows."""
+    chunks, vectors = read.chunks, None
+    if read.matrix is not None:
+        if not np.array_equal(read.matrix.ids, chunks.ids):
+            raise RuntimeError("chunk ids differ between two reads of one transaction")
+        vectors = read.matrix.vectors[fresh]
+    return NewRows(
+        chunk_ids=chunks.ids[fresh],
+        chunk_notes=note_rows[fresh],
+        texts=chunks.texts[fresh],
+        headings=chunks.headings[fresh],
+        first_lines=chunks.first_lines[fresh],
+        last_lines=chunks.last_lines[fresh],
+        vectors=vectors,
+    )
 
 
 def _note_rows(
