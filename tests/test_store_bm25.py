@@ -13,7 +13,7 @@ from fixtures_bm25 import FTS_OPTIONS, FtsReference, store_index
 from fixtures_store import make_note, storage_config, vectors_for
 
 from jarvisd.search.keyword import Stemmer, bm25_sql, query_stems, tokenize
-from jarvisd.search.postings import read_postings
+from jarvisd.search.postings import postings_of
 from jarvisd.store import Store
 from jarvisd.store.connection import extension_path
 from jarvisd.store.schema import FTS_SCHEMA, FTS_SOURCE
@@ -89,7 +89,7 @@ def _check_against_fts(store: Store) -> None:
         assert ours["stats"] == (len(lengths), sum(lengths.values()))
         assert ours["negative_df"] == 0 and ours["duplicate_terms"] == 0
         cursor = store.reader()
-        in_memory = read_postings(cursor)
+        in_memory = postings_of(store.read_bm25())
         for query in QUERIES:
             theirs = reference.scores(query)
             stems = query_stems(cursor, Stemmer(), query)

@@ -3,11 +3,22 @@
 `Store` is the facade; the modules beside it hold one concern each:
 `connection` (settings, extensions from their wheels), `schema` (migrations,
 embedding identity), `writes` (a note's rows), `linking` (bulk link
-resolution), `reads`, `indexes` (BM25 and HNSW), `maintenance`.
+resolution), `reads`, `columns` (the search snapshot's reads), `indexes`
+(BM25 and HNSW), `maintenance`.
 """
 
 from __future__ import annotations
 
+from jarvisd.store.columns import (
+    BM25Additions,
+    BM25Columns,
+    ChunkColumns,
+    NoteRow,
+    SnapshotPatchRead,
+    SnapshotRead,
+    SnapshotReads,
+)
+from jarvisd.store.connection import first_row
 from jarvisd.store.errors import (
     EmbeddingMismatchError,
     ExtensionMissingError,
@@ -19,8 +30,10 @@ from jarvisd.store.errors import (
     StoreError,
 )
 from jarvisd.store.facade import Store
+from jarvisd.store.indexes import VectorTable
 from jarvisd.store.records import (
     Backlink,
+    Changes,
     ChunkMatrix,
     FileState,
     LinkKey,
@@ -34,7 +47,11 @@ from jarvisd.store.writes import text_hash
 
 __all__ = [
     "LATEST_VERSION",
+    "BM25Additions",
+    "BM25Columns",
     "Backlink",
+    "Changes",
+    "ChunkColumns",
     "ChunkMatrix",
     "EmbeddingMismatchError",
     "ExtensionMissingError",
@@ -42,14 +59,20 @@ __all__ = [
     "LinkKey",
     "NoteDetail",
     "NotePage",
+    "NoteRow",
     "NoteSummary",
     "NoteWriteError",
     "OutgoingLink",
     "SchemaTooNewError",
+    "SnapshotPatchRead",
+    "SnapshotRead",
+    "SnapshotReads",
     "StorageFullError",
     "StorageReadOnlyError",
     "Store",
     "StoreClosedError",
     "StoreError",
+    "VectorTable",
+    "first_row",
     "text_hash",
 ]

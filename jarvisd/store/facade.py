@@ -35,6 +35,7 @@ from jarvisd.store import (
     vectors,
     writes,
 )
+from jarvisd.store.columns import SnapshotReads
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import (
     NoteWriteError,
@@ -68,7 +69,7 @@ def links_task(vault: str) -> str:
     return f"links:{vault}"
 
 
-class Store:
+class Store(SnapshotReads):
     """The notes database: schema, per-note transactions, reads, search indexes, upkeep."""
 
     def __init__(
