@@ -558,7 +558,9 @@ class Store(SnapshotReads):
         steps: list[Step] = []
         names = [vault if isinstance(vault, str) else vault.name for vault in vaults]
         for name in names:
-            if force or links_task(name) in self._pending:
+            # No resolver yet (a new process): built here, in the start-up run, not
+            # in the first edit's (1.3 s at 10,000 notes on 2 busy cores).
+            if force or links_task(name) in self._pending or name not in self._resolvers:
                 resolve = partial(self.resolve_links, name, whole=force)
                 steps.append(timed(links_task(name), resolve))
         steps.append(timed("vector_index", self.ensure_vector_index))
