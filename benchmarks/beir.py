@@ -66,7 +66,7 @@ from jarvisd.pools import Pools
 from jarvisd.search import SearchService
 from jarvisd.search.hits import top
 from jarvisd.search.keyword import keyword_scores
-from jarvisd.search.postings import read_postings
+from jarvisd.search.postings import postings_of
 from jarvisd.search.request import SearchRequest
 from jarvisd.search.semantic import semantic_scores
 from jarvisd.search.snapshot import build_snapshot
@@ -582,7 +582,7 @@ def bm25_speed(store: Store, texts: list[str]) -> dict[str, float]:
     """The keyword path's BM25 in memory (as served) against the same scores in SQL."""
     stemmer = Stemmer()
     stems = [query_stems(store, stemmer, text[:1000]) for text in texts]
-    postings = read_postings(store.reader())
+    postings = postings_of(store.read_bm25())
     started = time.perf_counter()
     for terms in stems:
         postings.score(terms)

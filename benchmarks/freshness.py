@@ -14,7 +14,8 @@ wikilink, remove one, rename, delete, create), each adding a word no note had
 before (a changed heading carries it in its first line too: headings are not
 BM25 text), and the client polls keyword search (and semantic search with the
 edit's new sentence, for the kinds that add one) until the edit shows (the
-deleted note gone, for deletes). Reported per size:
+deleted note gone, for deletes). The edits start once a hybrid search has
+answered (the model preloaded, the first snapshot built). Reported per size:
 
 - `keyword_seconds`, `semantic_seconds`: edit on disk to searchable, p50/p95;
 - `run_seconds`: the index run each edit caused (`/v1/index` last run: plan,
@@ -22,8 +23,16 @@ deleted note gone, for deletes). Reported per size:
   only inside that run), p50/p95;
 - `finalize_steps`: each finalize step's seconds (from the daemon's log), and
   `snapshot`: each snapshot's seconds and whether it was patched;
-- `no_change_run_seconds`: a run with nothing changed;
+- `no_change_run_seconds`: a run with nothing changed (it stats every file);
+- `burst`: search latency (keyword and semantic queries in turn, one client)
+  while idle and during a burst of `--burst` appends made 20 ms apart (the
+  watcher's runs look only at the paths it reported), p95 of each and their ratio;
 and `ratio_largest_to_smallest` of the medians of run and keyword seconds.
+Then the daemon is stopped and started again over the largest vault
+(`startup`): seconds from process start to READY (the control socket
+answers `state: running`), to the first full-quality answer (a hybrid search
+finds the last created note's sentence, not degraded, no first run under
+way), the first snapshot's build, the model load and the start-up run.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import argparse
 import json
 import random
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -151,6 +161,7 @@ class Editor:
         self.counter = 0
         self.linked: list[tuple[str, str]] = []  # (path, word) of links added
         self.appended: list[tuple[str, str]] = []  # (path, word) still in the vault
+        self.created: list[tuple[str, str]] = []  # (path, sentence) of notes created
 
     def word(self) -> str:
         self.counter += 1
@@ -182,6 +193,7 @@ class Editor:
             path = f"new/{word} note.md"
             (self.vault / "new").mkdir(exist_ok=True)
             (self.vault / path).write_text(f"# {word}\n\n{sentence}\n", encoding="utf-8")
+            self.created.append((path, sentence))
             return word, path, sentence, True
         path = self.pick()
         file = self.vault / path
@@ -295,6 +307,90 @@ def measure_size(client: ControlClient, editor: Editor, log: Path, edits: int) -
     }
 
 
+QUERIES = [("keyword", "canvas plugin"), ("semantic", "how do I sync my notes between devices")]
+
+
+def timed_search(client: ControlClient, number: int) -> float:
+    mode, query = QUERIES[number % len(QUERIES)]
+    started = time.monotonic()
+    client.get("/v1/search", q=query, mode=mode, limit=10, threshold=0)
+    return time.monotonic() - started
+
+
+def burst(client: ControlClient, editor: Editor, edits: int) -> dict[str, Any]:
+    """Search p95 while idle, then during `edits` appends 20 ms apart (and their runs)."""
+    wait_idle(client, quiet=1.0)
+    idle = [timed_search(client, number) for number in range(40)]
+    done = threading.Event()
+
+    def edit_all() -> None:
+        for _ in range(edits):
+            editor.edit("append")
+            time.sleep(0.02)
+        done.set()
+
+    writer = threading.Thread(target=edit_all, daemon=True)
+    started = time.monotonic()
+    writer.start()
+    during: list[float] = []
+    number = 0
+    finished_at: float | None = None  # the edits' end, then until a run begun after it ends
+    while True:
+        during.append(timed_search(client, number))
+        number += 1
+        if finished_at is None and done.is_set():
+            finished_at = time.time()
+        if finished_at is not None:
+            state = client.get("/v1/index")
+            run = state.get("last_run") or {}
+            if not state["running"] and run.get("started_at", 0) > finished_at:
+                break
+            if time.time() - finished_at > GIVE_UP_SECONDS:
+                break
+    writer.join()
+    settled = time.monotonic() - started
+    wait_idle(client, quiet=1.0)
+    idle_p95, burst_p95 = percentiles(idle)["p95"], percentiles(during)["p95"]
+    return {
+        "edits": edits,
+        "idle_seconds": percentiles(idle),
+        "during_seconds": percentiles(during),
+        "p95_ratio": round(burst_p95 / idle_p95, 3) if idle_p95 else None,
+        "burst_to_settled_seconds": round(settled, 2),
+    }
+
+
+def startup(config: dict[str, Any], root: Path, sentence: str | None) -> dict[str, Any]:
+    """A restart over the indexed vault: process start to READY to a full-quality answer."""
+    log_path = root / "daemon.log"  # running_daemon starts it afresh
+    started = time.monotonic()
+    out: dict[str, Any] = {}
+    with running_daemon(config, ready_timeout=3600, root=root) as (client, _process, _):
+        out["socket_seconds"] = round(time.monotonic() - started, 3)
+        while client.get("/v1/status").get("state") != "running":
+            time.sleep(0.01)
+        out["ready_seconds"] = round(time.monotonic() - started, 3)
+        query = sentence or QUERIES[1][1]
+        while True:
+            reply = client.get("/v1/search", q=query, mode="hybrid", limit=10, threshold=0)
+            if not reply["degraded"] and reply.get("indexing") is None and reply["results"]:
+                break
+            time.sleep(0.02)
+        out["full_answer_seconds"] = round(time.monotonic() - started, 3)
+        wait_idle(client, quiet=1.0)
+    events, _ = log_events(log_path, 0)
+    for event in events:
+        name = event.get("event")
+        if name == "search.snapshot_built" and "snapshot_build_seconds" not in out:
+            out["snapshot_build_seconds"] = event.get("build_seconds")
+            out["snapshot"] = {key: event.get(key) for key in ("chunks", "patched_notes")}
+        elif name == "embedding.loaded" and "model_load_seconds" not in out:
+            out["model_load_seconds"] = event.get("seconds")
+        elif name == "index.finished" and "start_run_seconds" not in out:
+            out["start_run_seconds"] = event.get("duration_seconds")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200,2000,10000,14000")
@@ -303,6 +399,8 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument("--burst", type=int, default=100, help="edits in the burst; 0: none")
+    parser.add_argument("--no-startup", action="store_true", help="skip the restart timings")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
     source = args.source
@@ -337,7 +435,12 @@ def main() -> None:
                 indexing_seconds = time.monotonic() - started
                 no_change = index_now(client)
                 stats = client.get("/v1/index")["index"]
+                # Steady state: the preloaded model and the first snapshot are ready
+                # (a hybrid search waits for both); start-up is measured on its own.
+                client.get("/v1/search", q=QUERIES[1][1], mode="hybrid", limit=1)
                 measured = measure_size(client, editor, root / "daemon.log", args.edits)
+                if args.burst:
+                    measured["burst"] = burst(client, editor, args.burst)
                 results["sizes"][str(size)] = {
                     "notes_on_disk": on_disk,
                     "notes": stats.get("notes"),
@@ -347,6 +450,11 @@ def main() -> None:
                     **measured,
                 }
                 print(json.dumps({"size": size, **results["sizes"][str(size)]}), flush=True)
+        if not args.no_startup:
+            created = [path for path in editor.created if (vault / path[0]).exists()]
+            results["startup"] = startup(config, root, created[-1][1] if created else None)
+            results["startup"]["notes"] = results["sizes"][str(sizes[-1])]["notes"]
+            print(json.dumps({"startup": results["startup"]}), flush=True)
     first, last = results["sizes"][str(sizes[0])], results["sizes"][str(sizes[-1])]
     ratios = {}
     for key in ("run_seconds", "keyword_seconds", "semantic_seconds"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Set
 from typing import Any
 
 from jarvisd.ask import AskService, KnowledgeSources
@@ -257,8 +257,10 @@ class Knowledge:
     def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[RunReport]:
         return self._spawn(self._index(full=full, trigger=trigger), f"index-{trigger}")
 
-    async def _index(self, *, full: bool = False, trigger: str) -> RunReport:
-        report = await self.indexer.run(full=full, trigger=trigger)
+    async def _index(
+        self, *, full: bool = False, trigger: str, paths: Set[str] | None = None
+    ) -> RunReport:
+        report = await self.indexer.run(full=full, trigger=trigger, paths=paths)
         if report.state == "done" and self.rebuilding and not self._recovering:
             self.rebuilding = False
             log.info("store.rebuilt", run=report.id, seconds=report.duration_seconds)
@@ -271,8 +273,8 @@ class Knowledge:
         if report.state not in ("done", "deferred"):
             raise RuntimeError(report.error or "indexing failed")
 
-    async def _on_files_changed(self) -> None:
-        await self._index(trigger="watch")
+    async def _on_files_changed(self, paths: Set[str] | None) -> None:
+        await self._index(trigger="watch", paths=paths)
 
     # -------------------------------------------------------------- recovery
 

@@ -156,6 +156,37 @@ def test_rename_and_move_keep_vectors_without_encoding(harness: Harness) -> None
     assert harness.chunk_vectors("Archive/Renamed note.md") == vectors
 
 
+def test_a_run_over_named_paths_stats_only_them_and_ends_as_a_whole_run(
+    harness: Harness,
+) -> None:
+    harness.run()
+    root = harness.vault.resolve()
+    harness.write("Home.md", "# Home\n\nRewritten: see [[Fresh]].\n")
+    harness.write("New/Fresh.md", "# Fresh\n\nA fresh note on grinders.\n")
+    (root / "Coffee" / "Beans.md").rename(root / "Coffee" / "Green beans.md")
+    shutil.move(root / "Baking", root / "Bread")  # a folder moved: its old path and new
+    (root / "Reading" / "Reading list.md").unlink()
+    harness.write("Daily/Unnamed.md", "# Unnamed\n\nNot named to the run.\n")
+    named = ["Home.md", "New/Fresh.md", "Coffee/Beans.md", "Coffee/Green beans.md"]
+    named += ["Baking", "Bread", "Reading/Reading list.md", "Elsewhere/Never.md"]
+    report = asyncio.run(harness.indexer.run(paths=[str(root / path) for path in named]))
+    assert report.state == "done" and report.scope == "paths", report.error
+    assert report.files_seen == 3 + len(list((root / "Bread").rglob("*.md")))
+    assert report.files_renamed == 1 + len(list((root / "Bread").rglob("*.md")))
+    assert report.files_deleted == 1 and report.files_changed == 2
+    stored = harness.paths()
+    assert "Daily/Unnamed.md" not in stored, "a path nobody named waits for a whole scan"
+    assert not any(path.startswith(("Baking/", "Reading/Reading list")) for path in stored)
+    links = dict(harness.store.reader().execute(
+        "SELECT l.key, t.path FROM links l JOIN notes n ON n.id = l.note_id "
+        "LEFT JOIN notes t ON t.id = l.target_note_id WHERE n.path = 'Home.md'"
+    ).fetchall())  # fmt: skip
+    assert links == {"fresh": "New/Fresh.md"}
+    whole = harness.run()
+    assert whole.scope == "vaults" and whole.files_changed == 1  # only Daily/Unnamed.md
+    assert whole.files_renamed == whole.files_deleted == 0
+
+
 def test_excludes_and_bad_files_are_skipped_with_reasons(harness: Harness, tmp_path: Path) -> None:
     harness.write(".obsidian/workspace.md", "# not a note")
     harness.write("drafts/secret.md", "# draft")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,35 @@ def test_the_obsidian_help_vault_resolves_like_obsidian() -> None:
     assert unresolved == ["Example"]  # the help's own placeholder
     # No warnings: every note's frontmatter is valid YAML.
     assert [note.path for note in notes if note.warnings] == []
+
+
+# ------------------------------------------------------------ kept up to date
+
+
+def _answers(resolver: LinkResolver, keys: list[str], sources: list[str]) -> list[str | None]:
+    return [resolver.resolve(key, source) for key in keys for source in sources]
+
+
+def test_a_resolver_updated_note_by_note_answers_like_one_built_afresh() -> None:
+    # Notes come, go, move and change aliases, with case variants of one path and
+    # names shared across folders; after each change every lookup is compared.
+    rng = random.Random(7)
+    names = ["Note", "note", "Dup", "Templates", "Home", "Deep"]
+    folders = ["", "a/", "b/", "a/b/", "Archive/Old/"]
+    held: dict[str, list[str]] = {}
+    kept = LinkResolver.from_notes([])
+    keys = sorted({link_key(f"{f}{n}") for f in folders for n in names} | {"shots", "other"})
+    sources = ["Home.md", "a/x.md", "b/x.md", "a/b/x.md", "Elsewhere/x.md"]
+    for _ in range(400):
+        path = f"{rng.choice(folders)}{rng.choice(names)}.md"
+        if path in held and rng.random() < 0.4:
+            del held[path]
+            kept.update(path, None)
+        else:
+            held[path] = rng.sample(["Shots", "Other", "Home", "Dup", "Deep"], rng.randrange(3))
+            kept.update(path, held[path])
+        fresh = LinkResolver.from_notes(sorted(held.items()))
+        assert _answers(kept, keys, sources) == _answers(fresh, keys, sources)
+        assert len(kept) == len(fresh)
+    kept.update("never/there.md", None)  # nothing to forget: nothing changes
+    assert _answers(kept, keys, sources) == _answers(fresh, keys, sources)

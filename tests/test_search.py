@@ -289,6 +289,40 @@ async def test_an_edit_is_searchable_at_once_and_the_old_text_is_gone(indexed: I
         await service.stop(deadline_in(10))
 
 
+async def test_edits_leave_dead_rows_that_a_background_build_compacts(indexed: Indexed) -> None:
+    """Each edit is patched in (its old chunks dead); past 20 % dead rows the service
+    builds a whole snapshot off the hot path and swaps it in, with the same answers."""
+    service = indexed.service()
+    await service.start()
+    note = indexed.vault / "Projects" / "Workshop shelf.md"
+    original = note.read_text(encoding="utf-8")
+    dead: list[int] = []
+    compacted = None
+    try:
+        for number in range(12):
+            note.write_text(original + f"\n\nRevision marker zq{number}x.\n", encoding="utf-8")
+            await indexed.index(service)
+            reply = await search(service, q=f"zq{number}x", mode="keyword")
+            assert paths(reply) == ["Projects/Workshop shelf.md"]
+            snapshot = service._snapshot
+            assert snapshot is not None
+            dead.append(snapshot.dead_chunks)
+            if service._compaction is not None:
+                await service._compaction
+                compacted = service._snapshot
+                break
+        assert compacted is not None and dead[-1] > 0, dead
+        assert compacted.patched_notes == 0 and compacted.dead_chunks == 0
+        assert dead == sorted(dead) and len(dead) >= 2  # patches until then, rows piling up
+        after = await search(service, q=f"zq{len(dead) - 1}x", mode="hybrid")
+        assert paths(after)[0] == "Projects/Workshop shelf.md"
+        assert not (await search(service, q="zq0x", mode="keyword"))["results"]  # replaced
+    finally:
+        note.write_text(original, encoding="utf-8")
+        await indexed.index(service)
+        await service.stop()
+
+
 async def test_caches_reconfigure_live_and_shrink_with_memory(indexed: Indexed) -> None:
     service = indexed.service()
     for number in range(6):

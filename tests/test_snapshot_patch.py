@@ -5,16 +5,20 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from fixtures_store import make_note, storage_config, vectors_for
+from fixtures_store import make_note, storage_config, unit_vectors, vectors_for
 from test_store_bm25 import QUERIES, WORDS
 
+from jarvisd.search.hits import NoteScores
 from jarvisd.search.keyword import keyword_scores
-from jarvisd.search.snapshot import Snapshot, build_snapshot, refresh_snapshot
+from jarvisd.search.patching import refresh_snapshot, wants_compaction
+from jarvisd.search.semantic import semantic_scores
+from jarvisd.search.snapshot import Snapshot, build_snapshot
 from jarvisd.search.terms import Stemmer, query_stems
-from jarvisd.store import Store
+from jarvisd.store import Changes, Store
 
 
 @pytest.fixture
@@ -56,26 +60,60 @@ def _edit(store: Store, rng: random.Random, paths: list[str], step: int) -> None
         assert store.touch_note("v", rng.choice(paths), 1, 10_000 + step)
 
 
+def _live(snapshot: Snapshot) -> dict[str, Any]:
+    """What a snapshot holds, whatever its layout: live notes and rows, in id order."""
+    rows = np.flatnonzero(snapshot.live)
+    return {
+        "notes": snapshot.listed_notes(),
+        "chunk_ids": snapshot.chunk_ids[rows].tolist(),
+        "chunk_notes": [snapshot.notes[row].note_id for row in snapshot.chunk_notes[rows]],
+        "texts": snapshot.texts[rows].tolist(),
+        "headings": [list(heading) for heading in snapshot.headings[rows]],
+        "lines": (snapshot.first_lines[rows].tolist(), snapshot.last_lines[rows].tolist()),
+        "sizes": snapshot.chunk_sizes[snapshot.live_notes].tolist(),
+    }
+
+
+def _by_note(snapshot: Snapshot, scores: NoteScores) -> dict[int, tuple[float, int]]:
+    """Each found note's score and the chunk id that earned it, by note id."""
+    return {
+        snapshot.notes[row].note_id: (
+            float(scores.scores[row]),
+            int(snapshot.chunk_ids[scores.chunks[row]]),
+        )
+        for row in np.flatnonzero(np.isfinite(scores.scores)).tolist()
+    }
+
+
 def _assert_equal(store: Store, patched: Snapshot, whole: Snapshot) -> None:
-    assert patched.notes == whole.notes
-    for name in ("starts", "chunk_notes", "chunk_ids", "first_lines", "last_lines"):
-        assert np.array_equal(getattr(patched, name), getattr(whole, name)), name
-    assert patched.texts.tolist() == whole.texts.tolist()
-    assert [list(h) for h in patched.headings] == [list(h) for h in whole.headings]
+    assert _live(patched) == _live(whole)
     assert patched.vectors is not None and whole.vectors is not None
-    assert np.array_equal(patched.vectors, whole.vectors)
+    assert np.array_equal(patched.vectors[patched.live], whole.vectors)
+    assert patched.live_chunk_count == whole.chunk_count and whole.dead_chunks == 0
     for query in QUERIES:
         stems = query_stems(store, Stemmer(), query)
         ours = keyword_scores(patched, patched.postings.score(stems))
         theirs = keyword_scores(whole, whole.postings.score(stems))
-        assert np.array_equal(np.isfinite(ours.scores), np.isfinite(theirs.scores)), query
-        finite = np.isfinite(theirs.scores)
-        assert np.allclose(ours.scores[finite], theirs.scores[finite], rtol=1e-12), query
-        assert np.array_equal(ours.chunks[finite], theirs.chunks[finite]), query
+        mine, reference = _by_note(patched, ours), _by_note(whole, theirs)
+        assert mine.keys() == reference.keys(), query
+        for note_id, (score, chunk) in reference.items():
+            assert mine[note_id][0] == pytest.approx(score, rel=1e-12), query
+            assert mine[note_id][1] == chunk, query
         assert ours.bound == pytest.approx(theirs.bound, rel=1e-12)
+    for seed in range(3):
+        query = unit_vectors(1, 1000 + seed)[0]
+        mine = _by_note(patched, semantic_scores(patched, query))
+        reference = _by_note(whole, semantic_scores(whole, query))
+        assert mine.keys() == reference.keys() and len(mine) == len(whole.listed_notes())
+        for note_id, (score, chunk) in reference.items():
+            # float32 BLAS sums a row differently by where it sits in the matrix: ~1e-7.
+            assert mine[note_id][0] == pytest.approx(score, abs=1e-6), note_id
+            assert mine[note_id][1] == chunk, note_id
 
 
 def test_patches_through_random_edits_equal_whole_builds(store: Store) -> None:
+    """Many edits: dead rows pile up until compaction (a whole build) drops them, and
+    every patch in between, from the compacted one or not, equals a whole build."""
     rng = random.Random(12)
     paths: list[str] = []
     for step in range(60):  # enough notes that 1-3 edits stay under the patch share
@@ -83,14 +121,49 @@ def test_patches_through_random_edits_equal_whole_builds(store: Store) -> None:
         _write(store, rng, paths[-1], step)
     snapshot = refresh_snapshot(store, None, 0, with_vectors=True)
     assert snapshot.patched_notes == 0  # the first one is built whole
-    patches = 0
-    for generation in range(1, 40):
+    patches = compactions = 0
+    most_dead = 0
+    for generation in range(1, 90):
         for _ in range(rng.randint(1, 3)):
             _edit(store, rng, paths, 100 * generation + _)
         snapshot = refresh_snapshot(store, snapshot, generation, with_vectors=True)
         patches += snapshot.patched_notes > 0
+        most_dead = max(most_dead, snapshot.dead_chunks)
         _assert_equal(store, snapshot, build_snapshot(store, generation, with_vectors=True))
-    assert patches > 30  # most generations were patches, not whole builds
+        if wants_compaction(snapshot):  # what the service does off the hot path
+            snapshot = build_snapshot(store, generation, with_vectors=True)
+            compactions += 1
+    assert patches > 70  # most generations were patches, not whole builds
+    assert compactions >= 2 and most_dead > 0
+
+
+def test_a_patch_changes_nothing_an_older_snapshot_reads(store: Store) -> None:
+    """Readers of the last snapshot keep their generation; patching it twice (a branch)
+    copies instead of writing over what the other patch appended."""
+    rng = random.Random(5)
+    for step in range(30):
+        _write(store, rng, f"n{step}.md", step)
+    base = refresh_snapshot(store, None, 0, with_vectors=True)
+    before = _live(base)
+    vectors = np.array(base.vectors)
+    for step in range(3):
+        _write(store, rng, f"n{step}.md", 50 + step)
+    taken = store.take_changes()
+    store.give_back_changes(Changes(notes=set(taken.notes), terms=set(taken.terms)))
+    first = refresh_snapshot(store, base, 1, with_vectors=True)
+    assert first.patched_notes == 3 and first.buffers is base.buffers  # appended in place
+    assert _live(base) == before and np.array_equal(base.vectors, vectors)
+    _assert_equal(store, first, build_snapshot(store, 1, with_vectors=True))
+    first_holds, first_vectors = _live(first), np.array(first.vectors)
+    _write(store, rng, "n7.md", 60)
+    _write(store, rng, "n1.md", 61)
+    # Patched again from `base`: the changes since `base` are the first patch's and these.
+    store.give_back_changes(taken)
+    branch = refresh_snapshot(store, base, 2, with_vectors=True)
+    assert branch.patched_notes == 4 and branch.buffers is not first.buffers
+    _assert_equal(store, branch, build_snapshot(store, 2, with_vectors=True))
+    assert _live(first) == first_holds and np.array_equal(first.vectors, first_vectors)
+    assert _live(base) == before
 
 
 def test_a_touch_patches_only_the_modified_time(store: Store) -> None:
@@ -101,7 +174,7 @@ def test_a_touch_patches_only_the_modified_time(store: Store) -> None:
     assert store.touch_note("v", "n3.md", 5, 1_685_577_600_000_000_000)
     patched = refresh_snapshot(store, snapshot, 1, with_vectors=True)
     assert patched.patched_notes == 1
-    modified = {note.path: note.mtime_ns for note in patched.notes}
+    modified = {note.path: note.mtime_ns for note in patched.listed_notes()}
     if "n3.md" in modified:  # a note without chunks is not in the snapshot
         assert modified["n3.md"] == 1_685_577_600_000_000_000
     _assert_equal(store, patched, build_snapshot(store, 1, with_vectors=True))
@@ -120,11 +193,11 @@ def test_a_failed_patch_gives_its_changes_back(store: Store) -> None:
     def fail(*_args: object) -> None:
         raise Broken
 
-    original = store.note_chunk_matrix
-    store.note_chunk_matrix = fail  # type: ignore[method-assign,assignment]
+    original = store.read_snapshot_patch
+    store.read_snapshot_patch = fail  # type: ignore[method-assign,assignment]
     with pytest.raises(Broken):
         refresh_snapshot(store, snapshot, 1, with_vectors=True)
-    store.note_chunk_matrix = original  # type: ignore[method-assign]
+    store.read_snapshot_patch = original  # type: ignore[method-assign]
     patched = refresh_snapshot(store, snapshot, 2, with_vectors=True)
     assert patched.patched_notes == 1
     _assert_equal(store, patched, build_snapshot(store, 2, with_vectors=True))

@@ -12,7 +12,7 @@ import pytest
 from fixtures_bm25 import FTS_OPTIONS, FtsReference, store_index
 from fixtures_store import make_note, storage_config, vectors_for
 
-from jarvisd.search.postings import ChunkScores, read_postings
+from jarvisd.search.postings import ChunkScores, postings_of
 from jarvisd.search.terms import Stemmer, query_stems, tokenize
 from jarvisd.store import Store
 from jarvisd.store.connection import extension_path
@@ -88,8 +88,7 @@ def _check_against_fts(store: Store) -> None:
         assert ours["df"] == dict(frequencies)
         assert ours["stats"] == (len(lengths), sum(lengths.values()))
         assert ours["negative_df"] == 0 and ours["duplicate_terms"] == 0
-        cursor = store.reader()
-        in_memory = read_postings(cursor)
+        in_memory = postings_of(store.read_bm25())
         for query in QUERIES:
             theirs = reference.scores(query)
             stems = query_stems(store, Stemmer(), query)

@@ -16,6 +16,7 @@ from jarvisd.indexing.vault import (
     compile_excludes,
     read_note_bytes,
     resolve_in_vault,
+    scan_paths,
     scan_vault,
 )
 
@@ -208,6 +209,34 @@ def test_a_missing_vault_is_an_error_naming_the_setting(tmp_path: Path) -> None:
     write(tmp_path, "file.md")
     with pytest.raises(VaultError, match="is a file, not a folder"):
         scan_vault(tmp_path / "file.md", [], 1_000)
+
+
+def test_a_scan_of_named_paths_finds_what_a_whole_scan_finds_there(vault: Path) -> None:
+    write(vault, "Top.md")
+    write(vault, "A/One.md")
+    write(vault, "A/B/Two.md")
+    write(vault, "A/image.png")
+    write(vault, ".obsidian/workspace.md")
+    write(vault, "Elsewhere/Three.md")
+    (vault / "Linked").symlink_to(vault / "A")
+    named = ["Top.md", "A", "Gone.md", "Old folder", ".obsidian/workspace.md", "Linked/One.md"]
+    result, covered = scan_paths(vault, DEFAULT_EXCLUDES, 1_000_000, named)
+    whole = scan_vault(vault, DEFAULT_EXCLUDES, 1_000_000)
+    # The folder named is walked; a note through a symlinked folder is not one
+    # (the walk does not follow it either), an excluded one is left out.
+    assert [info.path for info in result.files] == ["A/B/Two.md", "A/One.md", "Top.md"]
+    assert result.files == [info for info in whole.files if not info.path.startswith("Else")]
+    assert result.skipped == []
+    # Where nothing is, and the folders walked whole: what is stored below is gone.
+    assert covered == {"A", "Gone.md", "Old folder"}
+
+
+def test_a_scan_of_named_paths_reports_a_symlink_as_a_whole_scan_does(vault: Path) -> None:
+    write(vault, "Real.md")
+    (vault / "Alias.md").symlink_to(vault / "Real.md")
+    result, covered = scan_paths(vault, [], 1_000_000, ["Alias.md", "Real.md"])
+    assert result.skipped == scan_vault(vault, [], 1_000_000).skipped
+    assert [info.path for info in result.files] == ["Real.md"] and covered == set()
 
 
 def test_the_example_vault_scans_to_its_notes() -> None:

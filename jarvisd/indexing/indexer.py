@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ class Indexer:
         self._change_listeners: list[Callable[[], None]] = []
         self._run_ids = 0
         self._queued: asyncio.Future[RunReport] | None = None
+        self._queued_paths: set[str] | None = None  # what the queued run looks at
         self._paused: str | None = None
         self.current: RunReport | None = None
         self.last: RunReport | None = None
@@ -130,26 +131,45 @@ class Indexer:
         return report.progress()
 
     async def run(
-        self, *, full: bool = False, trigger: str = "request", reparse: bool = False
+        self,
+        *,
+        full: bool = False,
+        trigger: str = "request",
+        reparse: bool = False,
+        paths: Iterable[str] | None = None,
     ) -> RunReport:
         """Index every vault, one run at a time.
 
+        `paths` (absolute, as a watcher reports them): look only there, a stat
+        per path (and per note of a folder named), not one per note of the
+        vault; None: scan every vault whole.
+
         Asked during a run, it queues one more run; everyone who asks while that
-        one waits shares it (a burst of file events costs one extra run, not many).
+        one waits shares it (a burst of file events costs one extra run, not many),
+        and it looks at every path any of them named (everywhere, if one asked so).
         """
+        wanted = None if paths is None else set(paths)
         if not (full or reparse) and self._queued is not None:
+            if wanted is None or self._queued_paths is None:
+                self._queued_paths = None
+            else:
+                self._queued_paths |= wanted
             return await asyncio.shield(self._queued)
         if not self.lock.locked():
             async with self.lock:
-                return await self._run_once(full=full, trigger=trigger, reparse=reparse)
+                return await self._run_once(
+                    full=full, trigger=trigger, reparse=reparse, paths=wanted
+                )
         queued: asyncio.Future[RunReport] = asyncio.get_running_loop().create_future()
         if not (full or reparse):
-            self._queued = queued
+            self._queued, self._queued_paths = queued, wanted
         try:
             async with self.lock:
                 if self._queued is queued:
-                    self._queued = None
-                report = await self._run_once(full=full, trigger=trigger, reparse=reparse)
+                    self._queued, wanted = None, self._queued_paths
+                report = await self._run_once(
+                    full=full, trigger=trigger, reparse=reparse, paths=wanted
+                )
                 queued.set_result(report)
                 return report
         finally:
@@ -158,9 +178,12 @@ class Indexer:
             if not queued.done():
                 queued.cancel()
 
-    async def _run_once(self, *, full: bool, trigger: str, reparse: bool = False) -> RunReport:
+    async def _run_once(
+        self, *, full: bool, trigger: str, reparse: bool = False, paths: set[str] | None = None
+    ) -> RunReport:
         self._run_ids += 1
         report = RunReport(id=self._run_ids, trigger=trigger, full=full, reparse=reparse)
+        report.scope = "vaults" if paths is None or full or reparse else "paths"
         self.current = report
         started = time.perf_counter()
         if self._paused is not None:
@@ -170,7 +193,7 @@ class Indexer:
         try:
             report.changed |= await self._pools.run("io", self._forget_vaults, report)
             for vault in self._config.vaults:
-                report.changed |= await self._index_vault(vault, report)
+                report.changed |= await self._index_vault(vault, report, paths)
             report.phase = "finalizing"
             self._emit(report.progress())
             vector_table_changed = await self._pools.run("io", self._finalize, report.full)
@@ -243,9 +266,14 @@ class Indexer:
             log.info("index.finalize_step", step=step, seconds=round(seconds, 4))
         return self._store.vector_table != before
 
-    async def _index_vault(self, vault: VaultConfig, report: RunReport) -> bool:
+    async def _index_vault(
+        self, vault: VaultConfig, report: RunReport, paths: set[str] | None
+    ) -> bool:
         report.phase = "scanning"
         self._emit(report.progress())
+        relative = None if report.scope == "vaults" else in_vault(vault, paths or ())
+        if relative is not None and not relative:
+            return False  # nothing named in this vault
         plan: Plan = await self._pools.run(
             "io",
             plan_vault,
@@ -253,6 +281,7 @@ class Indexer:
             vault,
             self._config.indexing.max_file_bytes,
             report.full or report.reparse,
+            relative,
         )
         self._account_plan(plan, report)
         report.encoding.planned(plan.to_index)
@@ -387,6 +416,23 @@ class Indexer:
         self._emit(report.progress())
 
 
+def in_vault(vault: VaultConfig, paths: Iterable[str]) -> set[str] | None:
+    """The vault-relative forms of the absolute `paths` inside `vault` (None: the vault
+    folder itself was named, so all of it)."""
+    roots = {str(vault.root).rstrip("/"), str(vault.root.resolve()).rstrip("/")}
+    out: set[str] = set()
+    for path in paths:
+        for root in roots:
+            if path == root:
+                return None
+            if path.startswith(root + "/"):
+                relative = path[len(root) + 1 :].strip("/")
+                if relative:
+                    out.add(relative)
+                break
+    return out
+
+
 class _Deferred(Exception):
     """Indexing paused mid-run (MINIMAL memory mode): stop between windows."""
 
@@ -396,6 +442,7 @@ def _summary(report: RunReport) -> dict[str, Any]:
         "id",
         "trigger",
         "full",
+        "scope",
         "state",
         "files_seen",
         "files_changed",

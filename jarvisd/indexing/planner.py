@@ -10,7 +10,7 @@ plus the list of chunk texts that actually need the model.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,14 @@ import numpy as np
 from jarvisd.config import IndexingConfig, VaultConfig
 from jarvisd.indexing.markdown import NoteError, parse_note
 from jarvisd.indexing.parsed import ParsedNote
-from jarvisd.indexing.vault import FileInfo, PathOutsideVault, Skipped, read_note_bytes, scan_vault
+from jarvisd.indexing.vault import (
+    FileInfo,
+    PathOutsideVault,
+    Skipped,
+    read_note_bytes,
+    scan_paths,
+    scan_vault,
+)
 from jarvisd.store import Store, text_hash
 
 HASH_BLOCK = 1 << 20
@@ -50,13 +57,27 @@ def file_digest(path_on_disk: Path) -> str:
     return digest.hexdigest()
 
 
-def plan_vault(store: Store, vault: VaultConfig, max_file_bytes: int, full: bool) -> Plan:
-    scan = scan_vault(vault.root, vault.exclude, max_file_bytes)
+def plan_vault(
+    store: Store,
+    vault: VaultConfig,
+    max_file_bytes: int,
+    full: bool,
+    paths: Collection[str] | None = None,
+) -> Plan:
+    """What changed in the vault; with `paths` (vault-relative, as a watcher reported
+    them), only at those paths and in those folders: a stat each, not one per note."""
     states = store.file_states(vault.name)
+    if paths is None or full:
+        scan = scan_vault(vault.root, vault.exclude, max_file_bytes)
+        scope: Callable[[str], bool] = lambda _path: True  # noqa: E731
+    else:
+        scan, covered = scan_paths(vault.root, vault.exclude, max_file_bytes, paths)
+        folders = tuple(path + "/" for path in covered)
+        scope = lambda path: path in covered or path.startswith(folders)  # noqa: E731
     plan = Plan(files_seen=len(scan.files) + len(scan.skipped), skipped=list(scan.skipped))
     # A skipped file is still there: its indexed version stays rather than vanish.
     present = {info.path for info in scan.files} | {item.path for item in scan.skipped}
-    gone = {path: known for path, known in states.items() if path not in present}
+    gone = {path: known for path, known in states.items() if path not in present and scope(path)}
     gone_by_hash: dict[str, list[str]] = {}
     for path, known in gone.items():
         gone_by_hash.setdefault(known.content_hash, []).append(path)

@@ -194,6 +194,8 @@ class RunReport:
     id: int
     trigger: str
     full: bool
+    # "vaults": every file stat'ed; "paths": only those a watcher named.
+    scope: str = "vaults"
     # Re-read and re-chunk every note (chunking settings changed), reusing stored vectors.
     reparse: bool = False
     state: str = "running"

@@ -17,7 +17,7 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,6 +32,7 @@ __all__ = [
     "compile_excludes",
     "read_note_bytes",
     "resolve_in_vault",
+    "scan_paths",
     "scan_vault",
 ]
 
@@ -165,8 +166,8 @@ class _Walker:
             return bool(info.st_mode & stat.S_IRGRP)
         return bool(info.st_mode & stat.S_IROTH)
 
-    def walk(self) -> None:
-        pending: list[tuple[str, str]] = [(self.root, "")]
+    def walk(self, pending: list[tuple[str, str]]) -> None:
+        """Every entry of the (folder, relative prefix) pairs, and of their subfolders."""
         while pending:
             folder, prefix = pending.pop()
             try:
@@ -201,7 +202,39 @@ class _Walker:
         except FileNotFoundError:
             return
 
-    def visit_symlink(self, entry: os.DirEntry[str], relative: str) -> None:
+    def visit_path(self, relative: str, pending: list[tuple[str, str]]) -> bool:
+        """`visit` for one path a watcher named; False when nothing is there.
+
+        Like the walk, it goes nowhere the walk would not: not into an excluded
+        folder, nor through a symlinked folder (a parent that resolves elsewhere).
+        """
+        path = os.path.join(self.root, relative)
+        parent = os.path.dirname(path)
+        if self.exclude is not None and self.exclude.fullmatch(relative):
+            return True
+        try:
+            if os.path.realpath(parent) != parent:
+                return os.path.lexists(path)
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            self.skip(relative, "unreadable", "permission denied")
+            return True
+        except OSError:
+            return False
+        if stat.S_ISLNK(info.st_mode):
+            self.visit_symlink(_Entry(path, os.path.basename(path)), relative)
+        elif stat.S_ISDIR(info.st_mode):
+            pending.append((path, relative + "/"))
+        elif relative.lower().endswith(".md"):
+            if stat.S_ISREG(info.st_mode):
+                self.add_note(path, relative, info)
+            else:
+                self.skip(relative, "not_a_file", "not a regular file (a FIFO, socket or device)")
+        return True
+
+    def visit_symlink(self, entry: os.DirEntry[str] | _Entry, relative: str) -> None:
         target = os.path.realpath(entry.path)
         is_note = entry.name.lower().endswith(".md")
         if not os.path.exists(target):
@@ -230,6 +263,14 @@ class _Walker:
             self.result.files.append(FileInfo(relative, info.st_size, info.st_mtime_ns))
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What `visit_symlink` reads of a directory entry, for a path found by name."""
+
+    path: str
+    name: str
+
+
 def _broken_link(path: str) -> str:
     """Why a symlink leads nowhere: a loop (to itself, or round a chain) or a missing target."""
     try:
@@ -244,8 +285,7 @@ def _broken_link(path: str) -> str:
     return f"points to {written}, which does not exist"
 
 
-def scan_vault(root: Path, exclude: Sequence[str], max_file_bytes: int) -> ScanResult:
-    """Every `*.md` note under `root` (sorted by path) and every file left out, with why."""
+def _real_root(root: Path) -> str:
     try:
         real_root = os.path.realpath(root, strict=True)
     except (FileNotFoundError, NotADirectoryError) as error:
@@ -254,11 +294,41 @@ def scan_vault(root: Path, exclude: Sequence[str], max_file_bytes: int) -> ScanR
         raise VaultError(f"vault folder {root} cannot be opened: {error.strerror}") from error
     if not os.path.isdir(real_root):
         raise VaultError(f"vault path {root} is a file, not a folder; check vaults[].path")
-    walker = _Walker(real_root, compile_excludes(exclude), max_file_bytes)
-    walker.walk()
+    return real_root
+
+
+def scan_vault(root: Path, exclude: Sequence[str], max_file_bytes: int) -> ScanResult:
+    """Every `*.md` note under `root` (sorted by path) and every file left out, with why."""
+    walker = _Walker(_real_root(root), compile_excludes(exclude), max_file_bytes)
+    walker.walk([(walker.root, "")])
     walker.result.files.sort(key=lambda info: info.path)
     walker.result.skipped.sort(key=lambda skipped: skipped.path)
     return walker.result
+
+
+def scan_paths(
+    root: Path, exclude: Sequence[str], max_file_bytes: int, paths: Iterable[str]
+) -> tuple[ScanResult, set[str]]:
+    """`scan_vault` for only these vault-relative paths (notes, or folders walked whole).
+
+    Also returns the paths the scan covers whole: those where nothing is any
+    more and the folders it walked. A note stored there, or below there, that
+    the scan did not find is gone. A stat per path (and per note in a named
+    folder), so what a watcher reports costs what it names, not the vault.
+    """
+    real_root = _real_root(root)
+    walker = _Walker(real_root, compile_excludes(exclude), max_file_bytes)
+    covered: set[str] = set()
+    for relative in sorted(set(paths)):
+        pending: list[tuple[str, str]] = []
+        if not walker.visit_path(relative, pending) or pending:
+            covered.add(relative)
+        walker.walk(pending)
+    unique = {info.path: info for info in walker.result.files}
+    walker.result.files = sorted(unique.values(), key=lambda info: info.path)
+    kept = {item.path: item for item in walker.result.skipped}
+    walker.result.skipped = sorted(kept.values(), key=lambda skipped: skipped.path)
+    return walker.result, covered
 
 
 # ---------------------------------------------------------------------- one note

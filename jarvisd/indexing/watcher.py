@@ -1,8 +1,11 @@
 """Re-index as soon as notes change on disk (watchfiles, debounced).
 
-The watcher only decides *that* something relevant changed; the indexer's
-incremental run (a stat per file) works out *what*, so renames, folder moves
-and editors that write through temp files all come out right.
+The watcher says *where* something relevant changed (the paths of one
+debounced batch); the indexer's run looks only there (a stat per path, a
+walk per folder named) and works out *what*, so renames, folder moves and
+editors that write through temp files all come out right. When a vault folder
+itself goes or comes back, the catch-up run scans every file, as the
+scheduled `schedule.index` pass does (it catches whatever a watch missed).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import asyncio
 import os
 import re
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from pathlib import Path
 
 from jarvisd.config import Config, ConfigDiff
@@ -27,7 +30,9 @@ VAULT_POLL_SECONDS = 1.0
 class VaultWatcher:
     name = "watcher"
 
-    def __init__(self, config: Config, on_change: Callable[[], Awaitable[object]]) -> None:
+    def __init__(
+        self, config: Config, on_change: Callable[[Set[str] | None], Awaitable[object]]
+    ) -> None:
         self._config = config
         self._on_change = on_change
         self._task: asyncio.Task[None] | None = None
@@ -133,7 +138,7 @@ class VaultWatcher:
                     ],
                 )
                 try:
-                    await self._on_change()
+                    await self._on_change(None)  # all of every vault: what was missed
                 except Exception:
                     log.error("watcher.reindex_failed", exc_info=True)
             first = False
@@ -169,7 +174,7 @@ class VaultWatcher:
             ):
                 log.debug("watcher.changes", count=len(changes))
                 try:
-                    await self._on_change()
+                    await self._on_change({path for _change, path in changes})
                 except Exception:
                     log.error("watcher.reindex_failed", exc_info=True)
         except asyncio.CancelledError:

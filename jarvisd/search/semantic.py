@@ -3,8 +3,9 @@
 Exact (the store has no HNSW index): vectors are L2-normalised by the
 embedder, so cosine is a dot product: one matrix-vector product over every
 chunk of the snapshot's matrix (0.2 ms for SciFact's 13k chunks of 384 floats,
-3 ms for 64k), then each note's best chunk by `np.maximum.reduceat` over the
-note-ordered rows. There is no recall to lose and nothing to tune.
+3 ms for 64k), then each note's best chunk by `np.maximum.at` over the rows'
+note rows (rows are in chunk id order, so patches can append; dead rows
+score -inf). There is no recall to lose and nothing to tune.
 
 Indexed (the store has one, `storage.hnsw`; then the snapshot holds no matrix,
 and DuckDB's index holds the vectors once instead of twice): the nearest
@@ -53,17 +54,25 @@ Vector = npt.NDArray[np.float32]
 def semantic_scores(snapshot: Snapshot, query_vector: Vector) -> NoteScores:
     """Each note's best chunk cosine with the query (every note, no threshold)."""
     vectors = snapshot.vectors
+    notes = snapshot.note_count
     if vectors is None or snapshot.chunk_count == 0:
-        return NoteScores.nothing(snapshot.note_count)
+        return NoteScores.nothing(notes)
     similarities = vectors @ np.asarray(query_vector, dtype=np.float32)
-    note_best = np.maximum.reduceat(similarities, snapshot.starts)
-    # Each note's best chunk: the first row of its segment that reaches the maximum.
-    rows = np.arange(snapshot.chunk_count, dtype=np.int64)
+    if snapshot.dead_chunks:
+        similarities[~snapshot.live] = -np.inf
+    # Rows are in chunk id order, not grouped by note (patches append), so each note's
+    # best is an unbuffered maximum over its rows: ~1 ms at 106k chunks.
+    note_best = np.full(notes, -np.inf, dtype=np.float32)
+    np.maximum.at(note_best, snapshot.chunk_notes, similarities)
+    # Each note's best chunk: its first (lowest id) live row that reaches the maximum.
     reached = similarities >= note_best[snapshot.chunk_notes]
-    best_chunks = np.minimum.reduceat(
-        np.where(reached, rows, snapshot.chunk_count), snapshot.starts
-    )
-    return NoteScores(note_best.astype(np.float64), best_chunks.astype(np.int64))
+    if snapshot.dead_chunks:
+        reached &= snapshot.live
+    rows = np.flatnonzero(reached).astype(np.int64)
+    best_chunks = np.full(notes, snapshot.chunk_count, dtype=np.int64)
+    np.minimum.at(best_chunks, snapshot.chunk_notes[rows], rows)
+    best_chunks[best_chunks == snapshot.chunk_count] = 0  # a dead note: no chunk
+    return NoteScores(note_best.astype(np.float64), best_chunks)
 
 
 def indexed_semantic_scores(

@@ -6,8 +6,11 @@ event loop never blocks. Freshness rule: every index change (the indexer's
 `on_change`) clears the result cache and marks the snapshot stale; a search
 that starts after the change waits for a snapshot made after it, so it can
 never answer with the text an edit replaced. The next snapshot is the last
-one patched with the notes that changed (`snapshot.refresh_snapshot`), so an
-edit costs what it changed, not what the vault holds.
+one patched with the notes that changed (`patching.refresh_snapshot`), so an
+edit costs what it changed, not what the vault holds. Once patches have left
+enough dead rows, a whole build compacts them in the background; it replaces
+the snapshot only if no newer one came meanwhile (the changes it already
+holds are patched in again by the next patch, which changes nothing).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.search.cache import ResultCache
 from jarvisd.search.passages import Passage, best_passages
+from jarvisd.search.patching import refresh_snapshot, wants_compaction
 from jarvisd.search.ranking import Encoder, Ranked, rank
 from jarvisd.search.replies import SearchReply
 from jarvisd.search.request import SearchError, SearchRequest, normalise_query, parse_request
-from jarvisd.search.snapshot import NoteInfo, Snapshot, refresh_snapshot
+from jarvisd.search.snapshot import NoteInfo, Snapshot, build_snapshot
 from jarvisd.search.terms import Stemmer
 from jarvisd.store import Changes, Store
 
@@ -74,6 +78,7 @@ class SearchService:
         self._generation = 0  # bumped by every index change
         self._snapshot: Snapshot | None = None
         self._refresh: asyncio.Task[Snapshot] | None = None
+        self._compaction: asyncio.Task[None] | None = None
         self._stopped = False
         self._embedding_counts = (0, 0)  # query-cache hits and misses already reported
         # Set by Knowledge: a failed read may mean a damaged database (it recovers), and
@@ -91,10 +96,11 @@ class SearchService:
         # An indexing run cancelled by the same shutdown still reports its change:
         # no snapshot is built on a store that is closing.
         self._stopped = True
-        task, self._refresh = self._refresh, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for task in (self._refresh, self._compaction):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._refresh = self._compaction = None
 
     def invalidate(self) -> None:
         """After an index change: forget results, rebuild the snapshot before answering."""
@@ -153,7 +159,28 @@ class SearchService:
         if self._generation != generation:
             # Changed again while building: build once more, without waiting for a search.
             asyncio.get_running_loop().call_soon(self._refresh_task)
+        elif (
+            self._snapshot is snapshot
+            and wants_compaction(snapshot)
+            and (self._compaction is None or self._compaction.done())
+        ):
+            self._compaction = asyncio.get_running_loop().create_task(
+                self._compact(snapshot), name="search-compaction"
+            )
         return snapshot
+
+    async def _compact(self, current: Snapshot) -> None:
+        """A whole build to drop the dead rows patches left, off the hot path."""
+        try:
+            compacted = await self._pools.run(
+                "search", build_snapshot, self._store, current.generation, not self._minimal
+            )
+        except Exception as error:  # the next patch tries again; searches go on meanwhile
+            log.warning("search.compaction_failed", error=str(error))
+            return
+        if self._snapshot is current and not self._stopped:
+            self._snapshot = compacted
+            log.info("search.snapshot_compacted", **compacted.describe())
 
     async def _fresh_snapshot(self, generation: int, vectors: bool) -> Snapshot:
         """A snapshot built after index change number `generation` (waits for one)."""
@@ -315,7 +342,7 @@ class SearchService:
     async def notes(self) -> list[NoteInfo]:
         """Every indexed note (title, path, tags, mtime) as of the latest index change."""
         snapshot = await self._fresh_snapshot(self._generation, vectors=False)
-        return list(snapshot.notes)
+        return snapshot.listed_notes()
 
     # ---------------------------------------------------------------------- report
 

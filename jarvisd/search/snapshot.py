@@ -16,33 +16,36 @@ chunks written after the index's copy was built are read, to be scored
 exactly. Chunk ids the index returns that this snapshot does not know
 (deleted since) are skipped, so results still agree with the snapshot's text.
 
-A snapshot is immutable. The service makes a new one after every index
-change and swaps the reference in one assignment, so a search never sees a
-half-built one. It is built whole at start-up (and after resets, with the
-HNSW index, or after large bursts); otherwise the last one is patched
-(`refresh_snapshot`): the changed notes' rows are read in one transaction and
-replace theirs, every other row is copied over as arrays and the BM25
-postings gain an overlay for the terms the edit touched. At 10,027 notes a
-whole build read 64k chunks' vectors, text and 2.6M postings in ~1.1 s.
+Layout: chunk rows in chunk id order, note rows in note id order (ids only
+grow, so both orders survive appends). A snapshot is immutable as its
+readers see it: the service makes a new one after every index change and
+swaps the reference in one assignment. It is built whole at start-up (and
+after resets, with the HNSW index, or after large bursts); otherwise the
+last one is patched (`search.patching`): the changed notes' new chunks are
+appended past the last row (`search.rows`), their old rows marked dead in
+a new live mask, their note rows' info replaced, and the BM25 postings get
+the new chunks' postings appended per term (`search.postings`). Dead rows
+score -inf and are dropped when a whole build compacts them away, off the
+hot path. At 10,027 notes a whole build read 64k chunks' vectors, text and
+2.6M postings in ~1.1 s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from jarvisd.search.postings import Postings, read_patch, read_postings
+from jarvisd.search.postings import Postings, postings_of
 from jarvisd.search.request import Filters
-from jarvisd.store import ChunkMatrix, Store
-from jarvisd.store.indexes import VectorTable
-from jarvisd.store.records import Changes
+from jarvisd.search.rows import ChunkBuffers, NewRows
+from jarvisd.store import NoteRow, Store, VectorTable
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -62,18 +65,26 @@ class NoteInfo:
 
 @dataclass(eq=False)
 class Snapshot:
-    """Chunks ordered by note (then position), so note i owns rows starts[i]:starts[i+1]."""
+    """Chunk row r belongs to note row chunk_notes[r]; rows with live[r] False are gone (dead).
+
+    Note rows whose chunks are all dead (`live_notes` False) stay until the next whole
+    build, so every per-note array of a search has `note_count` entries."""
 
     generation: int
-    notes: list[NoteInfo]
-    starts: IntArray  # first chunk row of each note
+    notes: list[NoteInfo]  # per note row, dead ones included
+    note_ids: IntArray  # per note row, ascending
+    live_notes: BoolArray
+    chunk_ids: IntArray  # per chunk row, ascending
     chunk_notes: IntArray  # the note row of each chunk row
-    chunk_ids: IntArray
     texts: npt.NDArray[np.object_]
     headings: npt.NDArray[np.object_]
     first_lines: npt.NDArray[np.int32]
     last_lines: npt.NDArray[np.int32]
     vectors: FloatArray | None  # None: the store's HNSW index has them, or MINIMAL mode
+    live: BoolArray
+    buffers: ChunkBuffers | None = None  # what the chunk columns view; patches append there
+    dead_chunks: int = 0
+    text_bytes: int = 0  # characters of the rows' text, dead ones included (kept, not summed)
     postings: Postings = field(default_factory=Postings.empty)
     # With the store's HNSW index: its vector table, and the vectors of the chunks
     # written after it was built (their rows), which search scores exactly.
@@ -83,28 +94,28 @@ class Snapshot:
     built_at: float = field(default_factory=time.time)
     build_seconds: float = 0.0
     patched_notes: int = 0  # 0: built whole; else the notes a patch of the last one replaced
-    _sorted_ids: IntArray = field(init=False, repr=False)
-    _sorted_rows: IntArray = field(init=False, repr=False)
     _masks: dict[Filters, BoolArray] = field(init=False, repr=False, default_factory=dict)
     _mask_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
-    def __post_init__(self) -> None:
-        order = np.argsort(self.chunk_ids, kind="stable")
-        self._sorted_ids = self.chunk_ids[order]
-        self._sorted_rows = order.astype(np.int64)
-
     @property
     def note_count(self) -> int:
+        """Note rows (per-note arrays have this many entries), dead ones included."""
         return len(self.notes)
 
     @property
     def chunk_count(self) -> int:
+        """Chunk rows, dead ones included."""
         return int(self.chunk_ids.shape[0])
 
     @property
+    def live_chunk_count(self) -> int:
+        return self.chunk_count - self.dead_chunks
+
+    @property
     def chunk_sizes(self) -> IntArray:
-        """Chunks per note row."""
-        return np.diff(np.append(self.starts, self.chunk_count)).astype(np.int64)
+        """Live chunks per note row."""
+        rows = self.chunk_notes if not self.dead_chunks else self.chunk_notes[self.live]
+        return np.bincount(rows, minlength=self.note_count).astype(np.int64)
 
     @property
     def vector_index(self) -> bool:
@@ -118,15 +129,31 @@ class Snapshot:
         return "matrix" if self.vectors is not None else "none"
 
     def rows_of(self, chunk_ids: IntArray) -> tuple[IntArray, BoolArray]:
-        """Chunk rows for chunk ids, and which ids this snapshot knows at all."""
-        if self._sorted_ids.shape[0] == 0 or chunk_ids.shape[0] == 0:
+        """Chunk rows for chunk ids, and which ids this snapshot holds live."""
+        if self.chunk_count == 0 or chunk_ids.shape[0] == 0:
             return np.zeros(chunk_ids.shape[0], dtype=np.int64), np.zeros(
                 chunk_ids.shape[0], dtype=np.bool_
             )
-        places = np.searchsorted(self._sorted_ids, chunk_ids)
-        places = np.minimum(places, self._sorted_ids.shape[0] - 1)
-        known = self._sorted_ids[places] == chunk_ids
-        return self._sorted_rows[places], known
+        places = np.searchsorted(self.chunk_ids, chunk_ids)
+        places = np.minimum(places, self.chunk_count - 1).astype(np.int64)
+        known = self.chunk_ids[places] == chunk_ids
+        if self.dead_chunks:
+            known &= self.live[places]
+        return places, known
+
+    def note_rows_of(self, note_ids: IntArray) -> tuple[IntArray, BoolArray]:
+        """Note rows for note ids, and which ids have a row (live or dead)."""
+        if self.note_count == 0 or note_ids.shape[0] == 0:
+            zeros = np.zeros(note_ids.shape[0], dtype=np.int64)
+            return zeros, zeros.astype(np.bool_)
+        places = np.minimum(np.searchsorted(self.note_ids, note_ids), self.note_count - 1)
+        return places.astype(np.int64), self.note_ids[places] == note_ids
+
+    def listed_notes(self) -> list[NoteInfo]:
+        """The notes that have chunks, by note id."""
+        if bool(self.live_notes.all()):
+            return list(self.notes)
+        return [self.notes[row] for row in np.flatnonzero(self.live_notes).tolist()]
 
     def note_mask(self, filters: Filters) -> BoolArray | None:
         """Which notes pass the filters (None: all of them); remembered per filter value."""
@@ -146,22 +173,44 @@ class Snapshot:
         return mask
 
     def without_vectors(self) -> Snapshot:
-        return dataclasses.replace(self, vectors=None)
+        """This snapshot without its matrix (MINIMAL memory mode): the buffer goes too."""
+        buffers = self.buffers
+        if buffers is None or buffers.vectors is None:
+            return dataclasses.replace(self, vectors=None)
+        copy = buffers.without_vectors(self.chunk_count)
+        rows = self.chunk_count
+        return dataclasses.replace(
+            self,
+            vectors=None,
+            buffers=copy,
+            chunk_ids=copy.chunk_ids[:rows],
+            chunk_notes=copy.chunk_notes[:rows],
+            texts=copy.texts[:rows],
+            headings=copy.headings[:rows],
+            first_lines=copy.first_lines[:rows],
+            last_lines=copy.last_lines[:rows],
+        )
 
     def memory_bytes(self) -> int:
-        """Roughly what this snapshot holds: arrays plus the chunk text."""
-        arrays = (self.starts, self.chunk_notes, self.chunk_ids, self.first_lines, self.last_lines)
-        total = sum(int(array.nbytes) for array in arrays)
-        total += 0 if self.vectors is None else int(self.vectors.nbytes)
+        """Roughly what this snapshot holds: arrays (with their spare capacity) and text."""
+        if self.buffers is not None:
+            total = self.buffers.memory_bytes
+        else:
+            arrays = (self.chunk_notes, self.chunk_ids, self.first_lines, self.last_lines)
+            total = sum(int(array.nbytes) for array in arrays) + 16 * self.chunk_count
+            total += 0 if self.vectors is None else int(self.vectors.nbytes)
+        total += int(self.live.nbytes) + int(self.note_ids.nbytes) + 200 * self.note_count
         total += 0 if self.delta_vectors is None else int(self.delta_vectors.nbytes)
-        total += sum(len(text) for text in self.texts) + 64 * self.chunk_count
+        total += self.text_bytes + 48 * self.chunk_count
         return total + self.postings.memory_bytes
 
     def describe(self) -> dict[str, Any]:
         return {
             "generation": self.generation,
-            "notes": self.note_count,
-            "chunks": self.chunk_count,
+            "notes": int(np.count_nonzero(self.live_notes)),
+            "chunks": self.live_chunk_count,
+            "dead_chunks": self.dead_chunks,
+            "capacity_chunks": self.chunk_count if self.buffers is None else self.buffers.capacity,
             "vectors_loaded": self.vectors is not None,
             "semantic_source": self.semantic_source,
             "vector_table": None if self.vector_table is None else self.vector_table.name,
@@ -172,6 +221,19 @@ class Snapshot:
             "patched_notes": self.patched_notes,
             "patched_postings": self.postings.patched_postings,
         }
+
+
+def viewing(buffers: ChunkBuffers, rows: int, vectors: bool) -> dict[str, npt.NDArray[Any] | None]:
+    """The chunk columns of a snapshot of `rows` rows over `buffers` (views, no copies)."""
+    return {
+        "chunk_ids": buffers.chunk_ids[:rows],
+        "chunk_notes": buffers.chunk_notes[:rows],
+        "texts": buffers.texts[:rows],
+        "headings": buffers.headings[:rows],
+        "first_lines": buffers.first_lines[:rows],
+        "last_lines": buffers.last_lines[:rows],
+        "vectors": None if not vectors or buffers.vectors is None else buffers.vectors[:rows],
+    }
 
 
 def _passes(note: NoteInfo, filters: Filters) -> bool:
@@ -189,81 +251,42 @@ def _passes(note: NoteInfo, filters: Filters) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """What one read transaction returned."""
-
-    matrix: ChunkMatrix | None
-    vector_table: VectorTable | None
-    chunks: dict[str, Any]
-    notes: list[tuple[Any, ...]]
-    tags: list[tuple[Any, ...]]
-    postings: Postings
-
-
-def _read(store: Store, with_vectors: bool) -> _Rows:
-    """Everything a search needs, in ONE read transaction: the parts agree with each other.
-
-    With an HNSW index, DuckDB holds the vectors already: they are not read."""
-    cursor = store.reader()
-    cursor.execute("BEGIN TRANSACTION")
-    try:
-        table = store.vector_table
-        matrix = None
-        if with_vectors:
-            matrix = store.chunk_matrix(None if table is None else table.max_chunk_id)
-        rows = _Rows(
-            matrix=matrix,
-            vector_table=table,
-            chunks=cursor.execute(
-                "SELECT id, note_id, heading_path, text, start_line, end_line "
-                "FROM chunks ORDER BY id"
-            ).fetchnumpy(),
-            notes=cursor.execute(
-                "SELECT id, vault, path, title, mtime_ns FROM notes ORDER BY id"
-            ).fetchall(),
-            tags=cursor.execute("SELECT note_id, tag FROM tags ORDER BY note_id, tag").fetchall(),
-            postings=read_postings(cursor),
-        )
-    except BaseException:
-        cursor.execute("ROLLBACK")
-        raise
-    cursor.execute("COMMIT")
-    return rows
-
-
 def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapshot:
-    """A new snapshot of the store (blocking: run it in a pool)."""
+    """A new snapshot of the store, built whole (blocking: run it in a pool)."""
     started = time.perf_counter()
-    rows = _read(store, with_vectors)
-    chunks = rows.chunks
-    ids = np.asarray(chunks["id"], dtype=np.int64)
-    chunk_note_ids = np.asarray(chunks["note_id"], dtype=np.int64)
-    # Group the chunks by note (stable keeps each note's chunks in id order, which is
-    # their order in the note), so per-note maxima are one np.maximum.reduceat.
-    order = np.argsort(chunk_note_ids, kind="stable")
-    grouped_note_ids = chunk_note_ids[order]
-    boundaries = np.flatnonzero(np.diff(grouped_note_ids)) + 1
-    starts = np.concatenate(([0], boundaries)).astype(np.int64) if ids.size else ids[:0]
-    sizes = np.diff(np.append(starts, ids.size))
+    rows = store.read_snapshot(with_vectors)
+    chunks = rows.chunks  # by chunk id
+    # Every note has a row (one without chunks a dead one, not listed), so a note that
+    # gains chunks later has its row already: patches only ever append note rows.
+    with_rows = np.fromiter((row.note_id for row in rows.notes), np.int64, len(rows.notes))
+    note_ids = np.union1d(with_rows, chunks.note_ids).astype(np.int64)
     vectors = None
     if rows.matrix is not None and rows.vector_table is None:
-        if not np.array_equal(rows.matrix.ids, ids):
+        if not np.array_equal(rows.matrix.ids, chunks.ids):
             raise RuntimeError("chunk ids differ between two reads of one transaction")
-        vectors = np.ascontiguousarray(rows.matrix.vectors[order])
+        vectors = rows.matrix.vectors
+    new = NewRows(
+        chunk_ids=chunks.ids,
+        chunk_notes=np.searchsorted(note_ids, chunks.note_ids).astype(np.int64),
+        texts=chunks.texts,
+        headings=chunks.headings,
+        first_lines=chunks.first_lines,
+        last_lines=chunks.last_lines,
+        vectors=vectors,
+    )
+    dimension = None if vectors is None else int(vectors.shape[1])
+    buffers = ChunkBuffers.of(new, dimension)
     snapshot = Snapshot(
         generation=generation,
-        notes=_notes(rows, grouped_note_ids[starts]),
-        starts=starts,
-        chunk_notes=np.repeat(np.arange(len(starts), dtype=np.int64), sizes),
-        chunk_ids=ids[order],
-        texts=chunks["text"][order],
-        headings=chunks["heading_path"][order],
-        first_lines=np.asarray(chunks["start_line"], dtype=np.int32)[order],
-        last_lines=np.asarray(chunks["end_line"], dtype=np.int32)[order],
-        vectors=vectors,
-        postings=rows.postings,
+        notes=_notes(rows.notes, note_ids),
+        note_ids=note_ids.astype(np.int64),
+        live_notes=np.isin(note_ids, chunks.note_ids),
+        live=np.ones(len(new), dtype=np.bool_),
+        buffers=buffers,
+        postings=postings_of(rows.bm25),
         vector_table=rows.vector_table,
+        text_bytes=_text_bytes(chunks.texts),
+        **viewing(buffers, len(new), vectors is not None),  # type: ignore[arg-type]
     )
     if rows.matrix is not None and rows.vector_table is not None:
         # Written after the vector table was built: scored exactly, from here.
@@ -274,150 +297,17 @@ def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapsho
     return snapshot
 
 
-def _notes(rows: _Rows, note_ids: IntArray) -> list[NoteInfo]:
-    tags: dict[int, list[str]] = {}
-    for note_id, tag in rows.tags:
-        tags.setdefault(int(note_id), []).append(str(tag))
-    by_id = {int(row[0]): row for row in rows.notes}
-    return [_note(by_id, int(note_id), tags) for note_id in note_ids]
+def _notes(rows: list[NoteRow], note_ids: IntArray) -> list[NoteInfo]:
+    by_id = {row.note_id: row for row in rows}
+    return [note_info(by_id, int(note_id)) for note_id in note_ids]
 
 
-def _note(by_id: dict[int, tuple[Any, ...]], note_id: int, tags: dict[int, list[str]]) -> NoteInfo:
+def note_info(by_id: Mapping[int, NoteRow], note_id: int) -> NoteInfo:
     row = by_id.get(note_id)
     if row is None:  # a chunk without its note: never written so, but never crash on it
         return NoteInfo(note_id, "", "", "", 0, ())
-    return NoteInfo(
-        note_id=note_id,
-        vault=str(row[1]),
-        path=str(row[2]),
-        title=str(row[3]),
-        mtime_ns=int(row[4]),
-        tags=tuple(tags.get(note_id, ())),
-    )
+    return NoteInfo(row.note_id, row.vault, row.path, row.title, row.mtime_ns, row.tags)
 
 
-# ------------------------------------------------------------------- patching
-
-# Past these, a whole build is about as cheap as a patch and drops the postings of
-# chunks gone that patches leave in place (memory): a burst of edits (a sync, a
-# `git pull`) touching a quarter of the notes, or patches that appended a quarter
-# of the postings the last whole build read.
-PATCH_NOTES_SHARE = 0.25
-PATCH_POSTINGS_SHARE = 0.25
-
-
-def refresh_snapshot(
-    store: Store, base: Snapshot | None, generation: int, with_vectors: bool
-) -> Snapshot:
-    """The next snapshot: `base` patched with what the store changed since it was built,
-    or a whole build (at start-up, after a reset, with the HNSW index, past the shares
-    above). The changes taken are given back if the build fails, so none is lost."""
-    changes = store.take_changes()
-    try:
-        if _patchable(store, base, changes, with_vectors):
-            assert base is not None
-            return patch_snapshot(store, base, changes, generation)
-        return build_snapshot(store, generation, with_vectors)
-    except BaseException:
-        store.give_back_changes(changes)
-        raise
-
-
-def _patchable(store: Store, base: Snapshot | None, changes: Changes, with_vectors: bool) -> bool:
-    if base is None or changes.everything or base.vector_table is not None:
-        return False
-    if (base.vectors is not None) != with_vectors or store.vector_table is not None:
-        return False
-    if len(changes.notes) > PATCH_NOTES_SHARE * max(1, base.note_count):
-        return False
-    base_postings = int(base.postings.chunk_ids.shape[0])
-    return base.postings.patched_postings <= PATCH_POSTINGS_SHARE * max(10_000, base_postings)
-
-
-def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: int) -> Snapshot:
-    """`base` with the changed notes' rows (chunks, text, vectors, postings, note info)
-    replaced by the store's, read in one transaction; every other row is shared."""
-    started = time.perf_counter()
-    changed = sorted(changes.notes)
-    identifiers = json.dumps(changed)
-    cursor = store.reader()
-    cursor.execute("BEGIN TRANSACTION")
-    try:
-        where = "WHERE note_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))"
-        chunks = cursor.execute(
-            "SELECT id, note_id, heading_path, text, start_line, end_line "
-            f"FROM chunks {where} ORDER BY id",
-            [identifiers],
-        ).fetchnumpy()
-        notes = cursor.execute(
-            "SELECT id, vault, path, title, mtime_ns FROM notes "
-            "WHERE id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
-            [identifiers],
-        ).fetchall()
-        tags = cursor.execute(
-            f"SELECT note_id, tag FROM tags {where} ORDER BY note_id, tag", [identifiers]
-        ).fetchall()
-        new_ids = np.asarray(chunks["id"], dtype=np.int64)
-        matrix = store.note_chunk_matrix(changed) if base.vectors is not None else None
-        # A chunk id's indexed text never changes (a retitled note's chunks get new
-        # ids), so chunks `base` holds already (touches, renames) have their postings.
-        _, known = base.rows_of(new_ids)
-        patch = read_patch(cursor, new_ids[~known], changes.terms)
-    except BaseException:
-        cursor.execute("ROLLBACK")
-        raise
-    cursor.execute("COMMIT")
-    base_note_ids = np.fromiter(
-        (note.note_id for note in base.notes), dtype=np.int64, count=base.note_count
-    )
-    keep = ~np.isin(base_note_ids[base.chunk_notes], np.asarray(changed, dtype=np.int64))
-    new_note_ids = np.asarray(chunks["note_id"], dtype=np.int64)
-    note_ids = np.concatenate((base_note_ids[base.chunk_notes][keep], new_note_ids))
-    chunk_ids = np.concatenate((base.chunk_ids[keep], new_ids))
-    order = np.lexsort((chunk_ids, note_ids))  # by note, then position (id order)
-    note_ids, chunk_ids = note_ids[order], chunk_ids[order]
-    boundaries = np.flatnonzero(np.diff(note_ids)) + 1
-    starts = np.concatenate(([0], boundaries)).astype(np.int64) if chunk_ids.size else note_ids[:0]
-    sizes = np.diff(np.append(starts, chunk_ids.size))
-    infos = {note.note_id: note for note in base.notes}
-    infos.update(_notes_by_id(notes, tags))
-    vectors = None
-    if base.vectors is not None and matrix is not None:
-        if not np.array_equal(matrix.ids, new_ids):
-            raise RuntimeError("chunk ids differ between two reads of one transaction")
-        vectors = np.ascontiguousarray(np.concatenate((base.vectors[keep], matrix.vectors))[order])
-
-    def combined(old: npt.NDArray[Any], new: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return np.concatenate((old[keep], new))[order]
-
-    snapshot = Snapshot(
-        generation=generation,
-        notes=[_info(infos, int(note_id)) for note_id in note_ids[starts]],
-        starts=starts,
-        chunk_notes=np.repeat(np.arange(len(starts), dtype=np.int64), sizes),
-        chunk_ids=chunk_ids,
-        texts=combined(base.texts, chunks["text"]),
-        headings=combined(base.headings, chunks["heading_path"]),
-        first_lines=combined(base.first_lines, np.asarray(chunks["start_line"], np.int32)),
-        last_lines=combined(base.last_lines, np.asarray(chunks["end_line"], np.int32)),
-        vectors=vectors,
-        postings=base.postings.patched(
-            patch.added, patch.frequencies, patch.documents, patch.total_length
-        ),
-        patched_notes=len(changed),
-    )
-    snapshot.build_seconds = time.perf_counter() - started
-    return snapshot
-
-
-def _notes_by_id(notes: list[tuple[Any, ...]], tags: list[tuple[Any, ...]]) -> dict[int, NoteInfo]:
-    grouped: dict[int, list[str]] = {}
-    for note_id, tag in tags:
-        grouped.setdefault(int(note_id), []).append(str(tag))
-    by_id = {int(row[0]): row for row in notes}
-    return {note_id: _note(by_id, note_id, grouped) for note_id in by_id}
-
-
-def _info(infos: dict[int, NoteInfo], note_id: int) -> NoteInfo:
-    info = infos.get(note_id)
-    return info if info is not None else NoteInfo(note_id, "", "", "", 0, ())
+def _text_bytes(texts: npt.NDArray[np.object_]) -> int:
+    return sum(len(text) for text in texts.tolist())

@@ -9,15 +9,24 @@ own and may change shape.
 in `reading.StoreReads`; the modules beside them hold one concern each:
 `connection` (settings, extensions from their wheels), `schema` (migrations,
 embedding identity), `writes` (a note's rows), `linking` (bulk link
-resolution), `reads` and `graph_reads` (the read statements), `bm25` (the
-keyword index, query stems, the SQL reference scorer), `vectors` and
-`indexes` (HNSW), `maintenance`, `recovery`.
+resolution), `reads` and `graph_reads` (the read statements), `columns` (the
+search snapshot's reads), `bm25` (the keyword index, query stems, the SQL
+reference scorer), `vectors` and `indexes` (HNSW), `maintenance`, `recovery`.
 """
 
 from __future__ import annotations
 
 from jarvisd.store.bm25 import K1 as BM25_K1
 from jarvisd.store.bm25 import B as BM25_B
+from jarvisd.store.columns import (
+    BM25Additions,
+    BM25Columns,
+    ChunkColumns,
+    NoteRow,
+    SnapshotPatchRead,
+    SnapshotRead,
+    SnapshotReads,
+)
 from jarvisd.store.connection import first_row
 from jarvisd.store.errors import (
     EmbeddingMismatchError,
@@ -51,8 +60,11 @@ __all__ = [
     "BM25_B",
     "BM25_K1",
     "LATEST_VERSION",
+    "BM25Additions",
+    "BM25Columns",
     "Backlink",
     "Changes",
+    "ChunkColumns",
     "ChunkMatrix",
     "EmbeddingMismatchError",
     "ExtensionMissingError",
@@ -60,11 +72,15 @@ __all__ = [
     "LinkKey",
     "NoteDetail",
     "NotePage",
+    "NoteRow",
     "NoteSummary",
     "NoteWriteError",
     "OutgoingLink",
     "Recovery",
     "SchemaTooNewError",
+    "SnapshotPatchRead",
+    "SnapshotRead",
+    "SnapshotReads",
     "StorageFullError",
     "StorageReadOnlyError",
     "Store",

@@ -22,9 +22,11 @@ import numpy as np
 import numpy.typing as npt
 
 from jarvisd.config import StorageConfig, VaultConfig
+from jarvisd.indexing.links import LinkResolver
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.logs import get_logger
 from jarvisd.store import bm25, indexes, linking, recovery, schema, writes
+from jarvisd.store.columns import SnapshotReads
 from jarvisd.store.connection import apply_settings, open_database
 from jarvisd.store.errors import NoteWriteError, StoreClosedError, StoreError, naming_a_full_disk
 from jarvisd.store.maintenance import Step, maintenance, timed
@@ -45,9 +47,10 @@ def links_task(vault: str) -> str:
     return f"links:{vault}"
 
 
-class Store(StoreReads):
+class Store(StoreReads, SnapshotReads):
     """The notes database: schema, per-note transactions, search indexes, upkeep; the
-    reads are `StoreReads`'s (`reading`)."""
+    reads are `StoreReads`'s (`reading`) and the search snapshot's `SnapshotReads`'s
+    (`columns`)."""
 
     def __init__(
         self,
@@ -80,6 +83,7 @@ class Store(StoreReads):
         self._pending: set[str] = set()
         self._links_unknown: set[str] = set()
         self._link_work: dict[str, LinkWork] = {}
+        self._resolvers: dict[str, LinkResolver] = {}  # per vault, kept up to date by LinkWork
         # Since the last take_changes; a new process's first snapshot is built whole.
         self._changes = Changes(everything=True)
         self._changes_lock = threading.Lock()
@@ -124,6 +128,7 @@ class Store(StoreReads):
                 task.removeprefix("links:") for task in self._pending if task.startswith("links:")
             }
             self._link_work = {}
+            self._resolvers = {}
             with self._changes_lock:  # a fresh or replaced database: the snapshot is rebuilt
                 self._changes = Changes(everything=True)
         except BaseException:
@@ -353,13 +358,18 @@ class Store(StoreReads):
         with self._write_lock:
             with self._changes_lock:
                 work = self._link_work.pop(vault, LinkWork())
+            # Popped: a failed resolution leaves none, and the next one builds it afresh.
+            resolver = self._resolvers.pop(vault, None)
             every = whole or vault in self._links_unknown
 
             def resolve(connection: Connection) -> int:
+                nonlocal resolver
                 if every:
-                    changed = linking.resolve_vault_links(connection, vault)
+                    changed, resolver = linking.resolve_vault_links(connection, vault)
                 else:
-                    changed = linking.resolve_links_of(connection, vault, work)
+                    if resolver is None:
+                        resolver = linking.vault_resolver(connection, vault)
+                    changed = linking.resolve_links_of(connection, vault, work, resolver)
                 self._done(connection, links_task(vault))
                 return changed
 
@@ -369,6 +379,8 @@ class Store(StoreReads):
                 with self._changes_lock:
                     self._link_work.setdefault(vault, LinkWork()).merge(work)
                 raise
+            if resolver is not None:
+                self._resolvers[vault] = resolver
             self._pending.discard(links_task(vault))
             self._links_unknown.discard(vault)
             return changed
@@ -409,7 +421,9 @@ class Store(StoreReads):
         steps: list[Step] = []
         names = [vault if isinstance(vault, str) else vault.name for vault in vaults]
         for name in names:
-            if force or links_task(name) in self._pending:
+            # No resolver yet (a new process): built here, in the start-up run, not
+            # in the first edit's (1.3 s at 10,000 notes on 2 busy cores).
+            if force or links_task(name) in self._pending or name not in self._resolvers:
                 resolve = partial(self.resolve_links, name, whole=force)
                 steps.append(timed(links_task(name), resolve))
         steps.append(timed("vector_index", self.ensure_vector_index))

@@ -79,24 +79,51 @@ def set_link_targets(
     return 0 if row is None else int(row[0])
 
 
-def resolve_vault_links(connection: duckdb.DuckDBPyConnection, vault: str) -> int:
-    """Resolve every note link of the vault afresh; returns links whose target changed."""
-    resolver = LinkResolver.from_notes(note_paths_and_aliases(connection, vault))
+def vault_resolver(connection: duckdb.DuckDBPyConnection, vault: str) -> LinkResolver:
+    """A resolver over every note of the vault."""
+    return LinkResolver.from_notes(note_paths_and_aliases(connection, vault))
+
+
+def resolve_vault_links(
+    connection: duckdb.DuckDBPyConnection, vault: str
+) -> tuple[int, LinkResolver]:
+    """Resolve every note link of the vault afresh: links whose target changed, and the
+    resolver built from every note (for `resolve_links_of` to keep up to date)."""
+    resolver = vault_resolver(connection, vault)
     mapping = {
         pair: resolver.resolve(pair.key, pair.source_path) for pair in link_keys(connection, vault)
     }
-    return set_link_targets(connection, vault, mapping)
+    return set_link_targets(connection, vault, mapping), resolver
 
 
-def resolve_links_of(connection: duckdb.DuckDBPyConnection, vault: str, work: LinkWork) -> int:
+def update_resolver(
+    connection: duckdb.DuckDBPyConnection, vault: str, resolver: LinkResolver, paths: set[str]
+) -> None:
+    """Bring `resolver` up to date with the notes now at `paths` (`LinkWork.paths`)."""
+    if not paths:
+        return
+    rows = connection.execute(
+        "SELECT path, aliases FROM notes WHERE vault = ? AND path IN "
+        "(SELECT unnest(from_json(?, '[\"VARCHAR\"]')))",
+        [vault, json.dumps(sorted(paths), ensure_ascii=False)],
+    ).fetchall()
+    now = {str(path): tuple(aliases or ()) for path, aliases in rows}
+    for path in sorted(paths):
+        resolver.update(path, now.get(path))
+
+
+def resolve_links_of(
+    connection: duckdb.DuckDBPyConnection, vault: str, work: LinkWork, resolver: LinkResolver
+) -> int:
     """Resolve only the links `work` names (see `LinkWork`); returns links whose target changed.
 
-    The resolver is still built from every note of the vault (a dict per name,
-    a few ms at 10k notes); the links it resolves are those of the rewritten
-    notes and those whose key ends in a name that came or went."""
+    `resolver` is the one kept alive since the last resolution: `work.paths`
+    brings it up to date (a query for the few notes that came, went or changed
+    aliases, not one for every note). The links it resolves are those of the
+    rewritten notes and those whose key ends in a name that came or went."""
+    update_resolver(connection, vault, resolver, work.paths)
     if not work.sources and not work.names:
         return 0
-    resolver = LinkResolver.from_notes(note_paths_and_aliases(connection, vault))
     rows = connection.execute(
         """
         SELECT DISTINCT n.path, l.key FROM links l JOIN notes n ON n.id = l.note_id

@@ -44,14 +44,25 @@ def paths_by_hash(cursor: duckdb.DuckDBPyConnection, vault: str, content_hash: s
 def vectors_for_hashes(
     cursor: duckdb.DuckDBPyConnection, hashes: Sequence[str], dimension: int
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """Stored vectors by embed_text hash, from any note of any vault."""
+    """Stored vectors by embed_text hash, from any note of any vault.
+
+    Two steps: one chunk id per hash, then those chunks' vectors. In one query
+    DuckDB scanned every row's embedding (its filter on the hash is optional):
+    1.5-2 s per edit at 106k chunks, against 0.03-0.06 s so (2 shared cores)."""
     if not hashes:
         return {}
-    result = cursor.execute(
-        "SELECT embed_text_hash, any_value(embedding) AS embedding FROM chunks "
+    ids = cursor.execute(
+        "SELECT min(id) FROM chunks "
         "WHERE embed_text_hash IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]'))) "
         "GROUP BY embed_text_hash",
         [json.dumps(list(hashes))],
+    ).fetchall()
+    if not ids:
+        return {}
+    result = cursor.execute(
+        "SELECT embed_text_hash, embedding FROM chunks "
+        "WHERE id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
+        [json.dumps([int(row[0]) for row in ids])],
     ).fetchnumpy()
     found = result["embed_text_hash"]
     if len(found) == 0:

@@ -21,14 +21,18 @@ class LinkWork:
     adds or removes: its file name, the file name its path's tails end in, an
     alias's last segment. Every lookup `LinkResolver` makes for a key (the key,
     its tails after the linking note's folder) ends in the key's last segment,
-    so a link whose key ends in none of `names` resolves as it did."""
+    so a link whose key ends in none of `names` resolves as it did. `paths`:
+    where a note came, went or changed its aliases, which is all the store's
+    resolver (kept alive between resolutions) needs to catch up."""
 
     sources: set[int] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)
 
     def merge(self, other: LinkWork) -> None:
         self.sources |= other.sources
         self.names |= other.names
+        self.paths |= other.paths
 
 
 @dataclass

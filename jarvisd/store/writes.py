@@ -142,8 +142,10 @@ def write_note(
     changes.links.sources.add(identifier)
     if before is None:  # a new name links may have been waiting for
         changes.links.names |= name_tails(note.path, note.aliases)
+        changes.links.paths.add(note.path)
     elif sorted(before[0] or ()) != sorted(note.aliases):
         changes.links.names |= name_tails(None, [*(before[0] or ()), *note.aliases])
+        changes.links.paths.add(note.path)
     previous_targets = _resolved_keys(connection, identifier)
     changes.terms |= bm25.remove_notes(connection, [identifier])
     delete_contents(connection, identifier)
@@ -279,6 +281,7 @@ def delete_notes(
     identifiers = [int(row[0]) for row in rows]
     for _, path, aliases in rows:
         changes.links.names |= name_tails(str(path), aliases or ())
+        changes.links.paths.add(str(path))
     if not identifiers:
         return 0
     ids = _json(identifiers)
@@ -345,6 +348,7 @@ def rename_note(
     # too, since which note a key means depends on the linking note's folder.
     changes.links.names |= name_tails(old_path, row[2] or ()) | name_tails(new_path, ())
     changes.links.sources.add(identifier)
+    changes.links.paths |= {old_path, new_path}
     # Whatever was indexed at the new path is replaced by the moved note.
     delete_notes(connection, vault, [new_path], changes)
     title = title_for(new_path, frontmatter)
