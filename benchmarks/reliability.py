@@ -4,7 +4,8 @@ Every figure is measured on the real daemon (a subprocess, real signals, the
 real socket) and printed as one JSON object:
 
 - crash: runs where the daemon is killed with SIGKILL at a random moment (during
-  an edit's index run, a full re-index, maintenance, a reload, an HNSW build),
+  an edit's index run, a full re-index, maintenance, a reload, an HNSW build, a
+  Neo4j sync against boltkit's stub, where the restart must send the rest of it),
   restarted, and left to catch up; after each its database must equal a clean
   index of the same files, built in this process by the same Indexer on a
   database that is never killed: the same notes, content hashes, chunks (by the
@@ -62,9 +63,11 @@ import duckdb
 import psutil
 import yaml
 
+from benchmarks import crash_neo4j
 from benchmarks.common import REPO, SHARED_DATA, percentiles
 from jarvisd.cli.client import ControlClient, DaemonError, DaemonUnreachable
 from jarvisd.config import Config
+from jarvisd.graph.sync import read_projection
 from jarvisd.indexing.indexer import Indexer
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
@@ -286,7 +289,12 @@ def edit_some(vault: Path, rng: random.Random, count: int, run: int) -> list[str
 
 
 def crash_runs(
-    work: Path, notes: int, runs: int, seed: int, source: Path | None = None
+    work: Path,
+    notes: int,
+    runs: int,
+    seed: int,
+    source: Path | None = None,
+    kinds: list[str] | None = None,
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     vault = work / "vault"
@@ -302,43 +310,70 @@ def crash_runs(
     daemon.stop()
     first = {"notes": total, "clean_index_seconds": round(reference_seconds, 1)}
     outcomes: list[dict[str, Any]] = []
-    kinds = ["edit", "full", "maintenance", "reload", "hnsw"]
+    kinds = list(kinds or ["edit", "full", "maintenance", "reload", "hnsw", "neo4j"])
+    if "neo4j" in kinds and not crash_neo4j.available():
+        kinds.remove("neo4j")
+        first["neo4j"] = "skipped: boltkit's stub is not installed (make boltkit)"
+    server = crash_neo4j.StubServer(work, rng)
     try:
         for run in range(runs):
             kind = kinds[run % len(kinds)] if runs >= len(kinds) else rng.choice(kinds)
             hnsw = kind == "hnsw" or run % hnsw_every == hnsw_every - 1
             storage = {**config["storage"], "hnsw": {"enabled": hnsw, "min_chunks": 0}}
-            daemon.write({**config, "storage": storage, "indexing": {"on_start": False}})
+            life = {**config, "storage": storage}
             edit_some(vault, rng, 12, run)
             reference_seconds = reference.index()
+            projections = [read_projection(reference.store, "v")] if kind == "neo4j" else []
+            if projections:
+                life["graph"] = crash_neo4j.graph_section(server.open(projections, stall=True))
+            daemon.write({**life, "indexing": {"on_start": False}})
             daemon.start()
             window = max(0.5, reference_seconds * (3.0 if kind == "full" else 1.5))
-            if kind in ("edit", "hnsw"):
+            delay = rng.uniform(0.05, window)
+            begun = time.perf_counter()
+            if kind in ("edit", "hnsw", "neo4j"):
                 daemon.client.post("/v1/index")
             elif kind == "full":
                 daemon.client.post("/v1/index", full=1)
             elif kind == "maintenance":
                 daemon.client.post("/v1/index")
-                window = 2.0
+                delay = rng.uniform(0.05, 2.0)
                 threading.Thread(
                     target=_quietly, args=(daemon.client.post, "/v1/maintenance"), daemon=True
                 ).start()
             else:
                 os.kill(daemon.pid, signal.SIGHUP)
-                window = 0.3
-            delay = rng.uniform(0.05, window)
-            time.sleep(delay)
+                delay = rng.uniform(0.05, 0.3)
+            if kind == "neo4j":  # killed once the stub holds the sync at its random point
+                stalled = server.stalled(timeout=600)
+                delay = time.perf_counter() - begun
+            else:
+                time.sleep(delay)
             daemon.kill()
-            daemon.write({**config, "storage": storage})  # catch up on start
+            if projections:
+                server.close()
+                life["graph"] = crash_neo4j.graph_section(server.open(projections, stall=False))
+            daemon.write(life)  # catch up on start
             restart = time.perf_counter()
             daemon.start()
             daemon.settle()
+            synced: dict[str, Any] = {}
+            if projections:
+                synced = _graph_synced(daemon)
             catch_up = time.perf_counter() - restart
             status = daemon.client.get("/v1/status")
             daemon.stop()
+            if projections:
+                synced["rest_of_sync_played"] = server.close()
+                synced["stalled"] = stalled
+                if not synced["rest_of_sync_played"]:
+                    synced["stub_log"] = server.log_tail()
             database = Path(config["storage"]["database"])
             got, want = fingerprint(database), reference.fingerprint()
             difference = compare(got, want)
+            graph_ok = not projections or (
+                synced.get("ok") is True and synced["rest_of_sync_played"] and stalled
+            )
             outcomes.append(
                 {
                     "run": run,
@@ -347,7 +382,10 @@ def crash_runs(
                     "catch_up_seconds": round(catch_up, 1),
                     "state": status.get("state"),
                     **difference,
-                    "survived": status.get("state") == "running" and not any(difference.values()),
+                    **({"graph": synced} if synced else {}),
+                    "survived": status.get("state") == "running"
+                    and not any(difference.values())
+                    and graph_ok,
                 }
             )
             print(json.dumps(outcomes[-1]), file=sys.stderr, flush=True)
@@ -365,6 +403,17 @@ def crash_runs(
         "failed_runs": [outcome for outcome in outcomes if not outcome["survived"]],
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _graph_synced(daemon: Daemon, timeout: float = 600.0) -> dict[str, Any]:
+    """The restarted daemon's sync (it syncs after its first run): its last_sync."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = daemon.client.get("/v1/graph").get("last_sync")
+        if last:
+            return {"ok": last.get("ok"), "notes": last.get("notes"), "error": last.get("error")}
+        time.sleep(0.2)
+    return {"ok": False, "error": f"no sync in {timeout:.0f} s"}
 
 
 def _quietly(call: Any, *args: Any) -> None:
@@ -470,14 +519,23 @@ def config_faults(work: Path, count: int, seed: int) -> dict[str, Any]:
                     break
                 time.sleep(0.02)
             failures = _events(daemon, "config.reload_failed")
-            serving = daemon.client.get("/v1/status").get("state") == "running"
+            status = daemon.client.get("/v1/status")
+            serving = status.get("state") == "running"
+            reload_failed = (status.get("last_reload") or {}).get("ok") is False
             limit = daemon.client.get("/v1/config")["config"]["search"]["default_limit"]
-            ok = len(failures) > before and serving and limit == 10
+            ok = len(failures) > before and serving and reload_failed and limit == 10
             if ok:
                 refused += 1
                 reasons.setdefault(kind, str(failures[-1].get("reason", ""))[:300])
             else:
-                wrong.append({"kind": kind, "serving": serving, "logged": len(failures) > before})
+                wrong.append(
+                    {
+                        "kind": kind,
+                        "serving": serving,
+                        "logged": len(failures) > before,
+                        "last_reload_ok_false": reload_failed,
+                    }
+                )
             if path.is_dir():
                 path.rmdir()
             if path.exists():
