@@ -19,7 +19,14 @@ import numpy as np
 from jarvisd.config import IndexingConfig, VaultConfig
 from jarvisd.indexing.markdown import NoteError, parse_note
 from jarvisd.indexing.parsed import ParsedNote
-from jarvisd.indexing.vault import FileInfo, PathOutsideVault, Skipped, read_note_bytes, scan_vault
+from jarvisd.indexing.vault import (
+    FileInfo,
+    NoteFileError,
+    PathOutsideVault,
+    Skipped,
+    read_note_bytes,
+    scan_vault,
+)
 from jarvisd.store import Store, text_hash
 
 HASH_BLOCK = 1 << 20
@@ -42,10 +49,16 @@ class Plan:
         return len(self.renamed) + len(self.deleted) + len(self.to_index)
 
 
-def file_digest(path_on_disk: Path) -> str:
+def file_digest(path_on_disk: Path, limit: int) -> str | None:
+    """The file's SHA-256; None past `limit` bytes (it grew since the scan: the read
+    that follows skips it), so a file that keeps growing is not hashed for ever."""
     digest = hashlib.sha256()
+    read = 0
     with path_on_disk.open("rb") as handle:
         while block := handle.read(HASH_BLOCK):
+            read += len(block)
+            if read > limit:
+                return None
             digest.update(block)
     return digest.hexdigest()
 
@@ -78,11 +91,13 @@ def plan_vault(store: Store, vault: VaultConfig, max_file_bytes: int, full: bool
             continue
         plan.hashed += 1
         try:
-            digest = file_digest(vault.root / info.path)
+            digest = file_digest(vault.root / info.path, max_file_bytes)
         except OSError as error:
             plan.skipped.append(Skipped(info.path, "unreadable", error.strerror or str(error)))
             continue
-        if state is not None and digest == state.content_hash:
+        if digest is None:
+            plan.to_index.append(info)
+        elif state is not None and digest == state.content_hash:
             plan.touched.append(info)
         elif state is None and gone_by_hash.get(digest):
             old_path = gone_by_hash[digest].pop()
@@ -130,7 +145,7 @@ def read_and_parse(
     parsed: list[tuple[FileInfo, ParsedNote]] = []
     for info in window:
         try:
-            raw = read_note_bytes(vault.root, info.path)
+            raw = read_note_bytes(vault.root, info.path, indexing.max_file_bytes)
             note = parse_note(
                 info.path,
                 raw,
@@ -140,6 +155,9 @@ def read_and_parse(
             )
         except NoteError as error:
             batch.failed.append((info.path, error.reason, str(error)))
+            continue
+        except NoteFileError as error:
+            batch.failed.append((info.path, error.reason, error.detail))
             continue
         except (OSError, PathOutsideVault) as error:
             batch.failed.append((info.path, "unreadable", str(error)))

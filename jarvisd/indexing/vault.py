@@ -24,6 +24,7 @@ from typing import Literal
 
 __all__ = [
     "FileInfo",
+    "NoteFileError",
     "PathOutsideVault",
     "ScanResult",
     "SkipReason",
@@ -290,10 +291,39 @@ def resolve_in_vault(root: Path, rel: str) -> Path:
     return Path(real_path)
 
 
-def read_note_bytes(root: Path, rel_path: str) -> bytes:
+class NoteFileError(OSError):
+    """The path is no longer a note the indexer may read: it became something other than
+    a regular file, or grew past the size limit, after the scan (`reason` says which)."""
+
+    def __init__(self, reason: SkipReason, message: str) -> None:
+        super().__init__(errno.EINVAL, message)
+        self.reason: SkipReason = reason
+        self.detail = message
+
+
+def read_note_bytes(root: Path, rel_path: str, limit: int | None = None) -> bytes:
     """The bytes of one note, after `resolve_in_vault` has vouched for its path.
 
-    Raises PathOutsideVault, or the OSError of the read (FileNotFoundError,
-    PermissionError, IsADirectoryError) for the caller to report per note.
+    The file may have changed since the scan. It is opened without blocking and
+    checked on the open descriptor: a FIFO put in its place blocked the reading
+    thread (and so every later index run) until a writer came; a note grown past
+    `limit` was read whole (50 MB behind a 5 MB limit). Both raise NoteFileError.
+    Otherwise raises PathOutsideVault, or the OSError of the read
+    (FileNotFoundError, PermissionError, IsADirectoryError) for the caller to
+    report per note.
     """
-    return resolve_in_vault(root, rel_path).read_bytes()
+    path = resolve_in_vault(root, rel_path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        info = os.fstat(file.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"{rel_path} is a folder now")
+        if not stat.S_ISREG(info.st_mode):
+            raise NoteFileError("not_a_file", f"{rel_path} is not a regular file any more")
+        data = file.readall() if limit is None else file.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise NoteFileError(
+            "too_large",
+            f"grew past the {_human_size(limit)} limit (indexing.max_file_bytes) after the scan",
+        )
+    return data
