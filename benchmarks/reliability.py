@@ -966,6 +966,39 @@ def _watcher_quiet(daemon: Daemon, since: int, timeout: float = 900.0) -> int:
     raise RuntimeError(f"the watcher did not catch up:\n{daemon.log()[-3000:]}")
 
 
+def rewrite_while_read(folder: Path, seconds: float, rng: random.Random) -> None:
+    """For `seconds`, notes rewritten in place in two writes with a pause between (a
+    reader may see half), one swapped for a FIFO and back, one grown past 5 MB and
+    cut back to its size: files that change while the watcher's runs read them."""
+    notes = sorted(folder.glob("*.md"))
+    swapped, grown = notes[0], notes[1]
+    size = grown.stat().st_size
+    deadline = time.monotonic() + seconds
+    round_ = 0
+    while time.monotonic() < deadline:
+        round_ += 1
+        note = rng.choice(notes[2:])
+        text = f"# Rewritten {round_}\n\n" + f"Round {round_} of {note.name}. " * 40
+        with note.open("w", encoding="utf-8") as file:
+            file.write(text[: len(text) // 2])
+            file.flush()
+            time.sleep(0.002)
+            file.write(text[len(text) // 2 :])
+        swapped.unlink()
+        if round_ % 2:
+            os.mkfifo(swapped)
+        else:
+            swapped.write_text(f"# Swapped {round_}\n\nBack as a note.\n", encoding="utf-8")
+        with grown.open("r+b") as file:
+            file.truncate(6_000_000 if round_ % 2 else size)
+        time.sleep(0.01)
+    if round_ % 2:  # end with every note a note
+        swapped.unlink()
+        swapped.write_text("# Swapped\n\nA note at the end.\n", encoding="utf-8")
+        with grown.open("r+b") as file:
+            file.truncate(size)
+
+
 def chaos(work: Path, notes: int, edits: int, folder: int, seed: int) -> dict[str, Any]:
     """What tests/test_vault_chaos_daemon.py does, at larger sizes, timed per scenario."""
     rng = random.Random(seed)
@@ -998,6 +1031,7 @@ def chaos(work: Path, notes: int, edits: int, folder: int, seed: int) -> dict[st
     step("folder_deleted", lambda: os.rename(moved, work / "aside"))
     step("folder_restored", lambda: os.rename(work / "aside", moved))
     step("folder_renamed", lambda: os.rename(moved, vault / "renamed"))
+    step("changed_while_read", lambda: rewrite_while_read(vault / "renamed", 3.0, rng))
 
     def bad_files() -> None:
         os.mkfifo(vault / "fifo.md")
