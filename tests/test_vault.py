@@ -299,3 +299,17 @@ def test_a_note_turned_into_a_folder_after_the_scan_is_a_folder_error(vault: Pat
     (vault / "turned.md").mkdir()
     with pytest.raises(IsADirectoryError):
         read_note_bytes(vault, "turned.md", 100)
+
+
+def test_the_plans_hash_of_a_note_turned_into_a_fifo_is_refused_at_once(vault: Path) -> None:
+    """Found by the chaos test: the planner hashes a note whose stat changed; a FIFO in
+    its place since the scan hung that open, and with it the watcher's every later run."""
+    from jarvisd.indexing.planner import file_digest
+
+    os.mkfifo(vault / "piped.md")
+    with pytest.raises(NoteFileError) as caught:
+        file_digest(vault / "piped.md", "piped.md", 100)
+    assert caught.value.reason == "not_a_file"
+    write(vault, "grows.md", "x" * 101)
+    assert file_digest(vault / "grows.md", "grows.md", 100) is None  # past the limit
+    assert file_digest(vault / "grows.md", "grows.md", 101) is not None

@@ -24,6 +24,7 @@ from jarvisd.indexing.vault import (
     NoteFileError,
     PathOutsideVault,
     Skipped,
+    open_note,
     read_note_bytes,
     scan_vault,
 )
@@ -49,12 +50,13 @@ class Plan:
         return len(self.renamed) + len(self.deleted) + len(self.to_index)
 
 
-def file_digest(path_on_disk: Path, limit: int) -> str | None:
+def file_digest(path_on_disk: Path, rel_path: str, limit: int) -> str | None:
     """The file's SHA-256; None past `limit` bytes (it grew since the scan: the read
-    that follows skips it), so a file that keeps growing is not hashed for ever."""
+    that follows skips it), so a file that keeps growing is not hashed for ever.
+    Opened by `open_note`: a FIFO in its place since the scan hung the run here."""
     digest = hashlib.sha256()
     read = 0
-    with path_on_disk.open("rb") as handle:
+    with open_note(path_on_disk, rel_path) as handle:
         while block := handle.read(HASH_BLOCK):
             read += len(block)
             if read > limit:
@@ -91,7 +93,10 @@ def plan_vault(store: Store, vault: VaultConfig, max_file_bytes: int, full: bool
             continue
         plan.hashed += 1
         try:
-            digest = file_digest(vault.root / info.path, max_file_bytes)
+            digest = file_digest(vault.root / info.path, info.path, max_file_bytes)
+        except NoteFileError as error:
+            plan.skipped.append(Skipped(info.path, error.reason, error.detail))
+            continue
         except OSError as error:
             plan.skipped.append(Skipped(info.path, "unreadable", error.strerror or str(error)))
             continue

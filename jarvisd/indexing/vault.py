@@ -14,6 +14,7 @@ either, so a vault cannot pull in files its owner did not put in it.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import stat
@@ -31,6 +32,7 @@ __all__ = [
     "Skipped",
     "VaultError",
     "compile_excludes",
+    "open_note",
     "read_note_bytes",
     "resolve_in_vault",
     "scan_vault",
@@ -301,25 +303,37 @@ class NoteFileError(OSError):
         self.detail = message
 
 
-def read_note_bytes(root: Path, rel_path: str, limit: int | None = None) -> bytes:
-    """The bytes of one note, after `resolve_in_vault` has vouched for its path.
+def open_note(path: Path, rel_path: str) -> io.FileIO:
+    """A note's file, opened without blocking and checked on the descriptor.
 
-    The file may have changed since the scan. It is opened without blocking and
-    checked on the open descriptor: a FIFO put in its place blocked the reading
-    thread (and so every later index run) until a writer came; a note grown past
-    `limit` was read whole (50 MB behind a 5 MB limit). Both raise NoteFileError.
-    Otherwise raises PathOutsideVault, or the OSError of the read
-    (FileNotFoundError, PermissionError, IsADirectoryError) for the caller to
-    report per note.
+    The file may have changed since the scan: a FIFO put in its place blocked
+    the opening thread (and so every later index run) until a writer came.
+    Raises NoteFileError (not_a_file), IsADirectoryError, or the OSError of the
+    open for the caller to report per note.
     """
-    path = resolve_in_vault(root, rel_path)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb", buffering=0) as file:
+    file = io.FileIO(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb")
+    try:
         info = os.fstat(file.fileno())
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(errno.EISDIR, f"{rel_path} is a folder now")
         if not stat.S_ISREG(info.st_mode):
             raise NoteFileError("not_a_file", f"{rel_path} is not a regular file any more")
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def read_note_bytes(root: Path, rel_path: str, limit: int | None = None) -> bytes:
+    """The bytes of one note, after `resolve_in_vault` has vouched for its path.
+
+    Opened by `open_note`; at most `limit` bytes are read: a note grown past it
+    since the scan was read whole (50 MB behind a 5 MB limit) and now raises
+    NoteFileError (too_large). Otherwise raises PathOutsideVault, or the
+    OSError of the read (FileNotFoundError, PermissionError, IsADirectoryError)
+    for the caller to report per note.
+    """
+    with open_note(resolve_in_vault(root, rel_path), rel_path) as file:
         data = file.readall() if limit is None else file.read(limit + 1)
     if limit is not None and len(data) > limit:
         raise NoteFileError(
