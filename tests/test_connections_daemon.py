@@ -158,7 +158,7 @@ def test_a_burst_of_1000_connections_is_queued_and_answered_not_refused(
         opened.append(sock)
     assert refused == 0, f"{refused} of 1000 connects met a full listen backlog"
     statuses: dict[int, int] = {}
-    # Every client sends before any reads (benchmarks/reliability.py found it): those
+    # Every client sends before any reads (benchmarks/reliability found it): those
     # past the limit at arrival are answered 503; the first 64 are served. Judged when
     # the request was read, all 1,000 saw 1,000 open and were answered 503.
     for sock in opened:
