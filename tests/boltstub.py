@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -54,17 +56,30 @@ def render(name: str, values: dict[str, Any], into: Path) -> Path:
 class BoltStub:
     """One stub server on a free port of 127.0.0.1, playing one rendered script."""
 
-    def __init__(self, name: str, values: dict[str, Any], tmp: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        values: dict[str, Any],
+        tmp: Path,
+        text: str | None = None,
+        idle: float = 30.0,
+    ) -> None:
+        """Play tests/bolt/NAME rendered with `values`, or `text` (a script made here);
+        the stub gives up after `idle` seconds with no message."""
         executable = boltstub()
         if executable is None:
             pytest.skip(MISSING)
-        script = render(name, values, tmp)
+        if text is None:
+            script = render(name, values, tmp)
+        else:
+            script = tmp / name
+            script.write_text(text, encoding="utf-8")
         self.log_path = tmp / f"{name}.log"
         self._log = self.log_path.open("wb")
         # The venv's Python runs our join-instead-of-spin wrapper around boltkit's server.
         python = executable.parent / "python"
         self.process = subprocess.Popen(
-            [str(python), str(SCRIPTS / "stub.py"), str(script)],
+            [str(python), str(SCRIPTS / "stub.py"), str(script), str(idle)],
             stdout=subprocess.PIPE,
             stderr=self._log,
         )
@@ -101,3 +116,95 @@ class BoltStub:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+# ------------------------------------------------------------ a whole sync, scripted
+
+Stored = dict[str, dict[str, str | None]]  # vault -> path -> the fingerprint it holds
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One transaction of a sync, as the stub plays it."""
+
+    mode: str  # "w" or "r"
+    query: str
+    parameters: dict[str, Any]
+    fields: tuple[str, ...] = ()
+    records: tuple[tuple[Any, ...], ...] = ()
+
+
+def sync_transactions(projections: Sequence[Any], stored: Stored) -> list[Transaction]:
+    """What `Neo4jGraph.sync(projections)` sends to a server holding `stored`, in the
+    order of `neo4j._sync`: schema, other vaults, then per vault its fingerprints and
+    the batches of deletes, upserts and link replacements."""
+    from jarvisd.graph import neo4j_queries as queries
+    from jarvisd.graph.neo4j import BATCH, _changes, _links_row, _node_row
+
+    vaults = [projection.vault for projection in projections]
+    out = [Transaction("w", statement, {"vaults": []}) for statement in queries.SCHEMA]
+    out.append(
+        Transaction("w", queries.DELETE_OTHER_VAULTS, {"vaults": vaults}, ("count(*)",), ((0,),))
+    )
+    for projection in projections:
+        held = stored.get(projection.vault, {})
+        rows = tuple((path, fingerprint) for path, fingerprint in held.items())
+        parameters = {"vault": projection.vault}
+        out.append(
+            Transaction("r", queries.FINGERPRINTS, parameters, ("path", "fingerprint"), rows)
+        )
+        changed, gone = _changes(projection, held)
+        for query, items, field in (
+            (queries.DELETE_NOTES, gone, "count(*)"),
+            (queries.UPSERT_NOTES, [_node_row(note) for note in changed], "count(n)"),
+            (queries.REPLACE_LINKS, [_links_row(note) for note in changed], "count(n)"),
+        ):
+            for start in range(0, len(items), BATCH):
+                batch = items[start : start + BATCH]
+                values = {"vault": projection.vault, "rows": batch}
+                out.append(Transaction("w", query, values, (field,), ((len(batch),),)))
+    out.append(
+        Transaction(
+            "w", queries.DELETE_UNUSED_UNRESOLVED, {"vaults": vaults}, ("count(*)",), ((0,),)
+        )
+    )
+    return out
+
+
+def sync_script(transactions: Sequence[Transaction], stall_at: int | None = None) -> str:
+    """A stub script of these transactions in one session; with `stall_at`, the server
+    takes that transaction's query and never answers it (a sync caught in the middle)."""
+    lines = ["!: BOLT 3", "!: AUTO HELLO", "!: AUTO RESET", "!: AUTO GOODBYE", ""]
+    bookmark = ""
+    for number, transaction in enumerate(transactions):
+        begin: dict[str, Any] = {"mode": "r"} if transaction.mode == "r" else {}
+        if bookmark:
+            begin["bookmarks"] = [bookmark]
+        query, parameters = json.dumps(transaction.query), json.dumps(transaction.parameters)
+        lines += [f"C: BEGIN {json.dumps(begin)}", "S: SUCCESS {}"]
+        lines += [f"C: RUN {query} {parameters} {{}}", "   PULL_ALL"]
+        if number == stall_at:
+            break
+        lines.append(f"S: SUCCESS {json.dumps({'fields': list(transaction.fields)})}")
+        lines += [f"   RECORD {json.dumps(list(record))}" for record in transaction.records]
+        bookmark = f"b{number + 1}"
+        lines += [f"   SUCCESS {json.dumps({'type': transaction.mode})}", "C: COMMIT"]
+        lines.append(f"S: SUCCESS {json.dumps({'bookmark': bookmark})}")
+    return "\n".join(lines) + "\n"
+
+
+def played(transactions: Sequence[Transaction], stored: Stored, upto: int) -> Stored:
+    """What the server holds once the first `upto` of these transactions committed."""
+    from jarvisd.graph import neo4j_queries as queries
+
+    state = {vault: dict(paths) for vault, paths in stored.items()}
+    for transaction in transactions[:upto]:
+        held = state.setdefault(str(transaction.parameters.get("vault")), {})
+        for row in transaction.parameters.get("rows", ()):
+            if transaction.query == queries.DELETE_NOTES:
+                held.pop(row, None)
+            elif transaction.query == queries.UPSERT_NOTES:
+                held.setdefault(row["path"], None)
+            elif transaction.query == queries.REPLACE_LINKS:
+                held[row["path"]] = row["fingerprint"]
+    return state

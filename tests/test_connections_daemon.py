@@ -158,15 +158,19 @@ def test_a_burst_of_1000_connections_is_queued_and_answered_not_refused(
         opened.append(sock)
     assert refused == 0, f"{refused} of 1000 connects met a full listen backlog"
     statuses: dict[int, int] = {}
+    # Every client sends before any reads (benchmarks/reliability found it): those
+    # past the limit at arrival are answered 503; the first 64 are served. Judged when
+    # the request was read, all 1,000 saw 1,000 open and were answered 503.
     for sock in opened:
         sock.setblocking(True)
         sock.settimeout(60)
+        sock.sendall(b"GET /v1/status HTTP/1.1\r\nHost: jarvisd\r\nConnection: close\r\n\r\n")
+    for sock in opened:
         try:
-            sock.sendall(b"GET /v1/status HTTP/1.1\r\nHost: jarvisd\r\nConnection: close\r\n\r\n")
             status, _ = status_and_body(read_reply(sock))
         finally:
             sock.close()
         statuses[status] = statuses.get(status, 0) + 1
     assert set(statuses) <= {200, 503}, statuses
-    assert statuses.get(200, 0) >= 1
+    assert 60 <= statuses.get(200, 0) <= 64, statuses
     assert daemon.client.get("/v1/status")["state"] == "running"

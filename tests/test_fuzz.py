@@ -4,7 +4,7 @@ request parser, and the real daemon's control API.
 The invariants are the ground rules: bad input gets a clear error and loses
 nothing. A parser answers with a note or its own error, never anything else; the
 daemon answers every request with a status below 500 and keeps serving.
-`benchmarks/reliability.py` runs the API pass with many more requests.
+`benchmarks/reliability` runs the API pass with many more requests.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def test_the_control_api_answers_fuzzed_requests_below_500_and_keeps_serving(
     head = f"POST /v1/ask HTTP/1.1\r\nHost: j\r\nContent-Length: {len(body.encode())}\r\n\r\n"
     assert send_raw(daemon.socket, head + body) == 413
     # A lone surrogate as a JSON escape: /v1/ask answered 500 (the tokenizer's TypeError),
-    # found by benchmarks/reliability.py; a JSON body holding one is refused with a 400 now.
+    # found by benchmarks/reliability; a JSON body holding one is refused with a 400 now.
     body = '{"question": "why \\ud800 coffee"}'
     head = f"POST /v1/ask HTTP/1.1\r\nHost: j\r\nContent-Length: {len(body)}\r\n\r\n"
     assert send_raw(daemon.socket, head + body) == 400

@@ -13,6 +13,7 @@ import pytest
 
 from jarvisd.config import Config, VaultConfig, diff_configs
 from jarvisd.indexing.indexer import Indexer, RunReport
+from jarvisd.indexing.planner import plan_vault, read_and_parse
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
@@ -283,3 +284,27 @@ def test_a_vault_taken_out_of_the_config_leaves_the_index(harness: Harness, tmp_
     assert harness.paths() == {"Mine.md"}
     assert harness.store.stats()["pending_work"] == 0
     assert (harness.vault / "Coffee" / "Espresso.md").is_file()  # the files are untouched
+
+
+def test_notes_changed_between_scan_and_read_are_skipped_with_their_reason(
+    harness: Harness,
+) -> None:
+    """Issue 16, files that change while being read: the plan saw two small notes; before
+    the read one grew to 50 MB and one became a FIFO (which blocked the read for ever)."""
+    harness.write("grows.md", "# Grows\n\nSmall for now.")
+    harness.write("piped.md", "# Piped\n\nSmall for now.")
+    vault, indexing = harness.config.vaults[0], harness.config.indexing
+    plan = plan_vault(harness.store, vault, indexing.max_file_bytes, full=False)
+    window = [info for info in plan.to_index if info.path in ("grows.md", "piped.md")]
+    assert len(window) == 2
+    with (harness.vault / "grows.md").open("r+b") as file:
+        file.truncate(50_000_000)
+    (harness.vault / "piped.md").unlink()
+    os.mkfifo(harness.vault / "piped.md")
+    batch = read_and_parse(harness.store, vault, window, indexing, None, reuse_vectors=False)
+    assert sorted(reason for _path, reason, _detail in batch.failed) == ["not_a_file", "too_large"]
+    assert batch.notes == []
+    # The next run's plan hashes at most the limit of the grown file, then the read skips it.
+    report = harness.run()
+    assert report.state == "done"
+    assert report.skipped_reasons == {"too_large": 1, "not_a_file": 1}, report.skipped

@@ -18,7 +18,7 @@ import pytest
 from conftest import DaemonProcess
 
 from jarvisd.api.control import create_control_app
-from jarvisd.api.server import AppServer, prepare_socket_path
+from jarvisd.api.server import AppServer, SocketError, prepare_socket_path
 from jarvisd.cli.client import ControlClient, DaemonError, DaemonUnreachable
 from jarvisd.config import Config, parse_config
 from jarvisd.daemon import Daemon
@@ -98,3 +98,29 @@ def test_socket_file_mode_keeps_other_uids_out(
     os.chmod(daemon.root, 0o755)  # let nobody reach the 0700 run/ directory's parent
     outcome = run_as(NOBODY, status_via(daemon.socket))
     assert outcome.startswith("DaemonUnreachable permission denied"), outcome
+
+
+# Issue 16, point 7: the socket's directory is checked at start, then fixed or refused.
+def test_our_socket_directory_found_open_is_closed_to_0700(tmp_path: Path) -> None:
+    directory = tmp_path / "jarvis"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    prepare_socket_path(directory / "jarvisd.sock")
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_a_socket_directory_of_another_uid_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "jarvis"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, NOBODY, NOBODY)
+    with pytest.raises(SocketError, match=f"belongs to uid {NOBODY}, not to us"):
+        prepare_socket_path(directory / "jarvisd.sock")
+
+
+def test_a_file_in_the_socket_place_is_refused_not_removed(tmp_path: Path) -> None:
+    directory = tmp_path / "jarvis"
+    directory.mkdir(mode=0o700)
+    (directory / "jarvisd.sock").write_text("someone's file", encoding="utf-8")
+    with pytest.raises(SocketError, match="is not a socket; move it away"):
+        prepare_socket_path(directory / "jarvisd.sock")
+    assert (directory / "jarvisd.sock").read_text(encoding="utf-8") == "someone's file"

@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from boltstub import BoltStub, played, requires_boltstub, sync_script, sync_transactions
 from conftest import DaemonProcess, base_config, ctl
 from test_index_daemon import EXAMPLE, snapshot, wait_idle
 
@@ -310,3 +311,75 @@ def test_a_lock_held_by_another_process_is_not_damage(start_daemon: Start, short
     finally:
         holder.kill()
         holder.wait()
+
+
+# ------------------------------------------------------------- a kill mid-sync
+
+
+# Few notes, so the two model loads are most of the cost.
+SYNCED = {
+    "a.md": "# Alpha\n\nSee [[b]] and [[folder/c|the third]], and [[Ghost]].\n",
+    "b.md": "---\ntitle: Beta\n---\nBack to [[a#Alpha]].\n",
+    "folder/c.md": "# Gamma\n\n[[b]] twice: [[b]].\n",
+    "lonely.md": "No links here.\n",
+}
+
+
+@requires_boltstub
+@pytest.mark.timeout(600)
+def test_kill_9_during_a_neo4j_sync_restarts_to_a_clean_index_and_the_sync_finishes(
+    start_daemon: Start, short_tmp: Path, tmp_path: Path
+) -> None:
+    """Killed while the server holds the notes but not yet their links (the stub takes
+    the link transaction and never answers it); the next life finishes the projection."""
+    from benchmarks.reliability import Reference, compare, fingerprint
+    from jarvisd.graph.neo4j_queries import REPLACE_LINKS
+    from jarvisd.graph.sync import read_projection
+
+    vault = short_tmp / "vault"
+    (vault / "folder").mkdir(parents=True)
+    for name, text in SYNCED.items():
+        (vault / name).write_text(text, encoding="utf-8")
+    config = base_config(
+        short_tmp,
+        vaults=[{"name": "v", "path": str(vault)}],
+        embedding={"quantize": "int8"},
+        indexing={"on_start": True},
+    )
+    (short_tmp / "ref").mkdir()
+    reference = Reference(short_tmp / "ref", config)
+    try:
+        reference.index()
+        projection = read_projection(reference.store, "v")
+        want = reference.fingerprint()
+    finally:
+        reference.close()
+
+    def on(stub: BoltStub) -> dict[str, Any]:
+        neo4j = {"uri": stub.uri, "database": "", "max_retry_time": "0s"}
+        return {**config, "graph": {"backend": "neo4j", "neo4j": neo4j}}
+
+    sync = sync_transactions([projection], {})
+    stall = next(n for n, step in enumerate(sync) if step.query == REPLACE_LINKS)
+    with BoltStub("stalled.script", {}, tmp_path, sync_script(sync, stall), idle=600) as stub:
+        daemon = start_daemon(on(stub))
+        deadline = time.monotonic() + 300
+        while stub.log().count("C: PULL_ALL") <= stall:  # the link query is taken, unanswered
+            assert time.monotonic() < deadline, stub.log()[-3000:] + daemon.output()[-3000:]
+            time.sleep(0.05)
+        kill_9(daemon)
+    held = played(sync, {}, stall)
+    assert sorted(held["v"]) == sorted(note.path for note in projection.notes)
+    assert set(held["v"].values()) == {None}  # nodes without links: the sync was cut there
+
+    rest = sync_transactions([projection], held)
+    with BoltStub("resumed.script", {}, tmp_path, sync_script(rest), idle=600) as stub:
+        daemon = start_daemon(on(stub))
+        synced = daemon.wait_event("graph.synced", timeout=300)[-1]
+        assert synced["notes"] == len(projection.notes), synced
+        assert daemon.client.get("/v1/graph")["last_sync"]["ok"] is True
+        assert daemon.stop() == 0
+        assert stub.finish() == 0, stub.log()[-3000:]  # every remaining write, then GOODBYE
+    assert not daemon.events("store.recovered")
+    differences = compare(fingerprint(Path(config["storage"]["database"])), want)
+    assert differences == dict.fromkeys(differences, 0), differences

@@ -10,6 +10,7 @@ import pytest
 from jarvisd.config import example_vault_path
 from jarvisd.indexing.vault import (
     FileInfo,
+    NoteFileError,
     PathOutsideVault,
     Skipped,
     VaultError,
@@ -293,3 +294,51 @@ def test_a_symlink_within_the_vault_resolves(vault: Path) -> None:
 
 def test_skipped_is_a_plain_value() -> None:
     assert Skipped("a.md", "too_large", "big") == Skipped("a.md", "too_large", "big")
+
+
+# Issue 16, files that change while being read: between the scan and the read a note
+# became a FIFO (the read blocked its thread until a writer came, holding every later
+# index run) or grew past the limit (50 MB were read whole behind a 100-byte limit).
+def test_a_note_turned_into_a_fifo_after_the_scan_is_refused_at_once(vault: Path) -> None:
+    write(vault, "piped.md")
+    assert paths(vault) == ["piped.md"]
+    (vault / "piped.md").unlink()
+    os.mkfifo(vault / "piped.md")
+    with pytest.raises(NoteFileError) as caught:
+        read_note_bytes(vault, "piped.md", 100)
+    assert caught.value.reason == "not_a_file"
+    assert "not a regular file" in caught.value.detail
+
+
+def test_a_note_grown_past_the_limit_after_the_scan_is_refused_unread(vault: Path) -> None:
+    write(vault, "grows.md", "small\n")
+    assert paths(vault, limit=100) == ["grows.md"]
+    with (vault / "grows.md").open("r+b") as file:
+        file.truncate(50_000_000)
+    with pytest.raises(NoteFileError) as caught:
+        read_note_bytes(vault, "grows.md", 100)
+    assert caught.value.reason == "too_large"
+    assert "grew past the 100 bytes limit" in caught.value.detail
+    assert read_note_bytes(vault, "grows.md")[:5] == b"small"  # no limit: the whole file
+
+
+def test_a_note_turned_into_a_folder_after_the_scan_is_a_folder_error(vault: Path) -> None:
+    write(vault, "turned.md")
+    (vault / "turned.md").unlink()
+    (vault / "turned.md").mkdir()
+    with pytest.raises(IsADirectoryError):
+        read_note_bytes(vault, "turned.md", 100)
+
+
+def test_the_plans_hash_of_a_note_turned_into_a_fifo_is_refused_at_once(vault: Path) -> None:
+    """Found by the chaos test: the planner hashes a note whose stat changed; a FIFO in
+    its place since the scan hung that open, and with it the watcher's every later run."""
+    from jarvisd.indexing.planner import file_digest
+
+    os.mkfifo(vault / "piped.md")
+    with pytest.raises(NoteFileError) as caught:
+        file_digest(vault / "piped.md", "piped.md", 100)
+    assert caught.value.reason == "not_a_file"
+    write(vault, "grows.md", "x" * 101)
+    assert file_digest(vault / "grows.md", "grows.md", 100) is None  # past the limit
+    assert file_digest(vault / "grows.md", "grows.md", 101) is not None

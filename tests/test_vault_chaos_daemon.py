@@ -2,12 +2,13 @@
 
 One daemon watches a vault (debounce 0.2 s) while the test does to it what
 people and their tools do: a burst of edits, a folder deleted and restored, a
-folder renamed, an editor's atomic save, `git checkout` of another branch, a
-note turned into a folder, special files, symlink loops, a 50 MB file, binary
-and invalid UTF-8 `.md` files, empty files, broken frontmatter, deeply nested
-lists, and the vault folder disappearing and coming back. The daemon must not
-crash, must log every skip with its reason, and at the end its index must
-equal a clean index of the same files (the benchmark's `Reference`).
+folder renamed, files that change while being read, an editor's atomic save,
+`git checkout` of another branch, a note turned into a folder, special files,
+symlink loops, a 50 MB file, binary and invalid UTF-8 `.md` files, empty files,
+broken frontmatter, deeply nested lists, and the vault folder disappearing and
+coming back. The daemon must not crash, must log every skip with its reason,
+and at the end its index must equal a clean index of the same files (the
+benchmark's `Reference`).
 
 Permission-denied files cannot be made here: the suite runs as root, which
 reads any mode. A FIFO named `.md` is used instead (a file the indexer cannot
@@ -82,7 +83,7 @@ def skipped(daemon: DaemonProcess) -> dict[str, set[str]]:
 def test_the_index_survives_vault_chaos_and_matches_the_files_on_disk(
     start_daemon: Start, short_tmp: Path
 ) -> None:
-    from benchmarks.reliability import Reference, compare, fingerprint
+    from benchmarks.reliability import Reference, compare, fingerprint, rewrite_while_read
 
     vault = short_tmp / "vault"
     shutil.copytree(EXAMPLE, vault)
@@ -117,6 +118,9 @@ def test_the_index_survives_vault_chaos_and_matches_the_files_on_disk(
     step(lambda: os.rename(bulk, aside))  # mass delete of a folder
     step(lambda: os.rename(aside, bulk))  # ... and restore
     step(lambda: os.rename(bulk, vault / "renamed"))  # a folder of many notes renamed
+    # Files that change while being read: rewritten in two writes, swapped for a FIFO
+    # and back, grown past the limit and cut back, for 2 s under the watcher's runs.
+    step(lambda: rewrite_while_read(vault / "renamed", 2.0, rng))
 
     def atomic_save() -> None:  # an editor's save: a temp file renamed over the note
         temp = vault / ".Espresso.md.swp"

@@ -104,6 +104,10 @@ class GuardedServer(web.Server):
         self._inner = handler
         self._limits = limits
         self._deadlines: dict[RequestHandler, asyncio.TimerHandle] = {}
+        # Connections that arrived past the limit. Judged at arrival, not when the
+        # request is read: a burst of 1,000 clients that all sent at once was answered
+        # 503 to the last one (every request saw 1,000 open), none was served.
+        self._past_limit: set[RequestHandler] = set()
         self._arrive = self.request_factory
         self.request_factory = self._arrived
         self.counts = {"busy": 0, "timed_out": 0}
@@ -111,6 +115,9 @@ class GuardedServer(web.Server):
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
+        limit = self._limits().max_connections
+        if limit and len(self._connections) > limit:
+            self._past_limit.add(handler)
         timeout = self._limits().request_timeout
         if timeout > 0:
             self._deadlines[handler] = self._loop.call_later(timeout, self._expire, handler)
@@ -119,6 +126,7 @@ class GuardedServer(web.Server):
         deadline = self._deadlines.pop(handler, None)
         if deadline is not None:
             deadline.cancel()
+        self._past_limit.discard(handler)
         super().connection_lost(handler, exc)
 
     def _arrived(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
@@ -138,7 +146,7 @@ class GuardedServer(web.Server):
     async def _limited(self, request: web.BaseRequest) -> web.StreamResponse:
         limit = self._limits().max_connections
         open_now = len(self._connections)
-        if limit and open_now > limit:
+        if limit and request.protocol in self._past_limit:
             self._count("busy")
             body = {
                 "error": {

@@ -21,8 +21,10 @@ from jarvisd.indexing.markdown import NoteError, parse_note
 from jarvisd.indexing.parsed import ParsedNote
 from jarvisd.indexing.vault import (
     FileInfo,
+    NoteFileError,
     PathOutsideVault,
     Skipped,
+    open_note,
     read_note_bytes,
     scan_paths,
     scan_vault,
@@ -49,10 +51,17 @@ class Plan:
         return len(self.renamed) + len(self.deleted) + len(self.to_index)
 
 
-def file_digest(path_on_disk: Path) -> str:
+def file_digest(path_on_disk: Path, rel_path: str, limit: int) -> str | None:
+    """The file's SHA-256; None past `limit` bytes (it grew since the scan: the read
+    that follows skips it), so a file that keeps growing is not hashed for ever.
+    Opened by `open_note`: a FIFO in its place since the scan hung the run here."""
     digest = hashlib.sha256()
-    with path_on_disk.open("rb") as handle:
+    read = 0
+    with open_note(path_on_disk, rel_path) as handle:
         while block := handle.read(HASH_BLOCK):
+            read += len(block)
+            if read > limit:
+                return None
             digest.update(block)
     return digest.hexdigest()
 
@@ -99,11 +108,16 @@ def plan_vault(
             continue
         plan.hashed += 1
         try:
-            digest = file_digest(vault.root / info.path)
+            digest = file_digest(vault.root / info.path, info.path, max_file_bytes)
+        except NoteFileError as error:
+            plan.skipped.append(Skipped(info.path, error.reason, error.detail))
+            continue
         except OSError as error:
             plan.skipped.append(Skipped(info.path, "unreadable", error.strerror or str(error)))
             continue
-        if state is not None and digest == state.content_hash:
+        if digest is None:
+            plan.to_index.append(info)
+        elif state is not None and digest == state.content_hash:
             plan.touched.append(info)
         elif state is None and gone_by_hash.get(digest):
             old_path = gone_by_hash[digest].pop()
@@ -151,7 +165,7 @@ def read_and_parse(
     parsed: list[tuple[FileInfo, ParsedNote]] = []
     for info in window:
         try:
-            raw = read_note_bytes(vault.root, info.path)
+            raw = read_note_bytes(vault.root, info.path, indexing.max_file_bytes)
             note = parse_note(
                 info.path,
                 raw,
@@ -161,6 +175,9 @@ def read_and_parse(
             )
         except NoteError as error:
             batch.failed.append((info.path, error.reason, str(error)))
+            continue
+        except NoteFileError as error:
+            batch.failed.append((info.path, error.reason, error.detail))
             continue
         except (OSError, PathOutsideVault) as error:
             batch.failed.append((info.path, "unreadable", str(error)))

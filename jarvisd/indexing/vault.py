@@ -14,6 +14,7 @@ either, so a vault cannot pull in files its owner did not put in it.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import stat
@@ -24,12 +25,14 @@ from typing import Literal
 
 __all__ = [
     "FileInfo",
+    "NoteFileError",
     "PathOutsideVault",
     "ScanResult",
     "SkipReason",
     "Skipped",
     "VaultError",
     "compile_excludes",
+    "open_note",
     "read_note_bytes",
     "resolve_in_vault",
     "scan_paths",
@@ -360,10 +363,51 @@ def resolve_in_vault(root: Path, rel: str) -> Path:
     return Path(real_path)
 
 
-def read_note_bytes(root: Path, rel_path: str) -> bytes:
+class NoteFileError(OSError):
+    """The path is no longer a note the indexer may read: it became something other than
+    a regular file, or grew past the size limit, after the scan (`reason` says which)."""
+
+    def __init__(self, reason: SkipReason, message: str) -> None:
+        super().__init__(errno.EINVAL, message)
+        self.reason: SkipReason = reason
+        self.detail = message
+
+
+def open_note(path: Path, rel_path: str) -> io.FileIO:
+    """A note's file, opened without blocking and checked on the descriptor.
+
+    The file may have changed since the scan: a FIFO put in its place blocked
+    the opening thread (and so every later index run) until a writer came.
+    Raises NoteFileError (not_a_file), IsADirectoryError, or the OSError of the
+    open for the caller to report per note.
+    """
+    file = io.FileIO(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb")
+    try:
+        info = os.fstat(file.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"{rel_path} is a folder now")
+        if not stat.S_ISREG(info.st_mode):
+            raise NoteFileError("not_a_file", f"{rel_path} is not a regular file any more")
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def read_note_bytes(root: Path, rel_path: str, limit: int | None = None) -> bytes:
     """The bytes of one note, after `resolve_in_vault` has vouched for its path.
 
-    Raises PathOutsideVault, or the OSError of the read (FileNotFoundError,
-    PermissionError, IsADirectoryError) for the caller to report per note.
+    Opened by `open_note`; at most `limit` bytes are read: a note grown past it
+    since the scan was read whole (50 MB behind a 5 MB limit) and now raises
+    NoteFileError (too_large). Otherwise raises PathOutsideVault, or the
+    OSError of the read (FileNotFoundError, PermissionError, IsADirectoryError)
+    for the caller to report per note.
     """
-    return resolve_in_vault(root, rel_path).read_bytes()
+    with open_note(resolve_in_vault(root, rel_path), rel_path) as file:
+        data = file.readall() if limit is None else file.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise NoteFileError(
+            "too_large",
+            f"grew past the {_human_size(limit)} limit (indexing.max_file_bytes) after the scan",
+        )
+    return data
