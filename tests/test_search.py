@@ -320,7 +320,7 @@ async def test_edits_leave_dead_rows_that_a_background_build_compacts(indexed: I
     finally:
         note.write_text(original, encoding="utf-8")
         await indexed.index(service)
-        await service.stop()
+        await service.stop(deadline_in(10))
 
 
 async def test_caches_reconfigure_live_and_shrink_with_memory(indexed: Indexed) -> None:
