@@ -25,6 +25,10 @@ def test_status_table_and_json(start_daemon: Start) -> None:
     assert "running" in table.stdout and "memory_sample" in table.stdout
     as_json = ctl(daemon, "status", "--json")
     assert json.loads(as_json.stdout)["pid"] == daemon.process.pid
+    # Before the subcommand too, as scripts write it; the subcommand's own --json
+    # default once overwrote it, and `jarvisctl --json status` printed the table.
+    before = ctl(daemon, "--json", "status")
+    assert json.loads(before.stdout)["pid"] == daemon.process.pid
 
 
 def test_socket_from_environment(start_daemon: Start) -> None:

@@ -66,12 +66,21 @@ def resolve_socket(explicit: Path | None, config: Path | None) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
     parser = Parser(
         prog="jarvisctl",
         description="Control and query a running jarvisd over its Unix socket.",
-        parents=[common],
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    # Each subcommand takes --json too (`jarvisctl status --json`). Its default is
+    # SUPPRESS so that a subcommand without it keeps the value the main parser set:
+    # with a default of False, argparse copied the subcommand's False over
+    # `jarvisctl --json status`'s True, and scripts got the table.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="machine-readable JSON output",
     )
     parser.add_argument(
         "--socket",
