@@ -53,14 +53,9 @@ BoolArray = npt.NDArray[np.bool_]
 MASKS_KEPT = 64  # filter masks remembered per snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class NoteInfo:
-    note_id: int
-    vault: str
-    path: str
-    title: str
-    mtime_ns: int
-    tags: tuple[str, ...]
+# A note row as the store reads it (id, vault, path, title, mtime, tags): the
+# snapshot holds the store's records as they come, under the name search uses.
+NoteInfo = NoteRow
 
 
 @dataclass(eq=False)
@@ -306,7 +301,7 @@ def note_info(by_id: Mapping[int, NoteRow], note_id: int) -> NoteInfo:
     row = by_id.get(note_id)
     if row is None:  # a chunk without its note: never written so, but never crash on it
         return NoteInfo(note_id, "", "", "", 0, ())
-    return NoteInfo(row.note_id, row.vault, row.path, row.title, row.mtime_ns, row.tags)
+    return row
 
 
 def _text_bytes(texts: npt.NDArray[np.object_]) -> int:
