@@ -30,7 +30,13 @@ from jarvisd.api.serving import ControlServer, MetricsServer
 from jarvisd.config import Config, ConfigDiff, ConfigError, diff_configs, load_config, masked
 from jarvisd.jobs import JobScheduler
 from jarvisd.knowledge import Knowledge
-from jarvisd.lifecycle import Component, State, start_in_order, stop_in_reverse
+from jarvisd.lifecycle import (
+    Component,
+    State,
+    announce_stopping,
+    start_in_order,
+    stop_in_reverse,
+)
 from jarvisd.lockfile import LockFile
 from jarvisd.observe.metrics import Metrics
 from jarvisd.observe.observer import Observer
@@ -64,8 +70,8 @@ class Daemon:
         self.observer.on_mode_change(self.knowledge.on_memory_mode)
         self.observer.unhealthy = lambda: self.knowledge.unhealthy
         self.knowledge.on_recovered = self._store_recovered
-        self.observer.add_model_memory("embedding", self.knowledge.embedder.memory_report)
-        self.observer.add_model_memory("llm", self.knowledge.ask.llm.memory_report)
+        for model, report in self.knowledge.model_memory_reports().items():
+            self.observer.add_model_memory(model, report)
         self.jobs.register(
             "memory_sample",
             self.observer.sample,
@@ -228,8 +234,9 @@ class Daemon:
             return
         log.info("daemon.stopping", reason=reason)
         self.state = State.STOPPING
-        # Answers being generated end now, so the socket's in-flight requests drain fast.
-        self.knowledge.ask.llm.stop_generating()
+        # Answers being generated end now (knowledge's ask service listens), so the
+        # socket's in-flight requests drain fast.
+        announce_stopping(self._started, log)
         self.notifier.stopping()
         self._stop.set()
 

@@ -20,7 +20,13 @@ from jarvisd.graph.service import GraphService
 from jarvisd.indexing.indexer import Indexer, RunReport
 from jarvisd.indexing.watcher import VaultWatcher
 from jarvisd.jobs import JobScheduler
-from jarvisd.lifecycle import Background, Component, start_in_order, stop_in_reverse
+from jarvisd.lifecycle import (
+    Background,
+    Component,
+    announce_stopping,
+    start_in_order,
+    stop_in_reverse,
+)
 from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.memory import MemoryMode
@@ -180,6 +186,10 @@ class Knowledge:
             self._spawn(self.load_model(), "preload")
         if self._config.indexing.on_start or self.rebuilding:
             self.start_index_run(False, "recovery" if self.rebuilding else "start")
+
+    def stopping(self) -> None:
+        """A stop is requested: its started parts hear it (ask ends the answers it writes)."""
+        announce_stopping(self._started, log)
 
     async def stop(self, deadline: float) -> None:
         await stop_in_reverse(self._started, deadline, log)
@@ -384,6 +394,10 @@ class Knowledge:
             else {"backend": self._config.graph.backend},
             "ask": self.ask.status(),
         }
+
+    def model_memory_reports(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """The models it holds, each with its memory report (for /metrics/memory)."""
+        return {"embedding": self.embedder.memory_report, "llm": self.ask.llm.memory_report}
 
     def capabilities(self) -> list[str]:
         """What this daemon answers now: `ask` once the ask service is up (MCP lists it then)."""
