@@ -32,6 +32,13 @@ from jarvisd.model.embedder import Embedder
 from jarvisd.observe.memory import MemoryMode
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
+from jarvisd.reports import (
+    EmbeddingStatus,
+    KnowledgeStatus,
+    MaintenanceReport,
+    MaintenanceStep,
+    StoreStatus,
+)
 from jarvisd.search import SearchService
 from jarvisd.store import Recovery, Store, damage_text, first_line, is_damage_while_serving
 
@@ -349,7 +356,7 @@ class Knowledge:
         self.indexer.notify_change()  # search and graph drop what they read from the old file
         self.start_index_run(False, "recovery")
 
-    async def run_maintenance(self) -> dict[str, Any]:
+    async def run_maintenance(self) -> MaintenanceReport:
         """DuckDB maintenance, never beside an indexing run (it waits for the run)."""
         async with self.indexer.lock:
             started = time.perf_counter()
@@ -362,38 +369,32 @@ class Knowledge:
             log.info("maintenance.step", step=step, seconds=round(seconds, 4))
         total = round(time.perf_counter() - started, 4)
         log.info("maintenance.finished", seconds=total)
-        return {
-            "steps": [{"step": step, "seconds": seconds} for step, seconds in steps],
-            "seconds": total,
-        }
+        return MaintenanceReport(
+            steps=tuple(MaintenanceStep(step, seconds) for step, seconds in steps), seconds=total
+        )
 
-    def store_status(self) -> dict[str, Any]:
-        return {
-            "healthy": self.unhealthy is None,
-            "unhealthy_reason": self.unhealthy,
-            "rebuilding": self.rebuilding,
-            "recovery": self.recovery.as_dict() if self.recovery is not None else None,
-        }
+    def store_status(self) -> StoreStatus:
+        return StoreStatus(
+            unhealthy_reason=self.unhealthy, rebuilding=self.rebuilding, recovery=self.recovery
+        )
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> KnowledgeStatus:
         indexer = self._indexer
         current = indexer.current if indexer else None
-        return {
-            "store": self.store_status(),
-            "index": indexer.stats if indexer else None,
-            "indexing": current.progress().as_dict() if current else None,
-            "last_index_run": indexer.last.as_dict() if indexer and indexer.last else None,
-            "embedding": {
-                "state": self.model_state,
-                "loaded": self.embedder.loaded,
-                "model": self._config.embedding.model,
-            },
-            "watching": self.watcher.active,
-            "graph": self._graph.status()
-            if self._graph
-            else {"backend": self._config.graph.backend},
-            "ask": self.ask.status(),
-        }
+        return KnowledgeStatus(
+            store=self.store_status(),
+            index=indexer.stats if indexer else None,
+            indexing=current.progress() if current else None,
+            last_index_run=indexer.last if indexer else None,
+            embedding=EmbeddingStatus(
+                state=self.model_state,
+                loaded=self.embedder.loaded,
+                model=self._config.embedding.model,
+            ),
+            watching=self.watcher.active,
+            graph=self._graph.status() if self._graph else {"backend": self._config.graph.backend},
+            ask=self.ask.status(),
+        )
 
     def model_memory_reports(self) -> dict[str, Callable[[], dict[str, Any]]]:
         """The models it holds, each with its memory report (for /metrics/memory)."""
