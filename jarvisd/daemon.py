@@ -30,11 +30,18 @@ from jarvisd.api.serving import ControlServer, MetricsServer
 from jarvisd.config import Config, ConfigDiff, ConfigError, diff_configs, load_config, masked
 from jarvisd.jobs import JobScheduler
 from jarvisd.knowledge import Knowledge
-from jarvisd.lifecycle import Component, State, start_in_order, stop_in_reverse
+from jarvisd.lifecycle import (
+    Component,
+    State,
+    announce_stopping,
+    start_in_order,
+    stop_in_reverse,
+)
 from jarvisd.lockfile import LockFile
 from jarvisd.observe.metrics import Metrics
 from jarvisd.observe.observer import Observer
 from jarvisd.pools import Pools
+from jarvisd.reports import DaemonStatus, ReloadOutcome
 from jarvisd.store import Recovery
 from jarvisd.systemd import Notifier
 
@@ -64,8 +71,8 @@ class Daemon:
         self.observer.on_mode_change(self.knowledge.on_memory_mode)
         self.observer.unhealthy = lambda: self.knowledge.unhealthy
         self.knowledge.on_recovered = self._store_recovered
-        self.observer.add_model_memory("embedding", self.knowledge.embedder.memory_report)
-        self.observer.add_model_memory("llm", self.knowledge.ask.llm.memory_report)
+        for model, report in self.knowledge.model_memory_reports().items():
+            self.observer.add_model_memory(model, report)
         self.jobs.register(
             "memory_sample",
             self.observer.sample,
@@ -92,7 +99,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._reloads: set[asyncio.Task[Any]] = set()
-        self.last_reload: dict[str, Any] | None = None
+        self.last_reload: ReloadOutcome | None = None
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp.set(time.time())
 
@@ -228,8 +235,9 @@ class Daemon:
             return
         log.info("daemon.stopping", reason=reason)
         self.state = State.STOPPING
-        # Answers being generated end now, so the socket's in-flight requests drain fast.
-        self.knowledge.ask.llm.stop_generating()
+        # Answers being generated end now (knowledge's ask service listens), so the
+        # socket's in-flight requests drain fast.
+        announce_stopping(self._started, log)
         self.notifier.stopping()
         self._stop.set()
 
@@ -251,7 +259,7 @@ class Daemon:
 
     # --------------------------------------------------------------- reload
 
-    async def reload(self, source: str) -> dict[str, Any]:
+    async def reload(self, source: str) -> ReloadOutcome:
         """Validate the whole file, then apply key by key; an invalid file changes nothing."""
         async with self._reload_lock:
             self.state = State.RELOADING
@@ -263,7 +271,7 @@ class Daemon:
                     self.state = State.RUNNING
                 self.notifier.ready()
 
-    async def _reload(self, source: str) -> dict[str, Any]:
+    async def _reload(self, source: str) -> ReloadOutcome:
         try:
             new = await asyncio.wait_for(
                 self.pools.run("io", load_config, self.config_path), RELOAD_READ_TIMEOUT
@@ -289,16 +297,16 @@ class Daemon:
             return self._reload_failed(source, f"applying the new config failed: {error}")
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp.set(time.time())
-        outcome = {"ok": True, "source": source, "at": time.time(), **diff.as_dict()}
+        outcome = ReloadOutcome(source, time.time(), diff)
         self.last_reload = outcome
-        log.info("config.reloaded", **outcome)
+        log.info("config.reloaded", **outcome.as_dict())
         if diff.restart_required:
             log.warning("config.restart_required", keys=diff.restart_required)
         return outcome
 
-    def _reload_failed(self, source: str, reason: str) -> dict[str, Any]:
+    def _reload_failed(self, source: str, reason: str) -> ReloadOutcome:
         self.metrics.config_last_reload_successful.set(0)
-        outcome = {"ok": False, "source": source, "error": reason, "at": time.time()}
+        outcome = ReloadOutcome(source, time.time(), error=reason)
         self.last_reload = outcome
         log.error("config.reload_failed", source=source, reason=reason)
         return outcome
@@ -314,23 +322,23 @@ class Daemon:
 
     # ------------------------------------------------------------ services
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "state": self.state.value,
-            "pid": os.getpid(),
-            "version": __version__,
-            "uptime_seconds": round(time.time() - self.started_at, 3),
-            "started_at": self.started_at,
-            "config_path": str(self.config_path) if self.config_path else None,
-            "socket": str(self._config.socket_path),
-            "database": str(self._config.database_path),
-            **self.observer.status(),
-            "capabilities": self.knowledge.capabilities(),
-            "threads": self.pools.sizes(),
-            **self.knowledge.status(),
-            "jobs": self.jobs.describe(),
-            "last_reload": self.last_reload,
-        }
+    def status(self) -> DaemonStatus:
+        return DaemonStatus(
+            state=self.state,
+            pid=os.getpid(),
+            version=__version__,
+            uptime_seconds=round(time.time() - self.started_at, 3),
+            started_at=self.started_at,
+            config_path=self.config_path,
+            socket=self._config.socket_path,
+            database=self._config.database_path,
+            observer=self.observer.status(),
+            capabilities=tuple(self.knowledge.capabilities()),
+            threads=self.pools.sizes(),
+            knowledge=self.knowledge.status(),
+            jobs=self.jobs.describe(),
+            last_reload=self.last_reload,
+        )
 
     def effective_config(self) -> dict[str, Any]:
         return {

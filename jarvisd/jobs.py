@@ -55,6 +55,38 @@ class JobState:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class JobReport:
+    """One job as `/v1/jobs` and `/v1/status` list it: its schedule, its runs, the last one."""
+
+    id: str
+    description: str
+    schedule: str | None  # its `schedule:` entry (interval or crontab); None: off
+    running: bool
+    runs: int
+    failures: int
+    last_started: float | None  # time.time()
+    last_duration_seconds: float | None
+    last_result: str | None  # "ok", "error", "cancelled"
+    last_error: str | None
+    next_run: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "description": self.description,
+            "schedule": self.schedule,
+            "running": self.running,
+            "runs": self.runs,
+            "failures": self.failures,
+            "last_started": _iso(self.last_started),
+            "last_duration_seconds": self.last_duration_seconds,
+            "last_result": self.last_result,
+            "last_error": self.last_error,
+            "next_run": self.next_run.isoformat() if self.next_run else None,
+        }
+
+
 def _trigger(spec: str | None) -> IntervalTrigger | CronTrigger | None:
     parsed = parse_schedule(spec)
     if parsed is None:
@@ -235,26 +267,26 @@ class JobScheduler:
         new, self._failures_seen = total - self._failures_seen, total
         return new
 
-    def describe(self) -> list[dict[str, Any]]:
-        out = []
+    def describe(self) -> tuple[JobReport, ...]:
+        reports = []
         for job in self._jobs.values():
             self._refresh_next_run(job)
-            out.append(
-                {
-                    "id": job.id,
-                    "description": job.description,
-                    "schedule": getattr(self._schedule, job.schedule_key),
-                    "running": job.running,
-                    "runs": job.runs,
-                    "failures": job.failures,
-                    "last_started": _iso(job.last_started),
-                    "last_duration_seconds": job.last_duration,
-                    "last_result": job.last_result,
-                    "last_error": job.last_error,
-                    "next_run": job.next_run.isoformat() if job.next_run else None,
-                }
+            reports.append(
+                JobReport(
+                    id=job.id,
+                    description=job.description,
+                    schedule=getattr(self._schedule, job.schedule_key),
+                    running=job.running,
+                    runs=job.runs,
+                    failures=job.failures,
+                    last_started=job.last_started,
+                    last_duration_seconds=job.last_duration,
+                    last_result=job.last_result,
+                    last_error=job.last_error,
+                    next_run=job.next_run,
+                )
             )
-        return out
+        return tuple(reports)
 
     def get(self, job_id: str) -> JobState | None:
         return self._jobs.get(job_id)

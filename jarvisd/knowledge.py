@@ -20,12 +20,25 @@ from jarvisd.graph.service import GraphService
 from jarvisd.indexing.indexer import Indexer, RunReport
 from jarvisd.indexing.watcher import VaultWatcher
 from jarvisd.jobs import JobScheduler
-from jarvisd.lifecycle import Background, Component, start_in_order, stop_in_reverse
+from jarvisd.lifecycle import (
+    Background,
+    Component,
+    announce_stopping,
+    start_in_order,
+    stop_in_reverse,
+)
 from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.memory import MemoryMode
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
+from jarvisd.reports import (
+    EmbeddingStatus,
+    KnowledgeStatus,
+    MaintenanceReport,
+    MaintenanceStep,
+    StoreStatus,
+)
 from jarvisd.search import SearchService
 from jarvisd.store import Recovery, Store, damage_text, first_line, is_damage_while_serving
 
@@ -180,6 +193,10 @@ class Knowledge:
             self._spawn(self.load_model(), "preload")
         if self._config.indexing.on_start or self.rebuilding:
             self.start_index_run(False, "recovery" if self.rebuilding else "start")
+
+    def stopping(self) -> None:
+        """A stop is requested: its started parts hear it (ask ends the answers it writes)."""
+        announce_stopping(self._started, log)
 
     async def stop(self, deadline: float) -> None:
         await stop_in_reverse(self._started, deadline, log)
@@ -339,7 +356,7 @@ class Knowledge:
         self.indexer.notify_change()  # search and graph drop what they read from the old file
         self.start_index_run(False, "recovery")
 
-    async def run_maintenance(self) -> dict[str, Any]:
+    async def run_maintenance(self) -> MaintenanceReport:
         """DuckDB maintenance, never beside an indexing run (it waits for the run)."""
         async with self.indexer.lock:
             started = time.perf_counter()
@@ -352,38 +369,36 @@ class Knowledge:
             log.info("maintenance.step", step=step, seconds=round(seconds, 4))
         total = round(time.perf_counter() - started, 4)
         log.info("maintenance.finished", seconds=total)
-        return {
-            "steps": [{"step": step, "seconds": seconds} for step, seconds in steps],
-            "seconds": total,
-        }
+        return MaintenanceReport(
+            steps=tuple(MaintenanceStep(step, seconds) for step, seconds in steps), seconds=total
+        )
 
-    def store_status(self) -> dict[str, Any]:
-        return {
-            "healthy": self.unhealthy is None,
-            "unhealthy_reason": self.unhealthy,
-            "rebuilding": self.rebuilding,
-            "recovery": self.recovery.as_dict() if self.recovery is not None else None,
-        }
+    def store_status(self) -> StoreStatus:
+        return StoreStatus(
+            unhealthy_reason=self.unhealthy, rebuilding=self.rebuilding, recovery=self.recovery
+        )
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> KnowledgeStatus:
         indexer = self._indexer
         current = indexer.current if indexer else None
-        return {
-            "store": self.store_status(),
-            "index": indexer.stats if indexer else None,
-            "indexing": current.progress().as_dict() if current else None,
-            "last_index_run": indexer.last.as_dict() if indexer and indexer.last else None,
-            "embedding": {
-                "state": self.model_state,
-                "loaded": self.embedder.loaded,
-                "model": self._config.embedding.model,
-            },
-            "watching": self.watcher.active,
-            "graph": self._graph.status()
-            if self._graph
-            else {"backend": self._config.graph.backend},
-            "ask": self.ask.status(),
-        }
+        return KnowledgeStatus(
+            store=self.store_status(),
+            index=indexer.stats if indexer else None,
+            indexing=current.progress() if current else None,
+            last_index_run=indexer.last if indexer else None,
+            embedding=EmbeddingStatus(
+                state=self.model_state,
+                loaded=self.embedder.loaded,
+                model=self._config.embedding.model,
+            ),
+            watching=self.watcher.active,
+            graph=self._graph.status() if self._graph else {"backend": self._config.graph.backend},
+            ask=self.ask.status(),
+        )
+
+    def model_memory_reports(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """The models it holds, each with its memory report (for /metrics/memory)."""
+        return {"embedding": self.embedder.memory_report, "llm": self.ask.llm.memory_report}
 
     def capabilities(self) -> list[str]:
         """What this daemon answers now: `ask` once the ask service is up (MCP lists it then)."""

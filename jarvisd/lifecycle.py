@@ -4,7 +4,10 @@ A component is started once (`start`), reconfigured on every reload that
 applies (`reconfigure(config, diff)`: it asks `diff.touches(...)` itself what
 concerns it) and stopped once (`stop(deadline)`, a `time.monotonic()` time it
 must be done by). The daemon drives its components through `start_in_order`
-and `stop_in_reverse`; `Knowledge` drives its own the same way.
+and `stop_in_reverse`; `Knowledge` drives its own the same way. The moment a
+stop is requested, before anything is stopped, `announce_stopping` tells the
+started components that have a `stopping()` (a `StopListener`): work that would
+hold the shutdown up (an answer being generated) ends there.
 
 Parts that a single component owns and that do blocking or pure work (the
 store, the embedding model, the alert engine, the memory monitor, caches, graph
@@ -18,7 +21,7 @@ import asyncio
 import enum
 import time
 from collections.abc import Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from jarvisd.config import Config, ConfigDiff
@@ -51,6 +54,25 @@ class Component(Protocol):
 
     def reconfigure(self, config: Config, diff: ConfigDiff) -> None:
         """Apply what `diff` touches of this component; work that must wait is its own task."""
+
+
+@runtime_checkable
+class StopListener(Protocol):
+    """A component that acts at once on a requested stop, before any component stops."""
+
+    def stopping(self) -> None:
+        """Synchronous and quick: it runs in the signal dispatch, before `stop(deadline)`."""
+
+
+def announce_stopping(components: Sequence[Component], log: Logger) -> None:
+    """Tell each started component that listens (and, through it, its own) that a
+    stop is requested; one that fails is logged, and the others still hear it."""
+    for component in components:
+        if isinstance(component, StopListener):
+            try:
+                component.stopping()
+            except Exception:
+                log.error("component.stopping_failed", component=component.name, exc_info=True)
 
 
 async def start_in_order(components: Sequence[Component], started: list[Component]) -> None:

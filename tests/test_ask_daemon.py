@@ -179,6 +179,29 @@ def test_a_client_that_hangs_up_stops_the_generation_and_a_full_queue_is_429(
     assert stats["active"] == 0 and stats["waiting"] == 0
 
 
+def test_sigterm_ends_an_answer_being_generated_and_the_client_gets_its_reply(
+    start_daemon: Callable[..., DaemonProcess], short_tmp: Path, tiny: Path
+) -> None:
+    # The tiny model never stops on its own: without the stop being announced (the
+    # ask service's `stopping()`), the answer runs on until the socket's shutdown
+    # gives up on it and the client gets no reply, or it ends with its 6000 tokens.
+    llm = {"model": str(tiny), "max_tokens": 6000, "context_tokens": 8192}
+    daemon = start(start_daemon, short_tmp, llm)
+    sock = open_stream(daemon.socket, QUESTION)
+    received = b""
+    while received.count(b'"type": "token"') < 3:
+        received += sock.recv(65536)
+    daemon.signal(signal.SIGTERM)
+    while chunk := sock.recv(65536):
+        received += chunk
+    sock.close()
+    assert b'"type": "done"' in received and b'"path": "extractive"' in received
+    assert b"the daemon is stopping" in received
+    assert daemon.process.wait(60) == 0
+    (stopping,) = daemon.events("daemon.stopping")
+    assert stopping["reason"] == "SIGTERM"
+
+
 def test_the_llm_unloads_when_idle_on_request_and_when_memory_leaves_full(
     start_daemon: Callable[..., DaemonProcess], short_tmp: Path, tiny: Path
 ) -> None:

@@ -32,6 +32,44 @@ def test_status_over_the_socket(start_daemon: Start) -> None:
     assert status["memory_mode"] in {"FULL", "LITE", "MINIMAL"}
 
 
+STATUS_KEYS = [
+    "state", "pid", "version", "uptime_seconds", "started_at", "config_path", "socket",
+    "database", "memory_mode", "alerts_firing", "capabilities", "threads", "store", "index",
+    "indexing", "last_index_run", "embedding", "watching", "graph", "ask", "jobs", "last_reload",
+]  # fmt: skip
+JOB_KEYS = [
+    "id", "description", "schedule", "running", "runs", "failures", "last_started",
+    "last_duration_seconds", "last_result", "last_error", "next_run",
+]  # fmt: skip
+
+
+def test_status_jobs_maintenance_and_reload_keep_their_json(start_daemon: Start) -> None:
+    """The typed reports (jarvisd/reports.py, jobs.JobReport) keep the keys clients read."""
+    daemon = start_daemon()
+    status = daemon.client.get("/v1/status")
+    assert list(status) == STATUS_KEYS and status["last_reload"] is None
+    assert list(status["store"]) == ["healthy", "unhealthy_reason", "rebuilding", "recovery"]
+    assert status["store"]["healthy"] is True and status["store"]["recovery"] is None
+    assert list(status["embedding"]) == ["state", "loaded", "model"]
+    assert [list(job) for job in daemon.client.get("/v1/jobs")["jobs"]] == [JOB_KEYS] * 3
+    maintenance = daemon.client.post("/v1/maintenance")
+    assert list(maintenance) == ["steps", "seconds"]
+    assert [step["step"] for step in maintenance["steps"]] == [
+        "analyze", "vector_index", "checkpoint"
+    ]  # fmt: skip
+    daemon.rewrite(search={"default_limit": 7})
+    applied = daemon.client.post("/v1/reload")
+    assert list(applied) == ["ok", "source", "at", "added", "changed", "removed",
+                             "restart_required"]  # fmt: skip
+    assert applied["ok"] is True and applied["changed"] == ["search.default_limit"]
+    daemon.config_path.write_text("search: [\n", encoding="utf-8")
+    with pytest.raises(DaemonError) as caught:
+        daemon.client.post("/v1/reload")
+    refused = caught.value.body["error"]["result"]
+    assert list(refused) == ["ok", "source", "error", "at"] and refused["ok"] is False
+    assert daemon.client.get("/v1/status")["last_reload"] == refused
+
+
 def test_socket_is_private(start_daemon: Start) -> None:
     daemon = start_daemon()
     assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o600

@@ -38,7 +38,7 @@ async def test_interval_job_runs_and_is_counted() -> None:
     await scheduler.stop(deadline_in(10))
     assert runs(metrics, "memory_sample", "ok") >= 1
     described = scheduler.describe()[0]
-    assert described["schedule"] == "100ms" and described["last_result"] == "ok"
+    assert described.schedule == "100ms" and described.last_result == "ok"
 
 
 async def test_a_job_never_runs_beside_itself() -> None:
@@ -90,7 +90,7 @@ async def test_failures_are_counted_and_reported() -> None:
     assert runs(metrics, "maintenance", "error") == 1
     assert scheduler.failures_since_last_call() == 1
     assert scheduler.failures_since_last_call() == 0
-    assert scheduler.describe()[0]["last_error"] == "RuntimeError: disk on fire"
+    assert scheduler.describe()[0].last_error == "RuntimeError: disk on fire"
 
 
 async def test_reconfigure_reschedules_and_turns_off() -> None:
@@ -101,12 +101,12 @@ async def test_reconfigure_reschedules_and_turns_off() -> None:
 
     scheduler.register("index", job, schedule_key="index", description="t")
     await scheduler.start()
-    first = scheduler.describe()[0]["next_run"]
+    first = scheduler.describe()[0].next_run
     assert first is not None
     assert scheduler.reschedule(schedule(index="0 3 * * sun")) == ["index"]
-    assert scheduler.describe()[0]["next_run"] != first
+    assert scheduler.describe()[0].next_run != first
     assert scheduler.reschedule(schedule(index=None)) == ["index"]
-    assert scheduler.describe()[0]["next_run"] is None
+    assert scheduler.describe()[0].next_run is None
     await scheduler.stop(deadline_in(10))
 
 

@@ -15,6 +15,7 @@ from jarvisd.config import Config, ConfigDiff
 from jarvisd.lifecycle import (
     Background,
     Component,
+    announce_stopping,
     deadline_in,
     start_in_order,
     stop_in_reverse,
@@ -85,6 +86,30 @@ async def test_one_that_overruns_or_fails_does_not_keep_the_others_running() -> 
     assert [(entry["event"], entry["component"]) for entry in logs] == [
         ("component.stop_timeout", "stuck"),
         ("component.stop_failed", "broken"),
+    ]
+
+
+class Listener(Recorder):
+    """A component that hears a requested stop (a StopListener), as ask does."""
+
+    def stopping(self) -> None:
+        self._events.append(f"stopping {self.name}")
+        if self.name == "broken":
+            raise RuntimeError("broken stopping")
+
+
+async def test_a_requested_stop_reaches_the_listeners_before_any_stops() -> None:
+    events: list[str] = []
+    components: list[Component] = [
+        Listener("broken", events),
+        Recorder("deaf", events),
+        Listener("ask", events),
+    ]
+    with capture_logs() as logs:
+        announce_stopping(components, log)
+    assert events == ["stopping broken", "stopping ask"]
+    assert [(entry["event"], entry["component"]) for entry in logs] == [
+        ("component.stopping_failed", "broken")
     ]
 
 

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -30,10 +30,11 @@ from jarvisd.api.errors import (
 from jarvisd.api.peercred import peer_uid
 from jarvisd.config import Config
 from jarvisd.errors import DomainError
-from jarvisd.jobs import JobError, JobState
+from jarvisd.jobs import JobError, JobReport, JobState
 from jarvisd.logs import bound, get_logger
 from jarvisd.observe.latency import MONITOR_HEADER
 from jarvisd.observe.metrics import Metrics
+from jarvisd.reports import DaemonStatus, ReloadOutcome
 
 log = get_logger("jarvisd.api")
 
@@ -49,9 +50,9 @@ class ControlTarget(Protocol):
     @property
     def metrics(self) -> Metrics: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> DaemonStatus: ...
 
-    async def reload(self, source: str) -> dict[str, Any]: ...
+    async def reload(self, source: str) -> ReloadOutcome: ...
 
     def effective_config(self) -> dict[str, Any]: ...
 
@@ -59,7 +60,7 @@ class ControlTarget(Protocol):
 class JobsTarget(Protocol):
     """The job scheduler, as `/v1/jobs` sees it."""
 
-    def describe(self) -> list[dict[str, Any]]: ...
+    def describe(self) -> Sequence[JobReport]: ...
 
     def run_now(self, job_id: str) -> JobState: ...
 
@@ -249,17 +250,17 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/status")
 async def get_status(request: web.Request) -> web.Response:
-    return json_ok(request.app[TARGET].status())
+    return json_ok(request.app[TARGET].status().as_dict())
 
 
 @routes.post("/v1/reload")
 async def post_reload(request: web.Request) -> web.Response:
     outcome = await request.app[TARGET].reload("request")
-    if not outcome.get("ok"):
+    if not outcome.ok:
         raise ApiError(
-            422, "invalid_config", outcome.get("error", "invalid config"), result=outcome
+            422, "invalid_config", outcome.error or "invalid config", result=outcome.as_dict()
         )
-    return json_ok(outcome)
+    return json_ok(outcome.as_dict())
 
 
 @routes.get("/v1/config")
@@ -272,7 +273,7 @@ jobs_routes = web.RouteTableDef()
 
 @jobs_routes.get("/v1/jobs")
 async def get_jobs(request: web.Request) -> web.Response:
-    return json_ok({"jobs": request.app[JOBS].describe()})
+    return json_ok({"jobs": [job.as_dict() for job in request.app[JOBS].describe()]})
 
 
 @jobs_routes.post("/v1/jobs/{job_id}/run")

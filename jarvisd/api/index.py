@@ -15,6 +15,7 @@ from aiohttp import web
 
 from jarvisd.api.errors import ApiError, json_ok
 from jarvisd.indexing.indexer import Indexer, IndexEvent, RunReport
+from jarvisd.reports import MaintenanceReport
 
 
 class IndexTarget(Protocol):
@@ -25,7 +26,7 @@ class IndexTarget(Protocol):
 
     def start_index_run(self, full: bool, trigger: str) -> asyncio.Task[RunReport]: ...
 
-    async def run_maintenance(self) -> dict[str, Any]: ...
+    async def run_maintenance(self) -> MaintenanceReport: ...
 
 
 HEARTBEAT_SECONDS = 1.0
@@ -108,7 +109,7 @@ def _line(event: dict[str, Any]) -> bytes:
 
 @routes.post("/v1/maintenance")
 async def post_maintenance(request: web.Request) -> web.Response:
-    return json_ok(await request.app[INDEX_TARGET].run_maintenance())
+    return json_ok((await request.app[INDEX_TARGET].run_maintenance()).as_dict())
 
 
 def add_index_routes(app: web.Application, target: IndexTarget) -> None:

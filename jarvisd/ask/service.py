@@ -94,6 +94,10 @@ class AskService:
         await self._load_templates()
         self._started = True
 
+    def stopping(self) -> None:
+        """The daemon is stopping: answers being generated end at their next token."""
+        self.llm.stop_generating()
+
     async def stop(self, deadline: float) -> None:
         self._started = False
         await self._background.stop(deadline)

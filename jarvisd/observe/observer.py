@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from jarvisd import __version__
@@ -29,6 +30,17 @@ from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 
 log = get_logger("jarvisd.observe.observer")
+
+
+@dataclass(frozen=True, slots=True)
+class ObserverStatus:
+    """The observer's part of `/v1/status` (its keys go at the top level of the JSON)."""
+
+    memory_mode: str  # "FULL", "LITE", "MINIMAL"
+    alerts_firing: tuple[str, ...]  # the rules firing now
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"memory_mode": self.memory_mode, "alerts_firing": list(self.alerts_firing)}
 
 
 class Observer:
@@ -162,12 +174,12 @@ class Observer:
             "rules": [rule.model_dump(mode="json", by_alias=True) for rule in self.alerts.rules],
         }
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ObserverStatus:
         """The observer's part of `/v1/status`."""
-        return {
-            "memory_mode": self.memory.mode.value,
-            "alerts_firing": [alert["rule"] for alert in self.alerts.firing()],
-        }
+        return ObserverStatus(
+            memory_mode=self.memory.mode.value,
+            alerts_firing=tuple(alert["rule"] for alert in self.alerts.firing()),
+        )
 
     def latency_report(self) -> dict[str, Any]:
         return {"operations": self._metrics.latency.percentiles()}
