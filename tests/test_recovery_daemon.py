@@ -65,6 +65,7 @@ def append(note: Path, word: str) -> None:
     )
 
 
+@pytest.mark.heavy
 # The issue's reproduction, with the kill at three points. Before the fix the restart
 # after the first kill exited 1 ("Cannot drop entry "fts_main_chunk_documents" ...").
 @pytest.mark.timeout(900)
@@ -117,7 +118,7 @@ def test_kill_9_after_maintenance_and_edits_restarts_to_a_clean_index(
     # The WAL replayed: no recovery was needed, the same database file served on.
     assert survivor.events("store.recovered") == []
     assert not list(database.parent.glob("*.broken-*"))
-    assert survivor.stop() == 0
+    assert survivor.stop() == 0, survivor.output()[-4000:]  # -9: it outlived stop()'s 30 s
     clean_root = short_tmp / "clean"
     clean_root.mkdir()
     clean = start_daemon(vault_config(clean_root, vault, watch=False))
@@ -251,6 +252,7 @@ def _embedding_block(database: Path) -> int:
     return 3 * 4096 + block * 262144 + 8
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_a_checksum_error_while_serving_marks_unhealthy_and_recovers(
     start_daemon: Start, short_tmp: Path, indexed_database: tuple[Path, dict[str, Any]]
@@ -326,6 +328,7 @@ SYNCED = {
 
 
 @requires_boltstub
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_kill_9_during_a_neo4j_sync_restarts_to_a_clean_index_and_the_sync_finishes(
     start_daemon: Start, short_tmp: Path, tmp_path: Path

@@ -263,6 +263,7 @@ print("survived", table)
 """
 
 
+@pytest.mark.heavy
 def test_the_vss_defects_measured_here_cannot_reach_the_store(database: Path) -> None:
     """Rewrites past index growth and concurrent index scans, in a child process so
     that a hang or a segfault fails this test instead of killing the suite."""

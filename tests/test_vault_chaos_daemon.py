@@ -79,6 +79,7 @@ def skipped(daemon: DaemonProcess) -> dict[str, set[str]]:
     return out
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_the_index_survives_vault_chaos_and_matches_the_files_on_disk(
     start_daemon: Start, short_tmp: Path
