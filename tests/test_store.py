@@ -240,6 +240,22 @@ def test_vaults_are_separate(store: Store) -> None:
     assert set(store.file_states("two")) == {"same.md"}
 
 
+def test_file_states_of_some_paths_and_folders(store: Store) -> None:
+    """What a watcher-scoped run reads: the named paths and the notes below named folders
+    (a folder name is a prefix of whole path parts only), of that vault alone."""
+    for path in ("a.md", "f/b.md", "f/g/c.md", "fx.md", "other.md", "a%.md"):
+        note = make_note(path, [f"text of {path}"])
+        store.write_note("v", note, vectors_for(note), 1, 1)
+    note = make_note("f/elsewhere.md", ["another vault"])
+    store.write_note("w", note, vectors_for(note), 1, 1)
+    some = store.file_states("v", {"a.md", "missing.md"}, ["f/"])
+    assert set(some) == {"a.md", "f/b.md", "f/g/c.md"}
+    assert some["a.md"] == store.file_states("v")["a.md"]
+    assert set(store.file_states("v", {"a%.md"})) == {"a%.md"}
+    assert set(store.file_states("v", set(), ["f/g/", "nothing/"])) == {"f/g/c.md"}
+    assert store.file_states("v", set()) == {}
+
+
 # --------------------------------------------------------------------- atomicity
 
 

@@ -74,15 +74,20 @@ def plan_vault(
     paths: Collection[str] | None = None,
 ) -> Plan:
     """What changed in the vault; with `paths` (vault-relative, as a watcher reported
-    them), only at those paths and in those folders: a stat each, not one per note."""
-    states = store.file_states(vault.name)
+    them), only at those paths and in those folders: a stat each, not one per note, and
+    only their notes' stored states read."""
     if paths is None or full:
         scan = scan_vault(vault.root, vault.exclude, max_file_bytes)
+        states = store.file_states(vault.name)
         scope: Callable[[str], bool] = lambda _path: True  # noqa: E731
     else:
         scan, covered = scan_paths(vault.root, vault.exclude, max_file_bytes, paths)
         folders = tuple(path + "/" for path in covered)
         scope = lambda path: path in covered or path.startswith(folders)  # noqa: E731
+        # What the plan compares: the files found, and the notes stored where the scan
+        # covered (those it did not find are gone); the rest of the vault is not read.
+        found = {info.path for info in scan.files} | {item.path for item in scan.skipped}
+        states = store.file_states(vault.name, found | covered, folders)
     plan = Plan(files_seen=len(scan.files) + len(scan.skipped), skipped=list(scan.skipped))
     # A skipped file is still there: its indexed version stays rather than vanish.
     present = {info.path for info in scan.files} | {item.path for item in scan.skipped}

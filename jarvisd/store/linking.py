@@ -124,19 +124,22 @@ def resolve_links_of(
     update_resolver(connection, vault, resolver, work.paths)
     if not work.sources and not work.names:
         return 0
+    parameters = {"vault": vault, "sources": json.dumps(sorted(work.sources))}
+    # Without names (an edit that adds, removes and renames no note nor alias, the usual
+    # one) no link's key is cut with a regex: that is one per link of the vault.
+    named = ""
+    if work.names:
+        named = """OR regexp_extract(l.key, '[^/]*$')
+                   IN (SELECT unnest(from_json($names, '["VARCHAR"]')))"""
+        parameters["names"] = json.dumps(sorted(work.names), ensure_ascii=False)
     rows = connection.execute(
-        """
+        f"""
         SELECT DISTINCT n.path, l.key FROM links l JOIN notes n ON n.id = l.note_id
         WHERE n.vault = $vault AND l.targets_note AND (
-            l.note_id IN (SELECT unnest(from_json($sources, '["BIGINT"]')))
-            OR regexp_extract(l.key, '[^/]*$') IN (SELECT unnest(from_json($names, '["VARCHAR"]')))
+            l.note_id IN (SELECT unnest(from_json($sources, '["BIGINT"]'))) {named}
         )
         """,
-        {
-            "vault": vault,
-            "sources": json.dumps(sorted(work.sources)),
-            "names": json.dumps(sorted(work.names), ensure_ascii=False),
-        },
+        parameters,
     ).fetchall()
     mapping = {
         pair: resolver.resolve(pair.key, pair.source_path)

@@ -9,7 +9,7 @@ committed snapshots and never wait for the writer.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,13 @@ class StoreReads:
 
     # --------------------------------------------------------------------- notes
 
-    def file_states(self, vault: str) -> dict[str, FileState]:
+    def file_states(
+        self, vault: str, paths: Collection[str] | None = None, folders: Collection[str] = ()
+    ) -> dict[str, FileState]:
+        """Stored stats by path: every note of `vault`, or (with `paths`) those paths and
+        the notes below `folders` (each ending in `/`), a read that costs what it names."""
         self._check_open()
-        return reads.file_states(self.reader(), vault)
+        return reads.file_states(self.reader(), vault, paths, folders)
 
     def vault_names(self) -> list[str]:
         """The vaults with notes in the store (configured or not any more)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 import duckdb
@@ -23,10 +23,33 @@ from jarvisd.store.records import (
 )
 
 
-def file_states(cursor: duckdb.DuckDBPyConnection, vault: str) -> dict[str, FileState]:
-    rows = cursor.execute(
-        "SELECT path, size, mtime_ns, content_hash FROM notes WHERE vault = ?", [vault]
-    ).fetchall()
+def file_states(
+    cursor: duckdb.DuckDBPyConnection,
+    vault: str,
+    paths: Collection[str] | None = None,
+    folders: Collection[str] = (),
+) -> dict[str, FileState]:
+    """The stored stat and content hash of every note of `vault`; with `paths`, only of
+    those paths and of the notes below `folders` (each ending in `/`)."""
+    if paths is None:
+        rows = cursor.execute(
+            "SELECT path, size, mtime_ns, content_hash FROM notes WHERE vault = ?", [vault]
+        ).fetchall()
+    else:
+        below = (
+            "OR EXISTS (SELECT 1 FROM (SELECT unnest(from_json($folders, '[\"VARCHAR\"]')) "
+            "AS folder) WHERE starts_with(path, folder))"
+            if folders
+            else ""
+        )
+        parameters = {"vault": vault, "paths": json.dumps(sorted(paths))}
+        if folders:
+            parameters["folders"] = json.dumps(sorted(folders))
+        rows = cursor.execute(
+            "SELECT path, size, mtime_ns, content_hash FROM notes WHERE vault = $vault "
+            f"AND (path IN (SELECT unnest(from_json($paths, '[\"VARCHAR\"]'))) {below})",
+            parameters,
+        ).fetchall()
     return {
         str(path): FileState(int(size), int(mtime), str(digest))
         for path, size, mtime, digest in rows
