@@ -517,6 +517,8 @@ def main() -> None:
             "indexing": {"on_start": True, "watch": True, "debounce": args.debounce},
             "embedding": {"preload": True},
             "search": {"cache": {"size": 0}},
+            # The burst's searches come back to back: the client limit (429) would cut it.
+            "control": {"rate_limit": 0},
             "schedule": {"index": None, "maintenance": None},
             "logging": {"format": "json", "level": "info"},
         }
