@@ -9,19 +9,24 @@ test_graph_contract.py when a real server is configured.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
 import pytest
-from boltstub import BoltStub, requires_boltstub
+from boltstub import BoltStub, played, requires_boltstub, sync_script, sync_transactions
+from graph_fixtures import CONTRACT_VAULTS, build_store, write_vault
+from structlog.testing import capture_logs
 
 from jarvisd.api.errors import from_domain
-from jarvisd.config import GraphConfig, Neo4jConfig
+from jarvisd.config import Config, GraphConfig, Neo4jConfig
 from jarvisd.graph import GraphBackendError, GraphUnavailable, Neighbour, Projection
 from jarvisd.graph import neo4j_queries as queries
 from jarvisd.graph.neo4j import Neo4jGraph, _auth, _changes, _with_via
 from jarvisd.graph.neo4j_queries import NEIGHBOUR_EDGES, NEIGHBOURS, ORPHANS, OUTGOING
-from jarvisd.graph.sync import ProjectedNote
+from jarvisd.graph.sync import GraphSync, ProjectedNote, read_projection
+from jarvisd.indexing.progress import RunReport
+from jarvisd.pools import Pools
 
 
 def neo4j_config(uri: str, **settings: object) -> GraphConfig:
@@ -228,3 +233,80 @@ async def test_a_first_sync_sends_schema_upserts_and_links_in_batches(tmp_path: 
         await graph.close()
         assert stub.finish() == 0, stub.log()
     assert (report.notes, report.links, report.deleted) == (2, 2, 0)
+
+
+@requires_boltstub
+async def test_a_server_that_never_answers_a_batch_fails_the_sync_and_the_next_run_retries(
+    tmp_path: Path,
+) -> None:
+    """Found by the reliability benchmark: a server that took a batch of links and kept the
+    connection open without answering held the sync for ever (neither graph.synced nor
+    graph.sync_failed in 600 s), and no later run synced, since that sync still ran. The
+    driver reads with no deadline unless the server sends one; query_timeout is ours."""
+    root = write_vault(tmp_path / "v", CONTRACT_VAULTS["v"])
+    store = build_store(tmp_path / "jarvis.duckdb", {"v": root})
+    pools = Pools(Config().threads)
+    projections = [read_projection(store, "v")]
+    whole = sync_transactions(projections, {})
+    cut = next(n for n, item in enumerate(whole) if item.query == queries.REPLACE_LINKS)
+    silent_script = sync_script(whole, stall_at=cut)
+    with BoltStub("silent.script", {}, tmp_path, silent_script, idle=120) as silent:
+        graph = Neo4jGraph(neo4j_config(silent.uri, query_timeout="1s", retry_after="0s"))
+        sync = GraphSync(graph, store, pools, lambda: ["v"])
+        with capture_logs() as logs:
+            sync.on_index_event(RunReport(id=1, trigger="test", full=False, state="done"))
+            assert sync._task is not None
+            await asyncio.wait_for(sync._task, 120)  # before the fix: for ever
+        assert silent.log().count("C: PULL_ALL") == cut + 1  # it took the links batch
+    assert sync.last is not None and sync.last["ok"] is False
+    reason = f"{silent.uri} did not answer within 1s (graph.neo4j.query_timeout)"
+    assert reason in sync.last["error"]
+    failed = [entry for entry in logs if entry["event"] == "graph.sync_failed"]
+    assert len(failed) == 1 and reason in failed[0]["error"]
+    assert failed[0]["retry"] == "after the next index run"
+
+    # The next run's sync sends exactly what the cut one left undone, to a server that answers.
+    rest = sync_transactions(projections, played(whole, {}, cut))
+    with BoltStub("rest.script", {}, tmp_path, sync_script(rest)) as stub:
+        graph.configure(neo4j_config(stub.uri, query_timeout="1s", retry_after="0s"))
+        sync.on_index_event(RunReport(id=2, trigger="test", full=False, state="done"))
+        assert sync._task is not None
+        await asyncio.wait_for(sync._task, 120)
+        await graph.close()
+        assert stub.finish() == 0, stub.log()
+    assert sync.last is not None and sync.last["ok"] is True
+    assert sync.last["notes"] == len(projections[0].notes)
+    pools.shutdown()
+    store.close()
+
+
+@requires_boltstub
+async def test_the_stub_takes_a_links_batch_bigger_than_one_read(tmp_path: Path) -> None:
+    """boltkit read a chunk with one recv, which returned part of a big one (600 notes'
+    links), and then waited mid-message for ever: the reliability benchmark's Neo4j
+    crash runs at 600 notes could not finish. tests/bolt/stub.py reads whole chunks."""
+
+    def linked(number: int) -> ProjectedNote:
+        links = tuple(
+            {
+                "ordinal": ordinal,
+                "target": f"n{(number + ordinal) % 600}",
+                "key": f"n{(number + ordinal) % 600}",
+                "kind": "wikilink",
+                "line": ordinal + 1,
+                "heading": None,
+                "alias": None,
+                "target_path": f"folder/n{(number + ordinal) % 600}.md",
+            }
+            for ordinal in range(8)
+        )
+        return ProjectedNote(f"folder/n{number}.md", f"Note {number} with a title", links)
+
+    projection = Projection("v", tuple(linked(number) for number in range(600)))
+    script = sync_script(sync_transactions([projection], {}))
+    with BoltStub("big.script", {}, tmp_path, script) as stub:
+        graph = Neo4jGraph(neo4j_config(stub.uri))
+        report = await asyncio.wait_for(graph.sync([projection]), 120)
+        await graph.close()
+        assert stub.finish() == 0, stub.log()[-2000:]
+    assert (report.notes, report.links) == (600, 4800)

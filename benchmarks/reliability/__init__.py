@@ -34,7 +34,11 @@ real socket) and printed as one JSON object:
   one stamped with a newer schema is refused (exit code, message) untouched.
 
 --quick runs a few of each (CI, under 3 minutes); the full run is sized for
-under 25 minutes on 2 cores.
+under 25 minutes on 2 cores. Each section reports its `section_seconds`, its
+`section_cpu_seconds` (this process and the daemons and stubs it waited for,
+which does not grow with what else the machine runs) and the load average at
+its end. Each daemon life loads the embedding model only when it first
+encodes (about 6 CPU-seconds each), which is most of the quick run.
 """
 
 from __future__ import annotations

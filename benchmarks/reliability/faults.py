@@ -103,6 +103,7 @@ def config_faults(work: Path, count: int, seed: int) -> dict[str, Any]:
         for kind, content in broken_configs(valid, count, rng):
             kinds[kind] = kinds.get(kind, 0) + 1
             before = len(_events(daemon, "config.reload_failed"))
+            outcomes = before + len(_events(daemon, "config.reloaded"))
             path = daemon.config_path
             if content == "chmod":
                 daemon.write(valid)
@@ -117,8 +118,10 @@ def config_faults(work: Path, count: int, seed: int) -> dict[str, Any]:
             else:
                 daemon.write(content)
             os.kill(daemon.pid, signal.SIGHUP)
+            # Until this reload's outcome is logged, refused or applied: a file root can
+            # read despite mode 000 applies, and waiting for a refusal cost 30 s each.
             deadline = time.monotonic() + 30
-            while len(_events(daemon, "config.reload_failed")) <= before:
+            while _reload_outcomes(daemon) <= outcomes:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.02)
@@ -159,6 +162,10 @@ def config_faults(work: Path, count: int, seed: int) -> dict[str, Any]:
         "not_refused": wrong[:10],
         "a_reason_per_kind": reasons,
     }
+
+
+def _reload_outcomes(daemon: Daemon) -> int:
+    return len(_events(daemon, "config.reload_failed")) + len(_events(daemon, "config.reloaded"))
 
 
 # ----------------------------------------------------------------- bad requests

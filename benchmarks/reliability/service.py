@@ -28,10 +28,15 @@ from jarvisd.cli.client import ControlClient, DaemonError, DaemonUnreachable
 
 
 def load(
-    work: Path, clients: int, minutes: float, seed: int, source: Path | None = None
+    work: Path,
+    clients: int,
+    minutes: float,
+    seed: int,
+    notes: int = 300,
+    source: Path | None = None,
 ) -> dict[str, Any]:
     vault = work / "vault"
-    replicate(vault, 300, source)
+    replicate(vault, notes, source)
     config = base_config(
         work, vault, indexing={"on_start": True, "watch": True, "debounce": "500ms"}
     )
@@ -39,8 +44,8 @@ def load(
     daemon.start()
     daemon.settle()
     process = psutil.Process(daemon.pid)
-    notes = sorted(vault.rglob("*.md"))
-    titles = [path.stem for path in notes[:200]]
+    files = sorted(vault.rglob("*.md"))
+    titles = [path.stem for path in files[:200]]
     stop = threading.Event()
     lock = threading.Lock()
     errors: list[str] = []
@@ -80,12 +85,13 @@ def load(
     def editor() -> None:
         rng = random.Random(seed)
         while not stop.wait(3.0):
-            note = rng.choice(notes)
+            note = rng.choice(files)
             with note.open("a", encoding="utf-8") as file:
                 file.write(f"\nload edit {rng.random():.6f}\n")
 
     def sampler() -> None:
-        while not stop.wait(10.0):
+        # Every 10 s; a soak shorter than a minute (--quick) still gets six samples.
+        while not stop.wait(min(10.0, minutes * 10)):
             samples.append(
                 {
                     "t": time.monotonic() - started,
@@ -107,6 +113,7 @@ def load(
     later = [sample for sample in samples if sample["t"] >= min(60.0, minutes * 30)]
     first, last = (later[0], later[-1]) if later else ({}, {})
     return {
+        "notes": len(files),
         "clients": clients,
         "minutes": minutes,
         "requests": sum(len(values) for values in latencies.values()),

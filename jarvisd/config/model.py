@@ -292,6 +292,14 @@ class Neo4jConfig(Section):
         "for this long, then one tries again; each failed try doubles it, up to 2m. 0: always "
         "try.",
     )
+    query_timeout: Duration = Field(
+        default=60.0,
+        gt=0.0,
+        description="Longest wait for the server's answer to one transaction (a graph request, "
+        "or one batch of a sync); past it the connection is dropped, the request answers 503 "
+        "and a sync fails, to be retried after the next index run. Guards against a server "
+        "that keeps the connection open and never answers.",
+    )
 
 
 class GraphConfig(Section):

@@ -20,10 +20,20 @@ measured with the defaults), so once a request found it unreachable the next
 ones answer 503 at once for `retry_after`, saying when the next try happens;
 then one request tries (the others still answer at once), and each failed
 try doubles the wait up to MAX_RETRY_AFTER. A success ends it.
+
+The driver reads without a deadline unless the server sends one (its
+`connection.recv_timeout_seconds` hint), so a server that keeps the
+connection open and never answers held a sync for ever (seen in the
+reliability benchmark: over 600 s with neither `graph.synced` nor
+`graph.sync_failed`, and no later sync, since one was still running). Every
+transaction is therefore awaited for at most `graph.neo4j.query_timeout`;
+cancelling it makes the driver drop the connection, and the server counts as
+unreachable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -160,7 +170,7 @@ class Neo4jGraph:
             async with driver.session(
                 database=self._database, default_access_mode=access
             ) as session:
-                result = await work(session)
+                result = await work(_Answered(session, self._config.neo4j, self._server))
         except GraphError as error:
             self._failed(error)
             raise
@@ -326,6 +336,35 @@ class Neo4jGraph:
             links += sum(len(note.links) for note in changed)
         await session.execute_write(_count, DELETE_UNUSED_UNRESOLVED, vaults)
         return written, links, int(deleted)
+
+
+class _Answered:
+    """A driver session whose every transaction is answered within query_timeout."""
+
+    def __init__(self, session: Any, settings: Neo4jConfig, server: str) -> None:
+        self._session = session
+        self._timeout = settings.query_timeout
+        self._server = server
+
+    async def execute_read(self, work: Work, *args: Any) -> Any:
+        return await self._within(self._session.execute_read(work, *args))
+
+    async def execute_write(self, work: Work, *args: Any) -> Any:
+        return await self._within(self._session.execute_write(work, *args))
+
+    async def _within(self, transaction: Awaitable[T]) -> T:
+        timer = asyncio.timeout(self._timeout)
+        try:
+            async with timer:
+                return await transaction
+        except TimeoutError:
+            if not timer.expired():
+                raise  # the driver's own, translated by _in_session
+            raise GraphUnavailable(
+                f"{self._server} did not answer within {self._timeout:g}s "
+                "(graph.neo4j.query_timeout), so the connection was dropped; is it stuck or "
+                "overloaded?"
+            ) from None
 
 
 async def _batches(session: Any, query: str, vault: str, rows: Sequence[Any]) -> int:

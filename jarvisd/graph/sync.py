@@ -143,7 +143,12 @@ class GraphSync:
         except GraphError as error:
             self._dirty = True  # retried after the next index run
             self.last = {"ok": False, "error": str(error), "at": time.time()}
-            log.error("graph.sync_failed", backend=self._graph.backend, error=str(error))
+            log.error(
+                "graph.sync_failed",
+                backend=self._graph.backend,
+                error=str(error),
+                retry="after the next index run",
+            )
             return None
         self.last = {"ok": True, "at": time.time(), **report.as_dict()}
         log.info(
