@@ -230,7 +230,12 @@ def load_collections(data: Path, workdir: Path, limit_docs: int | None) -> list[
 
 @asynccontextmanager
 async def indexed(
-    vault: Path, database: Path, vault_name: str, quantize: str = "none", chunk_tokens: int = 200
+    vault: Path,
+    database: Path,
+    vault_name: str,
+    quantize: str = "none",
+    chunk_tokens: int = 200,
+    subject_mix: float | None = None,
 ) -> Any:
     """The real Indexer, Store, Embedder and SearchService, in-process, over `vault`."""
     config = Config(
@@ -240,7 +245,11 @@ async def indexed(
         indexing=IndexingConfig(
             chunk_tokens=chunk_tokens, chunk_overlap=min(32, chunk_tokens // 4)
         ),
-        search=SearchConfig(max_limit=DEPTH, cache={"size": 0}),
+        search=SearchConfig(
+            max_limit=DEPTH,
+            cache={"size": 0},
+            **({} if subject_mix is None else {"subject_mix": subject_mix}),
+        ),
     )
     pools, metrics = Pools(config.threads), Metrics()
     embedder = Embedder(config.embedding)
@@ -457,6 +466,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--study", action="store_true", help="also compare fusion methods")
     parser.add_argument("--quantize", choices=["none", "int8"], default="none")
     parser.add_argument("--chunk-tokens", type=int, default=200)
+    parser.add_argument(
+        "--subject-mix", type=float, help="search.subject_mix (default: the config's; 0: off)"
+    )
     return parser.parse_args(argv)
 
 
@@ -471,7 +483,9 @@ async def evaluate(
     database = workdir / "db" / "jarvis.duckdb"
     lists: dict[str, dict[str, QueryLists]] = {}
     qrels: dict[str, Qrels] = {}
-    async with indexed(sets[0].vault, database, data.name, args.quantize, args.chunk_tokens) as (
+    async with indexed(
+        sets[0].vault, database, data.name, args.quantize, args.chunk_tokens, args.subject_mix
+    ) as (
         service,
         store,
         embedder,

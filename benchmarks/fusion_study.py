@@ -330,6 +330,11 @@ def extra_methods() -> dict[str, Method]:
         found[f"adaptive_agreement_g{gain}"] = adaptive(0.5, "agreement", gain, 0.3)
         found[f"adaptive_rarity_g{gain}"] = adaptive(0.5, "rarity", gain, 0.5)
         found[f"adaptive_peak_g{gain}"] = adaptive(0.5, "cosine_peak", -gain, 0.1)
+    # The subject vector with the shipped rule (adaptive, cosine peak) and alone: the
+    # study's earlier rows had it only with a fixed convex weight.
+    for mix in (0.25, 0.5, 0.75, 1.0):
+        found[f"subject_semantic_mix{mix}"] = with_subject(semantic_only, mix)
+        found[f"subject_production_mix{mix}"] = with_subject(production(HybridConfig()), mix)
     return found
 
 
@@ -402,7 +407,11 @@ def family_study(
             f"w={w},mix={mix}": with_subject(calibrated(w), mix)
             for w in np.round(np.arange(0.3, 0.81, 0.05), 2)
             for mix in (0.5, 1.0)
-        }
+        },
+        "adaptive": {
+            f"mix={mix}": with_subject(production(HybridConfig()), mix)
+            for mix in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+        },
     }
     for prefix, group in wrapped.items():
         for family, members in group.items():

@@ -308,3 +308,79 @@ def test_notes_changed_between_scan_and_read_are_skipped_with_their_reason(
     report = harness.run()
     assert report.state == "done"
     assert report.skipped_reasons == {"too_large": 1, "not_a_file": 1}, report.skipped
+
+
+def _subjects(harness: Harness) -> dict[str, tuple[str, list[float]]]:
+    rows = (
+        harness.store.reader()
+        .execute(
+            "SELECT n.path, s.text_hash, s.embedding FROM note_subjects s "
+            "JOIN notes n ON n.id = s.note_id"
+        )
+        .fetchall()
+    )
+    return {str(path): (str(digest), list(vector)) for path, digest, vector in rows}
+
+
+def _encoded(embedder: Embedder, text: str) -> list[float]:
+    return [float(value) for value in embedder.encode([text])[0]]
+
+
+def test_each_note_gets_a_subject_vector_that_follows_its_title_aliases_and_description(
+    harness: Harness, embedder: Embedder
+) -> None:
+    """Encoded with the chunks, reused while title, aliases and description stay, encoded
+    again when one changes or a rename retitles the note, gone with the note; a database
+    without them (just migrated) gets them from the next run without re-encoding chunks."""
+    path = "Notes/Grinders.md"
+    front = "---\naliases: [burr mill]\ndescription: {}\n---\n"
+    body = "# Grinders\n\nBurrs crush beans evenly.\n"
+    harness.write(path, front.format("How to choose a coffee grinder") + body)
+    report = harness.run()
+    subjects = _subjects(harness)
+    assert len(subjects) == harness.store.stats()["notes"] == report.files_changed
+    subject = "Grinders. burr mill. How to choose a coffee grinder"
+    assert subjects[path][1] == pytest.approx(_encoded(embedder, subject), abs=1e-5)
+
+    def batch_for(relative: str) -> Any:
+        plan = plan_vault(harness.store, harness.config.vaults[0], 10**6, False, {relative})
+        return read_and_parse(
+            harness.store, harness.config.vaults[0], plan.to_index,
+            harness.config.indexing, None, reuse_vectors=True,
+        )  # fmt: skip
+
+    # The body changes, the subject does not: its stored vector is reused.
+    harness.write(path, front.format("How to choose a coffee grinder") + body + "\nMore.\n")
+    assert batch_for(path).subjects == 0
+    harness.run()
+    assert _subjects(harness)[path] == subjects[path]
+    # The description changes: encoded again, in the same batch as the chunks.
+    harness.write(path, front.format("Blade or burr, and what to pay") + body)
+    assert batch_for(path).subjects == 1
+    harness.run()
+    changed = "Grinders. burr mill. Blade or burr, and what to pay"
+    assert _subjects(harness)[path][1] == pytest.approx(_encoded(embedder, changed), abs=1e-5)
+    # A rename takes the title from the new file name: the subject follows.
+    (harness.vault / path).rename(harness.vault / "Notes" / "Mills.md")
+    report = harness.run()
+    assert report.files_renamed == 1 and report.chunks_encoded == 0
+    after = _subjects(harness)
+    renamed = "Mills. burr mill. Blade or burr, and what to pay"
+    assert path not in after
+    assert after["Notes/Mills.md"][1] == pytest.approx(_encoded(embedder, renamed), abs=1e-5)
+    # Deleted with the note.
+    (harness.vault / "Notes" / "Mills.md").unlink()
+    harness.run()
+    assert "Notes/Mills.md" not in _subjects(harness)
+    assert not harness.store.notes_without_subject()
+    # As after the migration that added them: none stored; the next run encodes only them.
+    before = _subjects(harness)
+    harness.store._writer.execute("DELETE FROM note_subjects")
+    assert len(harness.store.notes_without_subject()) == len(before)
+    report = harness.run()
+    assert report.chunks_encoded == 0 and report.state == "done"
+    restored = _subjects(harness)
+    assert restored.keys() == before.keys()
+    for name, (digest, vector) in before.items():
+        assert restored[name][0] == digest
+        assert restored[name][1] == pytest.approx(vector, abs=1e-5)

@@ -289,6 +289,49 @@ async def test_an_edit_is_searchable_at_once_and_the_old_text_is_gone(indexed: I
         await service.stop(deadline_in(10))
 
 
+async def test_a_note_subject_lifts_its_semantic_score_until_turned_off(indexed: Indexed) -> None:
+    """A frontmatter description the text does not say: the note's subject vector (title,
+    aliases, description) credits it, cosine = chunk + mix * max(0, subject - chunk), from
+    the edit on (a patched snapshot); `search.subject_mix: 0` reloads live to chunks alone."""
+    service = indexed.service()
+    await service.start()
+    note = indexed.vault / "Projects" / "Workshop shelf.md"
+    original = note.read_text(encoding="utf-8")
+    description = "Keeping hand tools dry and free of rust in a damp garage"
+    query = "how do I stop my chisels rusting when the garage is humid"
+    config = indexed.config
+    off = config.model_copy(
+        update={"search": config.search.model_copy(update={"subject_mix": 0.0})}
+    )
+
+    async def score() -> float:
+        reply = await search(service, q=query, mode="semantic", threshold=0, limit=20)
+        found = [r for r in reply["results"] if r["path"] == "Projects/Workshop shelf.md"]
+        assert found, paths(reply)
+        return float(found[0]["score"])
+
+    try:
+        note.write_text(
+            original.replace("status: in progress", f"description: {description}"),
+            encoding="utf-8",
+        )
+        await indexed.index(service)
+        lifted = await score()
+        assert service.stats()["snapshot"]["patched_notes"] == 1  # the edit, patched in
+        service.reconfigure(off, diff_configs(config, off)[1])
+        bare = await score()
+        subject = indexed.embedder.encode([f"Workshop shelf. {description}"])[0]
+        cosine = float(subject @ indexed.embedder.encode_query(query))
+        assert cosine > bare  # the subject says what the text does not
+        mix = config.search.subject_mix
+        assert lifted == pytest.approx(bare + mix * (cosine - bare), abs=1e-5) and lifted > bare
+    finally:
+        service.reconfigure(config, diff_configs(off, config)[1])
+        note.write_text(original, encoding="utf-8")
+        await indexed.index(service)
+        await service.stop(deadline_in(10))
+
+
 async def test_edits_leave_dead_rows_that_a_background_build_compacts(indexed: Indexed) -> None:
     """Each edit is patched in (its old chunks dead); past 20 % dead rows the service
     builds a whole snapshot off the hot path and swaps it in, with the same answers."""

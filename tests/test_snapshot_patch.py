@@ -15,7 +15,7 @@ from test_store_bm25 import QUERIES, WORDS
 from jarvisd.search.hits import NoteScores
 from jarvisd.search.keyword import keyword_scores
 from jarvisd.search.patching import refresh_snapshot, wants_compaction
-from jarvisd.search.semantic import semantic_scores
+from jarvisd.search.semantic import credit_subjects, semantic_scores
 from jarvisd.search.snapshot import Snapshot, build_snapshot
 from jarvisd.search.terms import Stemmer, query_stems
 from jarvisd.store import Changes, Store
@@ -36,7 +36,9 @@ def _write(store: Store, rng: random.Random, path: str, step: int) -> None:
     texts = [_text(rng) for _ in range(rng.randint(0, 4))]
     tags = rng.sample(["coffee", "coffee/espresso", "baking", "daily"], rng.randint(0, 2))
     note = make_note(path, texts, tags=tags)
-    store.write_note("v", note, vectors_for(note, step), len(path), step)
+    # Most notes with a subject vector, some without (as before the index run encodes it).
+    subject = (f"s{step}", unit_vectors(1, 5000 + step)[0]) if rng.random() < 0.8 else None
+    store.write_note("v", note, vectors_for(note, step), len(path), step, subject)
 
 
 def _edit(store: Store, rng: random.Random, paths: list[str], step: int) -> None:
@@ -109,6 +111,28 @@ def _assert_equal(store: Store, patched: Snapshot, whole: Snapshot) -> None:
             # float32 BLAS sums a row differently by where it sits in the matrix: ~1e-7.
             assert mine[note_id][0] == pytest.approx(score, abs=1e-6), note_id
             assert mine[note_id][1] == chunk, note_id
+        # The subjects: the same vector per live note, so the same credit.
+        credited = _by_note(patched, credit_subjects(patched, query, _scores(patched, query), 1))
+        expected = _by_note(whole, credit_subjects(whole, query, _scores(whole, query), 1))
+        assert credited.keys() == expected.keys()
+        for note_id, (score, _) in expected.items():
+            assert credited[note_id][0] == pytest.approx(score, abs=1e-6), note_id
+    assert _subjects(patched) == _subjects(whole)
+
+
+def _scores(snapshot: Snapshot, query: np.ndarray[Any, Any]) -> NoteScores:
+    return semantic_scores(snapshot, query)
+
+
+def _subjects(snapshot: Snapshot) -> dict[int, list[float]]:
+    """Each live note's subject vector (rounded), by note id."""
+    assert snapshot.subjects is not None
+    return {
+        snapshot.notes[row].note_id: np.round(
+            snapshot.subjects[snapshot.subject_rows[row]], 6
+        ).tolist()
+        for row in np.flatnonzero(snapshot.live_notes & (snapshot.subject_rows >= 0)).tolist()
+    }
 
 
 def test_patches_through_random_edits_equal_whole_builds(store: Store) -> None:

@@ -14,7 +14,13 @@ import pytest
 from fixtures_store import make_note, storage_config, unit_vectors, vectors_for
 
 from jarvisd.search.terms import Stemmer, query_stems
-from jarvisd.store import ExtensionMissingError, Store, VectorTableGoneError, vectors
+from jarvisd.store import (
+    LATEST_VERSION,
+    ExtensionMissingError,
+    Store,
+    VectorTableGoneError,
+    vectors,
+)
 from jarvisd.store.connection import extension_path
 
 
@@ -503,6 +509,26 @@ store = Store(DATABASE, storage_config(enabled=True), model="m")
 fill(6, 7, "appended line zebra")
 store.finalize(["v"])
 """,
+    # Migration 3 (the subject table) committed to the WAL only, then subjects written both
+    # ways: with a note, and for notes that had none (what the indexer does after it).
+    "subjects_migration_replayed": """
+fill(0, 6)
+store.checkpoint()
+store._writer.execute("BEGIN TRANSACTION")
+store._writer.execute("DROP TABLE note_subjects")
+store._writer.execute("DELETE FROM schema_version WHERE version = 3")
+store._writer.execute("COMMIT")
+store.checkpoint()
+from jarvisd.store import schema
+store._writer.execute("BEGIN TRANSACTION")
+schema.MIGRATIONS[2].apply(store._writer, schema.MigrationContext(store.dimension))
+store._writer.execute("INSERT INTO schema_version VALUES (3, 'subjects', 0)")
+store._writer.execute("COMMIT")
+missing = store.notes_without_subject()
+store.write_subjects([row[0] for row in missing], [f"h{row[0]}" for row in missing],
+                     unit_vectors(len(missing), 300))
+fill(6, 7, "appended line zebra")
+""",
     "vectors_reset_for_a_new_model": """
 fill(0, 6)
 store.finalize(["v"])
@@ -528,7 +554,7 @@ def fill(start, stop, extra=""):
     for index in range(start, stop):
         text = f"note {{index}} text" + (" " + extra if index == stop - 1 else "")
         store.write_note("v", make_note(f"n/{{index}}.md", [text, "more"]),
-                         unit_vectors(2, index), 1, 1)
+                         unit_vectors(2, index), 1, 1, (f"s{{index}}", unit_vectors(1, index)[0]))
 {_KILL_SEQUENCES[sequence]}
 os._exit(9)
 """
@@ -543,5 +569,8 @@ os._exit(9)
         assert len(store.file_states("v")) == 7
         assert [path for path, _ in bm25(store, "zebra")] == ["n/6.md"]
         assert store.stats()["chunks"] == 14
+        assert store.schema_version == LATEST_VERSION and not store.notes_without_subject()
+        subjects = store.read_snapshot(False).subjects
+        assert len(subjects) == 7 and np.isfinite(subjects.vectors).all()
     finally:
         store.close()

@@ -254,6 +254,14 @@ class SearchConfig(Section):
     default_limit: int = Field(default=10, ge=1, description="Results when a query names none.")
     max_limit: int = Field(default=100, ge=1, le=10_000, description="Largest `limit` accepted.")
     max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")
+    subject_mix: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="How much a note's subject (its title, aliases and frontmatter "
+        "description, encoded as one vector) counts in its semantic score: cosine = mix * "
+        "max(chunk, subject) + (1 - mix) * chunk. 0 turns it off.",
+    )
     hybrid: HybridConfig = Field(default_factory=HybridConfig)
     cache: ResultCacheConfig = Field(default_factory=ResultCacheConfig)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from jarvisd.config import Config, ConfigDiff, VaultConfig
+from jarvisd.indexing.parsed import subject_text
 from jarvisd.indexing.planner import ParsedBatch, Plan, plan_vault, read_and_parse
 from jarvisd.indexing.progress import IndexEvent, Progress, RunReport
 from jarvisd.indexing.vault import FileInfo
@@ -25,13 +26,14 @@ from jarvisd.logs import get_logger
 from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
-from jarvisd.store import Store
+from jarvisd.store import Store, text_hash
 
 __all__ = ["IndexEvent", "Indexer", "Progress", "ProgressListener", "RunReport"]
 
 log = get_logger("jarvisd.indexing.indexer")
 
 WINDOW_FILES = 48  # files parsed, encoded and written together
+SUBJECT_BATCH = 512  # notes whose missing subject vectors are encoded together
 RATE_PROBE = 64  # texts encoded alone at the start of a run, to time the model early
 
 ProgressListener = Callable[[IndexEvent], None]
@@ -194,6 +196,7 @@ class Indexer:
             report.changed |= await self._pools.run("io", self._forget_vaults, report)
             for vault in self._config.vaults:
                 report.changed |= await self._index_vault(vault, report, paths)
+            report.changed |= await self._encode_missing_subjects(report)
             report.phase = "finalizing"
             self._emit(report.progress())
             vector_table_changed = await self._pools.run("io", self._finalize, report.full)
@@ -293,6 +296,44 @@ class Indexer:
         if plan.to_index:
             await self._pipeline(vault, plan, report)
         return plan.changes > 0 or report.files_indexed > 0
+
+    async def _encode_missing_subjects(self, report: RunReport) -> bool:
+        """Subject vectors for notes that have none: every note after the migration that
+        added them (its chunks are not encoded again), a note renamed to a new title.
+        One read when there are none. True when some were written."""
+        after, written = 0, 0
+        while True:
+            rows = await self._pools.run(
+                "io", self._store.notes_without_subject, SUBJECT_BATCH, after
+            )
+            if not rows:
+                return written > 0
+            after = rows[-1][0]
+            texts = {row[0]: subject_text(row[1], row[2], row[3]) for row in rows}
+            wanted = [(note_id, text) for note_id, text in texts.items() if text]
+            if not wanted:
+                continue
+            if self._paused is not None:
+                raise _Deferred
+            digests = [text_hash(text) for _, text in wanted]
+            known = await self._pools.run(
+                "io", self._store.subject_vectors_for_hashes, sorted(set(digests))
+            )
+            fresh = sorted(
+                {text for (_, text), d in zip(wanted, digests, strict=True) if d not in known}
+            )
+            encoded = dict(zip(fresh, await self._encode(fresh, report), strict=True))
+            vectors = np.vstack(
+                [
+                    known[d] if d in known else encoded[t]
+                    for (_, t), d in zip(wanted, digests, strict=True)
+                ]
+            ).astype(np.float32, copy=False)
+            ids = [note_id for note_id, _ in wanted]
+            written += await self._pools.run(
+                "io", self._store.write_subjects, ids, digests, vectors
+            )
+            log.info("index.subjects", notes=len(ids), encoded=len(fresh))
 
     def _account_plan(self, plan: Plan, report: RunReport) -> None:
         report.files_seen += plan.files_seen
@@ -404,14 +445,19 @@ class Indexer:
         for item in batch.notes:
             note_vectors = batch.vectors_for(item, vectors)
             self._store.write_note(
-                vault.name, item.note, note_vectors, item.info.size, item.info.mtime_ns
+                vault.name,
+                item.note,
+                note_vectors,
+                item.info.size,
+                item.info.mtime_ns,
+                batch.subject_for(item, vectors),
             )
             report.files_indexed += 1
             report.files_changed += 1
             report.chunks += len(item.note.chunks)
             self._metrics.index_files.labels(result="indexed").inc()
             self._metrics.index_chunks.inc(len(item.note.chunks))
-        report.chunks_encoded += len(batch.texts)
+        report.chunks_encoded += len(batch.texts) - batch.subjects
         report.chunks_reused += batch.reused
         self._emit(report.progress())
 

@@ -7,6 +7,7 @@ them without importing each other.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -151,3 +152,22 @@ class ParsedNote:
     # Problems that did not stop the note from being indexed (malformed
     # frontmatter, an invalid tag), one readable sentence each.
     warnings: tuple[str, ...] = ()
+
+    @property
+    def subject(self) -> str:
+        """What the note says it is about (`subject_text`): encoded once per note."""
+        return subject_text(self.title, self.aliases, self.frontmatter)
+
+
+SUBJECT_CHARACTERS = 1000  # a description past this is cut: the vector is of the gist
+
+
+def subject_text(title: str, aliases: Sequence[str], frontmatter: Mapping[str, Any]) -> str:
+    """A note's title, aliases and frontmatter `description`, joined: the text of its
+    subject vector (search credits a note whose subject matches the query as a whole,
+    `search.subject_mix`). Empty for a note with none of them."""
+    parts = [title.strip(), *(alias.strip() for alias in aliases)]
+    description = frontmatter.get("description")
+    if isinstance(description, str):
+        parts.append(description.strip())
+    return ". ".join(part for part in parts if part)[:SUBJECT_CHARACTERS]

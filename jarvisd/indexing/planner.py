@@ -29,7 +29,7 @@ from jarvisd.indexing.vault import (
     scan_paths,
     scan_vault,
 )
-from jarvisd.store import Store, text_hash
+from jarvisd.store import Store, Subject, text_hash
 
 HASH_BLOCK = 1 << 20
 
@@ -140,6 +140,9 @@ class ParsedItem:
     note: ParsedNote
     # Per chunk: >= 0 is a row of the window's encoded texts; < 0 is -1 - a reused vector.
     slots: list[int]
+    # The note's subject text (`ParsedNote.subject`): its hash and slot; None: it has none.
+    subject_hash: str = ""
+    subject_slot: int | None = None
 
 
 @dataclass
@@ -149,6 +152,15 @@ class ParsedBatch:
     texts: list[str] = field(default_factory=list)
     reused_vectors: list[np.ndarray] = field(default_factory=list)
     reused: int = 0
+    subjects: int = 0  # of `texts`, how many are subjects (the rest are chunks)
+
+    def subject_for(self, item: ParsedItem, encoded: np.ndarray) -> Subject | None:
+        """(text hash, vector) of the item's subject, or None."""
+        slot = item.subject_slot
+        if slot is None:
+            return None
+        vector = encoded[slot] if slot >= 0 else self.reused_vectors[-1 - slot]
+        return item.subject_hash, np.asarray(vector, dtype=np.float32)
 
     def vectors_for(self, item: ParsedItem, encoded: np.ndarray) -> np.ndarray:
         rows = [
@@ -191,6 +203,10 @@ def read_and_parse(
         parsed.append((FileInfo(info.path, len(raw), info.mtime_ns), note))
     hashes = [text_hash(chunk.embed_text) for _, note in parsed for chunk in note.chunks]
     known = store.vectors_for_hashes(sorted(set(hashes))) if reuse_vectors and hashes else {}
+    # Subjects are encoded in the same batch as the chunks; a stored one is reused.
+    subjects = {text_hash(note.subject): note.subject for _, note in parsed if note.subject}
+    if reuse_vectors and subjects:
+        known |= store.subject_vectors_for_hashes(sorted(set(subjects) - set(known)))
     _assign_slots(batch, parsed, hashes, known)
     return batch
 
@@ -221,4 +237,18 @@ def _assign_slots(
                     text_rows[digest] = len(batch.texts)
                     batch.texts.append(chunk.embed_text)
                 slots.append(text_rows[digest])
-        batch.notes.append(ParsedItem(info, note, slots))
+        item = ParsedItem(info, note, slots)
+        if note.subject:
+            item.subject_hash = digest = text_hash(note.subject)
+            if digest in known:
+                if digest not in reused_rows:
+                    reused_rows[digest] = len(batch.reused_vectors)
+                    batch.reused_vectors.append(known[digest])
+                item.subject_slot = -1 - reused_rows[digest]
+            else:
+                if digest not in text_rows:
+                    text_rows[digest] = len(batch.texts)
+                    batch.texts.append(note.subject)
+                    batch.subjects += 1
+                item.subject_slot = text_rows[digest]
+        batch.notes.append(item)

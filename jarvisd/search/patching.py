@@ -26,12 +26,13 @@ below those held) is built whole too.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from jarvisd.search.postings import patch_of
-from jarvisd.search.rows import NewRows
+from jarvisd.search.rows import NewRows, SubjectBuffer
 from jarvisd.search.snapshot import (
     BoolArray,
     IntArray,
@@ -39,6 +40,7 @@ from jarvisd.search.snapshot import (
     Snapshot,
     build_snapshot,
     note_info,
+    note_rows_in,
     viewing,
 )
 from jarvisd.store import Changes, SnapshotPatchRead, Store
@@ -136,9 +138,34 @@ def patch_snapshot(store: Store, base: Snapshot, changes: Changes, generation: i
         postings=base.postings.patched(patch_of(read.bm25)),
         patched_notes=int(changed.shape[0]),
         **viewing(buffers, rows + len(new), with_vectors),  # type: ignore[arg-type]
+        **_patched_subjects(base, read, note_ids, changed_rows),
     )
     snapshot.build_seconds = time.perf_counter() - started
     return snapshot
+
+
+def _patched_subjects(
+    base: Snapshot, read: SnapshotPatchRead, note_ids: IntArray, changed_rows: IntArray
+) -> dict[str, Any]:
+    """The changed notes' subject vectors appended (`search.rows.SubjectBuffer`), their note
+    rows pointed at them; a changed note without one now points nowhere."""
+    subject_rows = np.full(note_ids.shape[0], -1, dtype=np.int64)
+    subject_rows[: base.subject_rows.shape[0]] = base.subject_rows
+    subject_rows[changed_rows] = -1
+    places, known = note_rows_in(note_ids, read.subjects.note_ids)
+    vectors = read.subjects.vectors[known]
+    held = 0 if base.subjects is None else int(base.subjects.shape[0])
+    if base.subject_buffer is None:  # a snapshot made without subjects: only these have one
+        buffer, held = SubjectBuffer.of(vectors), 0
+        subject_rows[:] = -1
+    else:
+        buffer = base.subject_buffer.appended(held, vectors)
+    subject_rows[places[known]] = held + np.arange(vectors.shape[0], dtype=np.int64)
+    return {
+        "subjects": buffer.vectors[: held + vectors.shape[0]],
+        "subject_rows": subject_rows,
+        "subject_buffer": buffer,
+    }
 
 
 def _new_rows(read: SnapshotPatchRead, fresh: BoolArray, note_rows: IntArray) -> NewRows:

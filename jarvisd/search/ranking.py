@@ -20,8 +20,10 @@ from jarvisd.search.keyword import keyword_scores
 from jarvisd.search.replies import SearchHit
 from jarvisd.search.request import NANOSECONDS, SearchRequest
 from jarvisd.search.semantic import (
+    credit_subjects,
     indexed_semantic_scores,
     semantic_scores,
+    subject_cosines,
     with_exact_scores,
 )
 from jarvisd.search.snapshot import Snapshot
@@ -77,16 +79,24 @@ def rank(
             semantic = indexed_semantic_scores(
                 store, snapshot, query_vector, keep, mask, request.threshold
             )
+            semantic = credit_subjects(snapshot, query_vector, semantic, config.subject_mix)
             if keyword is not None and keyword_found is not None:
                 # Fusion needs the true cosine of the keyword side's candidates too.
                 eligible = semantic.eligible(mask, request.threshold)
                 weight = _weight(snapshot, stems, eligible, keyword, keyword_found, keep, config)
+                subjects = subject_cosines(snapshot, query_vector, top(keyword_found, keep))
                 needed = _needing_cosines(
-                    semantic, eligible, keyword, keyword_found, keep, wanted, config, weight
-                )
+                    semantic, eligible, keyword, keyword_found, keep, wanted, config, weight,
+                    subjects,
+                )  # fmt: skip
                 semantic = with_exact_scores(store, snapshot, query_vector, semantic, needed)
+                semantic = credit_subjects(
+                    snapshot, query_vector, semantic, config.subject_mix, needed
+                )
         else:
-            semantic = semantic_scores(snapshot, query_vector)
+            semantic = credit_subjects(
+                snapshot, query_vector, semantic_scores(snapshot, query_vector), config.subject_mix
+            )
         semantic_found = semantic.eligible(mask, request.threshold)
     verdicts = Verdicts(semantic, keyword, semantic_found, keyword_found)
     if semantic_found is not None and keyword_found is not None:
@@ -167,6 +177,7 @@ def _needing_cosines(
     wanted: int,
     config: SearchConfig,
     weight: float,
+    subjects: FloatArray,
 ) -> IntArray:
     """The keyword candidates the HNSW fetch did not score whose cosine could matter.
 
@@ -174,7 +185,9 @@ def _needing_cosines(
     still reach the page are scored: a note the index did not reach has a cosine
     of at most `semantic.ceiling`, so it scores at most w * ceiling + (1 - w) *
     its keyword coverage; below the `wanted`-th best fused score of the notes
-    already known exactly, it cannot enter the page, whatever its cosine.
+    already known exactly, it cannot enter the page, whatever its cosine. With the
+    subject credit (`credit_subjects`) the most is ceiling + mix * max(0, subject -
+    ceiling); `subjects`: the subject cosine of each of the keyword side's top `keep`.
     """
     listed = top(keyword_found, keep)
     missing = listed[~np.isfinite(semantic.scores[listed])]
@@ -189,7 +202,10 @@ def _needing_cosines(
     fused_known = weight * semantic.scores[known] + (1 - weight) * coverage[known]
     page_floor = np.partition(fused_known, fused_known.shape[0] - wanted)[-wanted]
     # Fusion counts an unknown cosine as 0, so the bound covers that too.
-    upper = weight * max(semantic.ceiling, 0.0) + (1 - weight) * coverage[missing]
+    ceiling = max(semantic.ceiling, 0.0)
+    subject = subjects[~np.isfinite(semantic.scores[listed])]
+    most = ceiling + config.subject_mix * np.maximum(0.0, np.nan_to_num(subject - ceiling))
+    upper = weight * most + (1 - weight) * coverage[missing]
     needed: IntArray = missing[upper >= page_floor]
     return needed
 

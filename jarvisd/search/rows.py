@@ -120,3 +120,36 @@ class ChunkBuffers:
 
 def _capacity(rows: int) -> int:
     return max(int(rows * GROWTH), rows + SLACK)
+
+
+@dataclass(eq=False)
+class SubjectBuffer:
+    """Note subject vectors, append-only like the chunk rows: a patch writes the changed notes'
+    new vectors past `filled` and points their note rows there (`Snapshot.subject_rows`); the
+    rows they had stay for older snapshots and go at the next whole build."""
+
+    vectors: FloatArray
+    filled: int
+
+    @classmethod
+    def of(cls, vectors: FloatArray) -> SubjectBuffer:
+        count, dimension = vectors.shape
+        buffer = cls(np.zeros((_capacity(count), dimension), np.float32), count)
+        buffer.vectors[:count] = vectors
+        return buffer
+
+    def appended(self, rows_held: int, vectors: FloatArray) -> SubjectBuffer:
+        """Buffers holding the first `rows_held` rows, then `vectors` (in place when it can)."""
+        count = int(vectors.shape[0])
+        if self.filled == rows_held and rows_held + count <= self.vectors.shape[0]:
+            self.vectors[rows_held : rows_held + count] = vectors
+            self.filled = rows_held + count
+            return self
+        grown = np.zeros((_capacity(rows_held + count), self.vectors.shape[1]), np.float32)
+        grown[:rows_held] = self.vectors[:rows_held]
+        grown[rows_held : rows_held + count] = vectors
+        return SubjectBuffer(grown, rows_held + count)
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.vectors.nbytes)

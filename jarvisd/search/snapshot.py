@@ -44,8 +44,8 @@ import numpy.typing as npt
 
 from jarvisd.search.postings import Postings, postings_of
 from jarvisd.search.request import Filters
-from jarvisd.search.rows import ChunkBuffers, NewRows
-from jarvisd.store import NoteRow, Store, VectorTable
+from jarvisd.search.rows import ChunkBuffers, NewRows, SubjectBuffer
+from jarvisd.store import NoteRow, Store, SubjectMatrix, VectorTable
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -86,6 +86,11 @@ class Snapshot:
     vector_table: VectorTable | None = None
     delta_rows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     delta_vectors: FloatArray | None = None
+    # Note subjects (title, aliases, description; `search.subject_mix`): per note row, its
+    # row of `subjects` (-1: none); the buffer's rows past a patch's are not its own.
+    subjects: FloatArray | None = None
+    subject_rows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    subject_buffer: SubjectBuffer | None = None
     built_at: float = field(default_factory=time.time)
     build_seconds: float = 0.0
     patched_notes: int = 0  # 0: built whole; else the notes a patch of the last one replaced
@@ -196,6 +201,8 @@ class Snapshot:
             total += 0 if self.vectors is None else int(self.vectors.nbytes)
         total += int(self.live.nbytes) + int(self.note_ids.nbytes) + 200 * self.note_count
         total += 0 if self.delta_vectors is None else int(self.delta_vectors.nbytes)
+        total += 0 if self.subject_buffer is None else self.subject_buffer.memory_bytes
+        total += int(self.subject_rows.nbytes)
         total += self.text_bytes + 48 * self.chunk_count
         return total + self.postings.memory_bytes
 
@@ -282,6 +289,7 @@ def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapsho
         vector_table=rows.vector_table,
         text_bytes=_text_bytes(chunks.texts),
         **viewing(buffers, len(new), vectors is not None),  # type: ignore[arg-type]
+        **subject_columns(rows.subjects, note_ids),
     )
     if rows.matrix is not None and rows.vector_table is not None:
         # Written after the vector table was built: scored exactly, from here.
@@ -290,6 +298,28 @@ def build_snapshot(store: Store, generation: int, with_vectors: bool) -> Snapsho
         snapshot.delta_vectors = np.ascontiguousarray(rows.matrix.vectors[known])
     snapshot.build_seconds = time.perf_counter() - started
     return snapshot
+
+
+def subject_columns(subjects: SubjectMatrix, note_ids: IntArray) -> dict[str, Any]:
+    """A whole build's subject fields: every note row that has a subject points at it."""
+    rows, known = note_rows_in(note_ids, subjects.note_ids)
+    buffer = SubjectBuffer.of(subjects.vectors[known])
+    subject_rows = np.full(note_ids.shape[0], -1, dtype=np.int64)
+    subject_rows[rows[known]] = np.arange(int(np.count_nonzero(known)), dtype=np.int64)
+    return {
+        "subjects": buffer.vectors[: buffer.filled],
+        "subject_rows": subject_rows,
+        "subject_buffer": buffer,
+    }
+
+
+def note_rows_in(note_ids: IntArray, wanted: IntArray) -> tuple[IntArray, BoolArray]:
+    """Rows of `wanted` ids in the sorted `note_ids`, and which have one."""
+    if note_ids.shape[0] == 0 or wanted.shape[0] == 0:
+        zeros = np.zeros(wanted.shape[0], dtype=np.int64)
+        return zeros, zeros.astype(np.bool_)
+    places = np.minimum(np.searchsorted(note_ids, wanted), note_ids.shape[0] - 1)
+    return places.astype(np.int64), note_ids[places] == wanted
 
 
 def _notes(rows: list[NoteRow], note_ids: IntArray) -> list[NoteInfo]:

@@ -51,10 +51,11 @@ from jarvisd.store.records import (
     NotePage,
     NoteSummary,
     OutgoingLink,
+    SubjectMatrix,
 )
 from jarvisd.store.recovery import Recovery, damage_text, first_line, is_damage_while_serving
 from jarvisd.store.schema import LATEST_VERSION
-from jarvisd.store.writes import text_hash
+from jarvisd.store.writes import Subject, text_hash
 
 __all__ = [
     "BM25_B",
@@ -86,6 +87,8 @@ __all__ = [
     "Store",
     "StoreClosedError",
     "StoreError",
+    "Subject",
+    "SubjectMatrix",
     "VectorTable",
     "VectorTableGoneError",
     "damage_text",

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from jarvisd.store import indexes, reads
 from jarvisd.store.connection import first_row
 from jarvisd.store.indexes import VectorTable
-from jarvisd.store.records import ChunkMatrix
+from jarvisd.store.records import ChunkMatrix, SubjectMatrix
 
 IntArray = npt.NDArray[np.int64]
 Connection = duckdb.DuckDBPyConnection
@@ -95,6 +95,7 @@ class SnapshotRead:
     chunks: ChunkColumns
     notes: list[NoteRow]
     bm25: BM25Columns
+    subjects: SubjectMatrix  # every note's subject vector (notes without one absent)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class SnapshotPatchRead:
     chunks: ChunkColumns
     notes: list[NoteRow]
     bm25: BM25Additions
+    subjects: SubjectMatrix  # the changed notes' subject vectors
 
 
 class SnapshotReads:
@@ -135,6 +137,7 @@ class SnapshotReads:
                 chunks=_chunks(cursor, "", []),
                 notes=_notes(cursor, None),
                 bm25=_bm25_columns(cursor),
+                subjects=reads.subject_matrix(cursor, self._dimension, None),
             )
 
         return _in_transaction(self.reader(), read)
@@ -167,6 +170,7 @@ class SnapshotReads:
                 chunks=chunks,
                 notes=_notes(cursor, identifiers),
                 bm25=_bm25_additions(cursor, unseen(chunks.ids), terms),
+                subjects=reads.subject_matrix(cursor, self._dimension, json.loads(identifiers)),
             )
 
         return _in_transaction(self.reader(), read)

@@ -33,6 +33,7 @@ from jarvisd.store.maintenance import Step, maintenance, timed
 from jarvisd.store.reading import StoreReads
 from jarvisd.store.records import Changes, LinkKey, LinkWork
 from jarvisd.store.recovery import Recovery
+from jarvisd.store.writes import Subject
 
 log = get_logger("jarvisd.store")
 
@@ -269,13 +270,17 @@ class Store(StoreReads, SnapshotReads):
         vectors: npt.NDArray[np.float32],
         size: int,
         mtime_ns: int,
+        subject: Subject | None = None,
     ) -> int:
-        """Replace everything stored for (vault, note.path) in one transaction; the note id."""
+        """Replace everything stored for (vault, note.path) in one transaction; the note id.
+        `subject`: (text hash, vector) of the note's subject text (`ParsedNote.subject`)."""
         checked = self._checked_vectors(vault, note, vectors)
+        if subject is not None:
+            subject = (subject[0], self._checked_subject(vault, note.path, subject[1]))
         try:
             return self._changed(
                 lambda c, changes: writes.write_note(
-                    c, vault, note, checked, size, mtime_ns, changes
+                    c, vault, note, checked, size, mtime_ns, changes, subject
                 ),
                 (links_task(vault),),
                 vault,
@@ -303,6 +308,34 @@ class Store(StoreReads, SnapshotReads):
                 "problem); nothing was written"
             )
         return array.astype(np.float32, copy=False)
+
+    def _checked_subject(
+        self, vault: str, path: str, vector: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        array = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if array.shape != (self._dimension,) or not np.isfinite(array).all():
+            raise NoteWriteError(
+                f"{vault}:{path}: the subject vector has shape {array.shape} or values that are "
+                f"not finite (expected {self._dimension} finite floats); nothing was written"
+            )
+        return array
+
+    def write_subjects(
+        self, identifiers: Sequence[int], hashes: Sequence[str], vectors: npt.NDArray[np.float32]
+    ) -> int:
+        """Subject vectors for notes that have none (`notes_without_subject`), in one
+        transaction; notes deleted or given one meanwhile are skipped. How many written."""
+        if not identifiers:
+            return 0
+        checked = np.asarray(vectors, dtype=np.float32)
+        if checked.shape != (len(identifiers), self._dimension) or not np.isfinite(checked).all():
+            raise NoteWriteError(
+                f"subject vectors of shape {checked.shape} for {len(identifiers)} notes, or not "
+                "finite; nothing was written"
+            )
+        return self._changed(
+            lambda c, changes: writes.write_subjects(c, identifiers, hashes, checked, changes)
+        )
 
     def touch_note(self, vault: str, path: str, size: int, mtime_ns: int) -> bool:
         """Record a new stat for unchanged content; False when the note is not stored."""

@@ -64,6 +64,21 @@ class StoreReads:
         self._check_open()
         return reads.vectors_for_hashes(self.reader(), hashes, self._dimension)
 
+    def subject_vectors_for_hashes(
+        self, hashes: Sequence[str]
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        """Stored vectors of subjects (else chunks) whose text hash is given, from any note."""
+        self._check_open()
+        return reads.subject_vectors_for_hashes(self.reader(), hashes, self._dimension)
+
+    def notes_without_subject(
+        self, limit: int = 10_000, after: int = 0
+    ) -> list[tuple[int, str, tuple[str, ...], dict[str, Any]]]:
+        """(id, title, aliases, frontmatter) of notes with no subject vector stored yet,
+        by id, past `after`."""
+        self._check_open()
+        return reads.notes_without_subject(self.reader(), limit, after)
+
     def get_note(self, vault: str, path: str) -> NoteDetail | None:
         self._check_open()
         return reads.get_note(self.reader(), vault, path)

@@ -20,6 +20,7 @@ from jarvisd.store.records import (
     NotePage,
     NoteSummary,
     OutgoingLink,
+    SubjectMatrix,
 )
 
 
@@ -92,6 +93,66 @@ def vectors_for_hashes(
         return {}
     vectors = _stack(result["embedding"], dimension)
     return {str(digest): vectors[row] for row, digest in enumerate(found)}
+
+
+def subject_vectors_for_hashes(
+    cursor: duckdb.DuckDBPyConnection, hashes: Sequence[str], dimension: int
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Stored subject vectors by their text's hash, then chunk vectors for those not found
+    (the same text gets the same vector whichever it was encoded as)."""
+    if not hashes:
+        return {}
+    result = cursor.execute(
+        "SELECT text_hash, any_value(embedding) AS embedding FROM note_subjects "
+        "WHERE text_hash IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]'))) GROUP BY text_hash",
+        [json.dumps(list(hashes))],
+    ).fetchnumpy()
+    vectors = _stack(result["embedding"], dimension)
+    found = {str(digest): vectors[row] for row, digest in enumerate(result["text_hash"])}
+    rest = [digest for digest in hashes if digest not in found]
+    return found | vectors_for_hashes(cursor, rest, dimension)
+
+
+def notes_without_subject(
+    cursor: duckdb.DuckDBPyConnection, limit: int, after: int
+) -> list[tuple[int, str, tuple[str, ...], dict[str, Any]]]:
+    """(id, title, aliases, frontmatter) of up to `limit` notes with no subject row, by id,
+    from the first id past `after`."""
+    rows = cursor.execute(
+        f"SELECT id, title, aliases, frontmatter FROM notes WHERE id > {int(after)} "
+        "AND id NOT IN (SELECT note_id FROM note_subjects) ORDER BY id LIMIT ?",
+        [int(limit)],
+    ).fetchall()
+    out = []
+    for identifier, title, aliases, frontmatter in rows:
+        front = json.loads(frontmatter or "{}")
+        out.append(
+            (
+                int(identifier),
+                str(title),
+                tuple(aliases or ()),
+                front if isinstance(front, dict) else {},
+            )
+        )
+    return out
+
+
+def subject_matrix(
+    cursor: duckdb.DuckDBPyConnection, dimension: int, note_ids: Sequence[int] | None
+) -> SubjectMatrix:
+    """The subject vectors of these notes (None: of all), by note id."""
+    parameters: list[Any] = []
+    where = ""
+    if note_ids is not None:
+        where = "WHERE note_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))"
+        parameters = [json.dumps([int(identifier) for identifier in note_ids])]
+    result = cursor.execute(
+        f"SELECT note_id, embedding FROM note_subjects {where} ORDER BY note_id", parameters
+    ).fetchnumpy()
+    return SubjectMatrix(
+        note_ids=np.asarray(result["note_id"], dtype=np.int64),
+        vectors=_stack(result["embedding"], dimension),
+    )
 
 
 def chunk_matrix(

@@ -158,3 +158,14 @@ class ChunkMatrix:
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
+
+
+@dataclass(frozen=True)
+class SubjectMatrix:
+    """Subject vectors by note id (notes without one are absent)."""
+
+    note_ids: npt.NDArray[np.int64]
+    vectors: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return int(self.note_ids.shape[0])

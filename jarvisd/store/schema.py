@@ -115,9 +115,28 @@ def _bm25_per_note(connection: duckdb.DuckDBPyConnection, context: MigrationCont
     bm25.drop_fts(connection, FTS_SCHEMA, FTS_SOURCE)
 
 
+def _subjects_table(dimension: int) -> str:
+    return f"""
+        CREATE TABLE note_subjects (
+            note_id BIGINT NOT NULL,
+            text_hash VARCHAR NOT NULL,
+            embedding FLOAT[{int(dimension)}] NOT NULL
+        )
+    """
+
+
+def _note_subjects(connection: duckdb.DuckDBPyConnection, context: MigrationContext) -> None:
+    """One vector per note of what it is about (title, aliases, `description`), written
+    with its chunks. Empty after the migration: the next index run encodes the notes'
+    subjects (`Store.notes_without_subject`), not their chunks again. No index and no
+    PRIMARY KEY: a plain CREATE TABLE is what replays from the WAL after a kill."""
+    connection.execute(_subjects_table(int(context.dimension)))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "notes, chunks with embeddings, tags, links, meta", _initial),
     Migration(2, "BM25 postings kept per note; DuckDB fts dropped", _bm25_per_note),
+    Migration(3, "a subject vector per note (title, aliases, description)", _note_subjects),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -212,7 +231,8 @@ def check_embedding(
 
 
 def reset_vectors(connection: duckdb.DuckDBPyConnection, dimension: int, model: str | None) -> None:
-    """Drop every chunk and vector, make every note look changed, and retype the vectors.
+    """Drop every chunk and vector (subjects too), make every note look changed, and retype
+    the vectors.
 
     One transaction that drops and recreates `chunks` rather than `ALTER ...
     TYPE`: DuckDB 1.5.5 cannot replay that ALTER from the WAL on a table with a
@@ -243,6 +263,8 @@ def _replace_vectors(
     drop_vector_tables(connection)
     connection.execute("DROP TABLE chunks")
     connection.execute(_chunks_table(dimension))
+    connection.execute("DROP TABLE note_subjects")
+    connection.execute(_subjects_table(dimension))
     # The planner compares (size, mtime_ns) first and the content hash next:
     # neither can match now, so the next run parses and encodes every note.
     connection.execute("UPDATE notes SET mtime_ns = -1, content_hash = ''")

@@ -30,6 +30,8 @@ from jarvisd.store.connection import first_row
 from jarvisd.store.records import Changes
 
 VECTOR_VIEW = "note_vector_values"
+# A note's subject vector as written: (text_hash of its subject text, the vector).
+Subject = tuple[str, npt.NDArray[np.float32]]
 
 
 def _row_type(**columns: str) -> str:
@@ -61,6 +63,7 @@ _LINK_ROWS = _row_type(
     target_note_id="BIGINT",
 )
 _TAG_ROWS = _row_type(note_id="BIGINT", tag="VARCHAR")
+_SUBJECT_ROWS = _row_type(row="INTEGER", note_id="BIGINT", text_hash="VARCHAR")
 _NOTE_ROW = _row_type(
     vault="VARCHAR",
     path="VARCHAR",
@@ -111,8 +114,10 @@ def write_note(
     size: int,
     mtime_ns: int,
     changes: Changes,
+    subject: Subject | None = None,
 ) -> int:
-    """Replace everything stored for (vault, note.path); returns the note id.
+    """Replace everything stored for (vault, note.path), its subject vector included (None:
+    the note has none, or it is left to `write_subjects`); returns the note id.
 
     Few statements with one JSON parameter each: in this environment every
     bound parameter also costs DuckDB two failed `import pandas` (~150 µs).
@@ -150,6 +155,8 @@ def write_note(
     changes.terms |= bm25.remove_notes(connection, [identifier])
     delete_contents(connection, identifier)
     _insert_chunks(connection, identifier, note, vectors)
+    if subject is not None:
+        _insert_subjects(connection, [identifier], [subject[0]], subject[1].reshape(1, -1))
     bm25.add_notes(connection, [identifier])
     changes.notes.add(identifier)
     _insert_tags(connection, identifier, note.tags)
@@ -215,6 +222,71 @@ def _insert_chunks(
         connection.unregister(VECTOR_VIEW)
 
 
+def _insert_subjects(
+    connection: duckdb.DuckDBPyConnection,
+    identifiers: Sequence[int],
+    hashes: Sequence[str],
+    vectors: npt.NDArray[np.float32],
+) -> None:
+    """Subject rows (note id, text hash, vector), the vectors as chunks' go in."""
+    if not identifiers:
+        return
+    count, dimension = vectors.shape
+    rows = [
+        {"row": row, "note_id": int(note_id), "text_hash": digest}
+        for row, (note_id, digest) in enumerate(zip(identifiers, hashes, strict=True))
+    ]
+    flat = {
+        "row": np.repeat(np.arange(count, dtype=np.int32), dimension),
+        "position": np.tile(np.arange(dimension, dtype=np.int32), count),
+        "value": np.ascontiguousarray(vectors, dtype=np.float32).ravel(),
+    }
+    connection.register(VECTOR_VIEW, flat)
+    try:
+        connection.execute(
+            f"""
+            INSERT INTO note_subjects (note_id, text_hash, embedding)
+            WITH subject_rows AS (
+                     SELECT unnest(from_json(?, '{_SUBJECT_ROWS}'), recursive := true)),
+                 vector_rows AS (
+                     SELECT row, list(value ORDER BY position)::FLOAT[{int(dimension)}] AS embedding
+                     FROM {VECTOR_VIEW} GROUP BY row)
+            SELECT note_id, text_hash, embedding
+            FROM subject_rows JOIN vector_rows USING (row)
+            ORDER BY row
+            """,
+            [_json(rows)],
+        )
+    finally:
+        connection.unregister(VECTOR_VIEW)
+
+
+def write_subjects(
+    connection: duckdb.DuckDBPyConnection,
+    identifiers: Sequence[int],
+    hashes: Sequence[str],
+    vectors: npt.NDArray[np.float32],
+    changes: Changes,
+) -> int:
+    """Subject vectors of notes that have none yet (after the migration, or a rename that
+    changed the title); a note gone or given one meanwhile is skipped. How many written."""
+    wanted = connection.execute(
+        "SELECT id FROM notes WHERE id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]'))) "
+        "AND id NOT IN (SELECT note_id FROM note_subjects)",
+        [_json([int(note_id) for note_id in identifiers])],
+    ).fetchall()
+    keep = {int(row[0]) for row in wanted}
+    rows = [row for row, note_id in enumerate(identifiers) if int(note_id) in keep]
+    _insert_subjects(
+        connection,
+        [identifiers[row] for row in rows],
+        [hashes[row] for row in rows],
+        vectors[rows],
+    )
+    changes.notes.update(int(identifiers[row]) for row in rows)
+    return len(rows)
+
+
 def _insert_tags(
     connection: duckdb.DuckDBPyConnection, identifier: int, tags: Sequence[str]
 ) -> None:
@@ -264,8 +336,8 @@ def _insert_links(
 
 
 def delete_contents(connection: duckdb.DuckDBPyConnection, identifier: int) -> None:
-    """A note's chunks, tags and outgoing links (not the note row, not links to it)."""
-    for table in ("chunks", "tags", "links"):
+    """A note's chunks, subject, tags and outgoing links (not the note row, not links to it)."""
+    for table in ("chunks", "note_subjects", "tags", "links"):
         connection.execute(f"DELETE FROM {table} WHERE note_id = ?", [identifier])
 
 
@@ -287,7 +359,7 @@ def delete_notes(
     ids = _json(identifiers)
     changes.terms |= bm25.remove_notes(connection, identifiers)
     changes.notes.update(identifiers)
-    for table in ("chunks", "tags", "links"):
+    for table in ("chunks", "note_subjects", "tags", "links"):
         connection.execute(
             f"DELETE FROM {table} WHERE note_id IN (SELECT unnest(from_json(?, '[\"BIGINT\"]')))",
             [ids],
@@ -359,6 +431,8 @@ def rename_note(
     if retitled:
         changes.terms |= bm25.remove_notes(connection, [identifier])
         _renumber_chunks(connection, identifier)
+        # Its subject text changed with the title: the indexer encodes it again.
+        connection.execute("DELETE FROM note_subjects WHERE note_id = ?", [identifier])
     connection.execute(
         "UPDATE notes SET path = ?, title = ?, size = ?, mtime_ns = ? WHERE id = ?",
         [new_path, title, size, mtime_ns, identifier],
