@@ -15,7 +15,7 @@ from fixtures_store import DIMENSION, storage_config, unit_vectors
 
 from jarvisd.config import Config
 from jarvisd.indexing.markdown import parse_note
-from jarvisd.store import Store
+from jarvisd.store import Store, text_hash
 from jarvisd.testing import write_vault as write_vault
 
 # vault -> path -> text. Links: a -> b, c, Ghost; b -> c, a (a cycle); c -> d;
@@ -51,7 +51,14 @@ def index_vault(store: Store, vault: str, root: Path) -> None:
         note = parse_note(path, raw)
         vectors = unit_vectors(len(note.chunks), seed).astype(np.float32)
         info = file.stat()
-        store.write_note(vault, note, vectors, info.st_size, info.st_mtime_ns)
+        # A subject vector too, as an index run writes one: without it the next run
+        # would load the model to encode the missing subjects.
+        subject = (
+            (text_hash(note.subject), unit_vectors(1, 100_000 + seed)[0].astype(np.float32))
+            if note.subject
+            else None
+        )
+        store.write_note(vault, note, vectors, info.st_size, info.st_mtime_ns, subject)
 
 
 def build_store(database: Path, vaults: dict[str, Path]) -> Store:

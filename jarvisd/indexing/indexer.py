@@ -323,6 +323,7 @@ class Indexer:
                 {text for (_, text), d in zip(wanted, digests, strict=True) if d not in known}
             )
             encoded = dict(zip(fresh, await self._encode(fresh, report), strict=True))
+            report.encoding.chunks_encoded -= len(fresh)  # subjects, not chunks (above)
             vectors = np.vstack(
                 [
                     known[d] if d in known else encoded[t]
@@ -397,8 +398,11 @@ class Indexer:
                 log.warning("index.skipped", path=path, reason=reason, detail=detail)
             if self._paused is not None:
                 raise _Deferred  # the windows written so far stay; the next run resumes
-            report.encoding.parsed(windows[number], len(batch.texts))
+            # Progress counts chunks, as the run's report does: the subjects encoded in
+            # the chunks' batches (one short text per note) are timed but not counted.
+            report.encoding.parsed(windows[number], len(batch.texts) - batch.subjects)
             vectors = await self._encode(batch.texts, report)
+            report.encoding.chunks_encoded -= batch.subjects
             if writing is not None:
                 await writing
             writing = loop.create_task(
