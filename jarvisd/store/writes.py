@@ -195,13 +195,8 @@ def _insert_chunks(
         }
         for row, chunk in enumerate(note.chunks)
     ]
-    count, dimension = vectors.shape
-    flat = {
-        "row": np.repeat(np.arange(count, dtype=np.int32), dimension),
-        "position": np.tile(np.arange(dimension, dtype=np.int32), count),
-        "value": np.ascontiguousarray(vectors, dtype=np.float32).ravel(),
-    }
-    connection.register(VECTOR_VIEW, flat)
+    dimension = vectors.shape[1]
+    connection.register(VECTOR_VIEW, _flat_vectors(vectors))
     try:
         connection.execute(
             f"""
@@ -222,6 +217,17 @@ def _insert_chunks(
         connection.unregister(VECTOR_VIEW)
 
 
+def _flat_vectors(vectors: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
+    """Vectors as (row, position, value) columns, the shape VECTOR_VIEW is read in (one
+    `list(value ORDER BY position)` per row), for chunks and subjects alike."""
+    count, dimension = vectors.shape
+    return {
+        "row": np.repeat(np.arange(count, dtype=np.int32), dimension),
+        "position": np.tile(np.arange(dimension, dtype=np.int32), count),
+        "value": np.ascontiguousarray(vectors, dtype=np.float32).ravel(),
+    }
+
+
 def _insert_subjects(
     connection: duckdb.DuckDBPyConnection,
     identifiers: Sequence[int],
@@ -231,17 +237,12 @@ def _insert_subjects(
     """Subject rows (note id, text hash, vector), the vectors as chunks' go in."""
     if not identifiers:
         return
-    count, dimension = vectors.shape
+    dimension = vectors.shape[1]
     rows = [
         {"row": row, "note_id": int(note_id), "text_hash": digest}
         for row, (note_id, digest) in enumerate(zip(identifiers, hashes, strict=True))
     ]
-    flat = {
-        "row": np.repeat(np.arange(count, dtype=np.int32), dimension),
-        "position": np.tile(np.arange(dimension, dtype=np.int32), count),
-        "value": np.ascontiguousarray(vectors, dtype=np.float32).ravel(),
-    }
-    connection.register(VECTOR_VIEW, flat)
+    connection.register(VECTOR_VIEW, _flat_vectors(vectors))
     try:
         connection.execute(
             f"""
