@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 from tiny_llm import build_tiny_model
 
-from jarvisd.ask.generator import GenerationSettings, load_generator, resolve_runtime
+from jarvisd.ask.generator import (
+    GenerationSettings,
+    GenerationStats,
+    load_generator,
+    resolve_runtime,
+)
 from jarvisd.config import LlmConfig
 
 pytestmark = pytest.mark.slow
@@ -56,8 +61,11 @@ def test_generate_streams_text_and_stops_within_one_token(tiny: Path, runtime: s
                 stop.set()  # as a client that went away does, from another thread
 
         stats = generator.generate(prompt, settings(500), cancel_after_three, stop)
-        assert stats.finish == "cancelled"
-        assert stats.tokens_after_stop <= 1 and stats.tokens <= 4
+        assert stats.finish == "cancelled" and stats.tokens <= 4
+        # Set while a token's text was handed on: transformers has already asked its
+        # stopping criterion for that step, so exactly one more step runs; mlx's loop asks
+        # right after the text, so none does.
+        assert stats.tokens_after_stop == (1 if runtime == "transformers" else 0)
 
         expired = settings(500, seconds=0.0)
         stats = generator.generate(prompt, expired, seen.append, threading.Event())
@@ -65,3 +73,23 @@ def test_generate_streams_text_and_stops_within_one_token(tiny: Path, runtime: s
     finally:
         generator.close()
     assert generator.memory_bytes() == 0
+
+
+def test_a_stop_between_the_criterion_and_the_hand_on_costs_one_step() -> None:
+    """The order transformers' generate loop runs in: forward pass, stopping criterion,
+    then the streamer gets the token. A stop that lands between the criterion and the
+    hand-on costs the one step that begins after it, not the token already computed
+    (it counted 2 on a contended machine: test_ask_daemon's hang-up test failed on it)."""
+    stop = threading.Event()
+    stats = GenerationStats(stop, deadline=float("inf"))
+    stats.step_begins()
+    assert not stats.should_stop()  # token 1's criterion
+    stats.token()
+    stats.step_begins()
+    assert not stats.should_stop()  # token 2's criterion
+    stop.set()  # the client hangs up now
+    stats.token()  # token 2, computed before the stop, handed on after it
+    stats.step_begins()  # token 3's step begins with the stop set
+    assert stats.should_stop() and stats.finish == "cancelled"
+    stats.token()
+    assert stats.tokens == 3 and stats.tokens_after_stop == 1

@@ -53,16 +53,26 @@ class GenerationStats:
         self.started = time.monotonic()
         self.tokens = 0
         self.first_token_seconds: float | None = None
-        self.tokens_after_stop = 0  # tokens computed after `stop` was set (the cost of a cancel)
+        self.tokens_after_stop = 0  # tokens whose step began after `stop` was set (a cancel's cost)
+        self._stopped_by_step = False  # `stop` was set when the step now computing began
         self.finish = "stop"  # stop (end of answer), length, cancelled, timeout
         self.seconds = 0.0
 
+    def step_begins(self) -> None:
+        """The backend is about to compute its next token: call once before each step."""
+        self._stopped_by_step = self._stop.is_set()
+
     def token(self) -> None:
-        """One more token; call before handing its text on."""
+        """One more token; call before handing its text on.
+
+        It counts as computed after the stop only if its step began after the stop was set:
+        transformers asks the stopping criterion before it hands the token on, so a stop set
+        in between would otherwise count the token already computed as well as the one
+        after it (2 at high contention, where the wasted work is 1 step)."""
         self.tokens += 1
         if self.first_token_seconds is None:
             self.first_token_seconds = time.monotonic() - self.started
-        if self._stop.is_set():
+        if self._stopped_by_step:
             self.tokens_after_stop += 1
 
     def should_stop(self) -> bool:

@@ -75,12 +75,14 @@ class MlxGenerator:
             max_tokens=settings.max_tokens,
             sampler=make_sampler(settings.temperature),
         )
+        stats.step_begins()
         for response in responses:
             stats.token()
             if response.text:
                 on_text(str(response.text))
             if stats.should_stop():
                 break
+            stats.step_begins()
         return stats.done(settings.max_tokens)
 
     def memory_bytes(self) -> int:

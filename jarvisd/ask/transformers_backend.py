@@ -159,11 +159,13 @@ class _Streamer:
     def put(self, value: Any) -> None:
         if not self._prompt_seen:
             self._prompt_seen = True
+            self._stats.step_begins()  # the first token's step (the prompt is in)
             return
         for token in value.reshape(-1).tolist():
             self._stats.token()
             self._ids.append(int(token))
         self._emit(final=False)
+        self._stats.step_begins()  # generate's loop goes on to the next forward pass
 
     def end(self) -> None:
         self.flush()
