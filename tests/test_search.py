@@ -21,6 +21,7 @@ from jarvisd.lifecycle import deadline_in
 from jarvisd.model.intraop import IntraOpThreads
 from jarvisd.observe.memory import MemoryMode
 from jarvisd.search import SearchError, SearchService
+from jarvisd.search.fusion import KEYWORD_SHARE_HIGH, KEYWORD_SHARE_LOW, query_content
 from jarvisd.search.postings import ChunkScores
 from jarvisd.search.snapshot import build_snapshot
 from jarvisd.search.terms import Stemmer, query_stems, tokenize
@@ -329,6 +330,44 @@ async def test_a_note_subject_lifts_its_semantic_score_until_turned_off(indexed:
         service.reconfigure(config, diff_configs(off, config)[1])
         note.write_text(original, encoding="utf-8")
         await indexed.index(service)
+        await service.stop(deadline_in(10))
+
+
+async def test_hybrid_leans_on_meaning_for_questions_and_on_bm25_for_terms(
+    indexed: Indexed,
+) -> None:
+    """The adaptive fusion weighs each query by the share of its words that are the index's
+    terms (jarvisd.search.fusion): stopwords and words no note holds are not; a question
+    made mostly of them gets the cosine at 0.9, a query of the vault's own words at 0.55,
+    and the reply says which weight it got; a one-mode reply has none."""
+    service = indexed.service()
+    await service.start()
+    postings = build_snapshot(indexed.store, 0, with_vectors=False).postings
+    stemmer = Stemmer()
+
+    def content(query: str) -> float:
+        stems = query_stems(indexed.store, stemmer, query)
+        return query_content(postings, stems, len(tokenize(query)))
+
+    try:
+        # "how", "do", "i", "it", "to", "be", "so" are stopwords; "bitter" is a term.
+        question = "how do I get it to be so bitter"
+        assert content(question) == pytest.approx(1 / 9)
+        terms = "espresso grinder burr"
+        assert content(terms) == 1.0
+        assert content("espresso espresso") == 0.5  # repeats are words, one term
+        assert content("espresso qwzxv") == 0.5  # no note holds the second word
+        assert content("") == 0.0
+        asked = await search(service, q=question, mode="hybrid")
+        assert asked["semantic_weight"] == pytest.approx(1 - KEYWORD_SHARE_LOW)
+        listed = await search(service, q=terms, mode="hybrid")
+        assert listed["semantic_weight"] == pytest.approx(1 - KEYWORD_SHARE_HIGH)
+        halfway = "espresso grinder burr the and of the and"  # 3 of 8: on the ramp's foot
+        assert content(halfway) == pytest.approx(3 / 8)
+        assert (await search(service, q=halfway))["semantic_weight"] == pytest.approx(0.9)
+        assert "semantic_weight" not in await search(service, q=terms, mode="semantic")
+        assert "semantic_weight" not in await search(service, q=terms, mode="keyword")
+    finally:
         await service.stop(deadline_in(10))
 
 

@@ -228,7 +228,8 @@ class HybridConfig(Section):
         default="adaptive",
         description="How hybrid search combines the modes: convex (semantic_weight * cosine + "
         "the rest * BM25 over the query's highest possible BM25), adaptive (the same, with "
-        "the weight set per query from how far its best cosine stands above the rest; see "
+        "the weight set per query from the share of its words that are the index's terms: "
+        "questions lean on meaning, keyword lists and claims on BM25; see "
         "jarvisd/search/fusion.py) or rrf (reciprocal rank fusion with rrf_k).",
     )
     semantic_weight: float = Field(
@@ -255,7 +256,7 @@ class SearchConfig(Section):
     max_limit: int = Field(default=100, ge=1, le=10_000, description="Largest `limit` accepted.")
     max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")
     subject_mix: float = Field(
-        default=0.5,
+        default=0.75,
         ge=0.0,
         le=1.0,
         description="How much a note's subject (its title, aliases and frontmatter "

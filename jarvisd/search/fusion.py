@@ -3,19 +3,24 @@
 The default (`search.hybrid.fusion: adaptive`) is a convex combination of the
 two scores on absolute scales, with the weight chosen per query:
 
-    score = w * cosine + (1 - w) * BM25 / bound
-    w     = 1 - clip(0.4 - (cosine_peak - 0.05), 0, 1)
+    score   = w * cosine + (1 - w) * BM25 / bound
+    1 - w   = 0.1 + 0.35 * clip((content - 0.4) / 0.1, 0, 1)
+    content = the index's terms among the query's words / its words
 
 where `bound` is the highest BM25 the query could reach (every query term,
 saturated: (k1 + 1) * sum of the terms' idf), so BM25 / bound is how much of the
-query the note matched, weighted by rarity; and `cosine_peak` is how far the
-best cosine stands above the mean of the semantic top 10: when one note stands
-out by meaning, meaning gets more say (w = 0.6 at a peak of 0.05, 0.7 at 0.15).
-`fusion: convex` keeps the fixed weight `semantic_weight` (0.3, the default
-before), `fusion: rrf` reciprocal rank fusion. Candidates are the union of each
-mode's top `search.hybrid.candidates`, and both scores are exact for every
-candidate (a note only one mode listed still gets its true cosine; a note no
-query term occurs in has BM25 0, not a guess).
+query the note matched, weighted by rarity; and `content` counts the query's
+distinct stems that occur in some chunk against every word it has (stopwords,
+which the index drops, and words no note holds are not terms). A question ("how
+do I keep my vault in sync between my phone and my laptop": 5 terms in 14
+words) gets the cosine at 0.9; a claim or a list of keywords, most of whose
+words are rare terms the notes share, gets it at 0.55; from 40 % to 50 % of
+terms the weight moves on a straight line. `fusion: convex` keeps the fixed
+weight `semantic_weight` (0.3), `fusion: rrf` reciprocal rank fusion.
+Candidates are the union of each mode's top `search.hybrid.candidates`, and
+both scores are exact for every candidate (a note only one mode listed still
+gets its true cosine; a note no query term occurs in has BM25 0, not a guess).
+A hybrid reply carries the weight its query got (`semantic_weight`).
 
 How it was chosen: `python -m benchmarks.beir --all --study` (fusion methods
 compared offline in benchmarks/fusion_study.py, on each query's exact
@@ -24,80 +29,77 @@ all of them: SciFact (300 claims; keywords strong), msmarco-subset (43 web
 questions with positives, graded 1-3) and 60 questions written as users ask
 them of the Obsidian help vault (benchmarks/data/obsidian-help-questions.yaml).
 The issue's entity-search collection is not in ../shared/data, so it is not
-measured.
+measured. Rows without "subject" score chunk cosines alone; the last rows
+credit the note's subject vector (below) as the daemon does.
 
-    method                                  SciFact  msmarco  questions
-    keyword only                              .673     .689     .358
-    semantic only                             .671     .799     .616
-    convex w=0.3 (the default before)         .735     .762     .495
-    convex w=0.6 / 0.8 / 0.9                  .731/.708/.691  .793/.799/.803  .586/.608/.612
-    RRF k=60 / k=10                           .715/.716  .777/.772  .515/.532
-    z-score fusion w=0.5 / 0.7                .739/.731  .775/.786  .525/.581
-    min-max fusion w=0.5 / 0.7                .740/.728  .775/.790  .503/.593
-    adaptive, cosine peak (the default)       .730     .792     .598
-    adaptive, rarity (base .5, gain -2, .4)   .707     .802     .617
-    learned share model, LOCO                 .729     .778     .532
-    per-query best share (oracle)             .787     .841     .680
-    subject vector, convex w=0.8 (not shipped) .703    .799     .640
-    subject + adaptive, mix .25/.5/.75/1     .732/.731/.723/.722  -  .592/.604/.616/.615
-    subject + semantic alone, mix .25/.5/.75/1 .674/.674/.672/.670 -  .618/.636/.646/.643
+    method                                    SciFact  msmarco  questions
+    keyword only                                .673     .689     .358
+    semantic only                               .671     .799     .616
+    convex w=0.3 (the default until 2026-12)    .735     .762     .495
+    convex w=0.6 / 0.8 / 0.9                    .731/.708/.691  .793/.799/.803  .586/.608/.612
+    RRF k=60 / k=10                             .715/.716  .777/.772  .515/.532
+    z-score fusion w=0.5 / 0.7                  .739/.731  .775/.786  .525/.581
+    min-max fusion w=0.5 / 0.7                  .740/.728  .775/.790  .503/.593
+    adaptive, cosine peak (default until now)   .730     .792     .598
+    adaptive, rarity (base .5, gain -2, .4)     .707     .802     .617
+    learned share model (6 features), LOCO      .729     .778     .532
+    adaptive, content share (the default)       .732     .803     .612
+    per-query best share (oracle)               .787     .841     .680
+    subject: semantic only, mix .5 / .75 / 1    .674/.672/.670  .799  .636/.646/.643
+    subject: cosine peak, mix .5 / .75          .731/.723  .792  .604/.616
+    subject: content share, mix .25/.5/.75/1    .731/.733/.730/.727  .803  .619/.635/.649/.650
 
-Per-query features tried, each as keyword share = (1 - base) + gain *
-(feature - center) over a grid (base 0.4-0.7, gain -2..2, 2-3 centers): the
-best BM25's coverage of the bound (keyword_top), its margin over the second
-(keyword_margin), the best cosine (cosine_top), the cosine peak, the top-10
-agreement of the two lists, and term rarity (mean idf of the query's terms
-over the idf of a term in one chunk). Picked by the worst margin over the best
-single mode on all three, every family gives up SciFact (.68-.72) to tie
-semantic on the other two; the rarity rule above is the only setting that
-meets "every collection >= best single - .005" and "median margin > 0"
-(+.034, +.003, +.001), at SciFact .707. Picked on two collections and scored
-on the third (leave one collection out) every family, and the small model
-over all six features (least squares to each query's best share), loses on
-the one left out (rarity: the questions .601; the model: above). SciFact
-wants the keyword side at .6-.7 of the weight, the questions .1-.2, and no
-feature seen here tells the two apart reliably: the per-query oracle is far
-above every rule. So no fixed setting meets all three targets; the default is
-the best that keeps SciFact at .73 (the issue's floor, "stays"), giving the
-most to the other two: the cosine peak separated best within that bound
-(+.012 on the questions over a fixed w = 0.6, the same elsewhere).
+The shipped default is the last row at mix .75: SciFact .730 (+.057 over its
+best single mode, at the .73 floor), msmarco .803 (+.004 over semantic), the
+questions .649 (+.003 over semantic with the subject, .646); median margin
++.004. Through the real service (`benchmarks.beir --all`, 2026-12-07) the
+same to the fourth decimal: .7304, .8033, .6491 against semantic .6714,
+.7989, .6462 (keyword .6735, .6893, .3583), checked by ../shared/tools/ndcg.py.
+
+Why this feature: the per-query oracle shows each collection wants a different
+keyword share (SciFact .4-.6, msmarco .1, the questions 0), and the score and
+list features (the best BM25's share of the bound and its margin over the
+second, the best cosine and how it stands above the top 10, the two lists'
+top-10 agreement, mean idf) did not tell them apart: over grids of (1 - base)
++ gain * (feature - center), picked by the worst margin over the best single
+mode on all three, every family gave up SciFact (.68-.72) to tie semantic on
+the other two, and the small least-squares model over all six, fit leave one
+collection out, lost on the one left out. What does tell them apart is how the
+query is phrased: the median query is 78 % index terms in SciFact, 67 % in
+msmarco and 50 % in the questions, whose words are mostly "how", "do", "I",
+"my" and the like; a query with few terms gives BM25 little to go on, and its
+matches on the one or two common words it has ("note", "vault") outvote
+meaning. A ramp on that share (the family `ramp_content`, start .3-.5, width
+.1-.2, low 0-.1, high .35-.55) picked on all three, SciFact's floor kept, is
+the rule above. Left one collection out (picked on the other two, floor kept
+where SciFact is one of them, scored on the third): msmarco .793 (-.006, just
+outside the .005), the questions .649 (+.003), SciFact .717 (+.045, under the
+floor, which nothing asked for when SciFact was left out). Its neighbours show
+how thin the margins are: moving one parameter by a grid step keeps every
+collection within .005 of its best single mode but takes SciFact to .724-.729
+or the questions' margin to -.001..-.004. With 60 and 43 queries, a difference
+of .005 is well inside one standard error (about .03 for the questions); the
+figures say this rule is no worse than the best single mode anywhere and much
+better on SciFact, not that it beats semantic on natural questions. The
+English stopword list is the index's: in a vault in another language every
+word is a term, and hybrid leans on BM25 as it did at w = .55.
 
 The subject vector (`search.subject_mix`, jarvisd/search/semantic.py
 `credit_subjects`): each note's title, aliases and frontmatter `description`
 encoded once; a note's cosine becomes chunk + mix * max(0, subject - chunk)
 (= mix * max(chunk, subject) + (1 - mix) * chunk), in semantic and hybrid
-alike, before the adaptive weight is taken. Measured with the shipped
-adaptive rule (the rows above; benchmarks/fusion_study.py's
-`subject_production_mix*`, and the `with_subject:adaptive` grid 0.1-1.0;
-study from saved lists of SciFact and the questions, 2026-12-07, 2 cores
-at load 6-17): the questions rise with the mix (.598 at 0 to .616 at .75)
-and SciFact falls past .5 (.730 at 0, .731 at .5, .727 at .6, .723 at .75),
-so the default is mix 0.5, the most that keeps SciFact at .73: hybrid
-.731 / .604 (+.001 / +.006), semantic .674 / .636 (+.003 / +.020).
-msmarco-subset's passages have no titles (the study gives them no subject;
-the real index gives each its file name, `d00042`, as its title, and that
-changes no figure there: .689 / .799 / .792 with it and without).
-Through the real code (`benchmarks.beir --subject-mix 0` against the
-default), SciFact semantic .671 -> .674, hybrid .730 -> .731; the
-questions semantic .616 -> .636, hybrid .598 -> .604, as the study said.
-The self-made title and description queries are no test of it: the
-description queries are the very text the subject vector encodes (hybrid
-1.0 at mix .75).
+alike, before the weight is taken. With the content-share rule the questions
+rise with the mix (.612 at 0 to .649 at .75) and SciFact holds to .75 (.730)
+and falls past it (.727 at 1), so the default is .75. msmarco-subset's
+passages have no titles (the real index gives each its file name, `d00042`,
+as its title, which changes no figure there). The self-made title and
+description queries are no test of it: the description queries are the very
+text the subject vector encodes.
 
-Targets with the adaptive rule alone: SciFact .730 holds (+.057 over the
-best single mode); msmarco-subset is -.007 and the questions -.018, so the
-median margin is -.007. With the subject vector, semantic gains more than
-hybrid on the questions (.636 against .604), so that margin is -.032; the
-other two and the median are unchanged. The rarity rule (no subject) would
-meet the questions' and msmarco's targets and miss SciFact's floor by .023;
-that is a choice between targets, not a better fusion. The note-level subject
-vector (title, aliases, frontmatter description; cosine = max(chunk,
-subject)) is the one change seen to lift the questions above semantic at a
-fixed convex w = .8; with the adaptive rule it is now built (above), at the
-mix that keeps SciFact's floor.
 Cost: the shape takes 0.45 ms median per hybrid query at 10k notes (two top-100
 selections and a union; in-process, /tmp timing on a loaded machine), beside
-a hybrid p95 of 24-28 ms.
+a hybrid p95 of 24-28 ms; the content share adds one tokenization and a
+dictionary lookup per distinct stem.
 """
 
 from __future__ import annotations
@@ -142,23 +144,23 @@ def semantic_weight_for(shape: QueryShape | None, hybrid: HybridConfig) -> float
     """The cosine's weight for one query: fixed (convex), or from its shape (adaptive)."""
     if hybrid.fusion != "adaptive" or shape is None:
         return hybrid.semantic_weight
-    feature = float(getattr(shape, ADAPTIVE_FEATURE))
-    share = ADAPTIVE_BASE_SHARE + ADAPTIVE_GAIN * (feature - ADAPTIVE_CENTER)
-    return 1.0 - min(1.0, max(0.0, share))
+    rise = min(1.0, max(0.0, (shape.content - CONTENT_FROM) / CONTENT_RAMP))
+    return 1.0 - (KEYWORD_SHARE_LOW + (KEYWORD_SHARE_HIGH - KEYWORD_SHARE_LOW) * rise)
 
 
-# The adaptive rule (see the module notes): keyword share = 0.4 - (cosine_peak - 0.05),
-# clipped to [0, 1]; so the cosine's weight is 0.6 for a query whose best cosine stands
-# 0.05 above its top 10's mean, and more the more one note stands out by meaning.
-ADAPTIVE_FEATURE = "cosine_peak"
-ADAPTIVE_BASE_SHARE = 0.4
-ADAPTIVE_GAIN = -1.0
-ADAPTIVE_CENTER = 0.05
+# The adaptive rule (see the module notes): the keyword side's share of the weight is 0.1
+# for a query of which at most 40 % of the words are the index's terms (a question: "how
+# do I ..."), 0.45 for one of which 50 % or more are (a claim, a list of keywords), and in
+# between on a straight line.
+CONTENT_FROM = 0.4
+CONTENT_RAMP = 0.1
+KEYWORD_SHARE_LOW = 0.1
+KEYWORD_SHARE_HIGH = 0.45
 
 
 @dataclass(frozen=True, slots=True)
 class QueryShape:
-    """What a query's two candidate lists look like, before any fusion."""
+    """What a query and its two candidate lists look like, before any fusion."""
 
     keyword_top: float  # the best BM25 over the query's bound: how much of the query it matched
     keyword_margin: float  # (best - second best BM25) over the bound
@@ -166,6 +168,7 @@ class QueryShape:
     cosine_peak: float  # the best cosine minus the mean of the top 10
     agreement: float  # share of the semantic top 10 that is in the keyword top 10
     rarity: float  # mean idf of the query's known terms over the most an idf can be
+    content: float = 0.0  # share of the query's words that are the index's terms
 
 
 def query_shape(
@@ -175,6 +178,7 @@ def query_shape(
     keyword_rank: IntArray,
     keyword_bound: float,
     rarity: float = 0.0,
+    content: float = 0.0,
 ) -> QueryShape:
     """The features of one query's candidates (inputs as for `fused_scores`)."""
     scale = keyword_bound if keyword_bound > 0 else 1.0
@@ -189,7 +193,18 @@ def query_shape(
     both = np.count_nonzero(
         (semantic_rank >= 0) & (semantic_rank < 10) & (keyword_rank >= 0) & (keyword_rank < 10)
     )
-    return QueryShape(first, first - second, best, peak, both / 10.0, rarity)
+    return QueryShape(first, first - second, best, peak, both / 10.0, rarity, content)
+
+
+def query_content(postings: Postings, stems: Sequence[str], words: int) -> float:
+    """The share of the query's `words` (every token, stopwords and repeats included) that
+    are terms of the index: its distinct stems that occur in at least one chunk. A stopword
+    is never a term (the index drops them), nor is a word no note contains."""
+    if words <= 0:
+        return 0.0
+    rows = [postings.row(stem) for stem in dict.fromkeys(stems)]
+    known = sum(1 for row in rows if row is not None and postings.df[row] > 0)
+    return min(1.0, known / words)
 
 
 def query_rarity(postings: Postings, stems: Sequence[str], documents: int) -> float:

@@ -14,7 +14,13 @@ import numpy as np
 import numpy.typing as npt
 
 from jarvisd.config import SearchConfig
-from jarvisd.search.fusion import fused_scores, query_rarity, query_shape, semantic_weight_for
+from jarvisd.search.fusion import (
+    fused_scores,
+    query_content,
+    query_rarity,
+    query_shape,
+    semantic_weight_for,
+)
 from jarvisd.search.hits import FloatArray, IntArray, NoteScores, found, top
 from jarvisd.search.keyword import keyword_scores
 from jarvisd.search.replies import SearchHit
@@ -28,7 +34,7 @@ from jarvisd.search.semantic import (
 )
 from jarvisd.search.snapshot import Snapshot
 from jarvisd.search.snippets import make_snippets
-from jarvisd.search.terms import Stemmer, query_stems
+from jarvisd.search.terms import Stemmer, query_stems, tokenize
 from jarvisd.store import Store
 
 Encoder = Callable[[str], npt.NDArray[np.float32]]
@@ -41,6 +47,7 @@ class Ranked:
     results: tuple[SearchHit, ...]
     total: int
     chunks: tuple[int, ...] = ()  # the snapshot row of each result's chunk (for passages)
+    semantic_weight: float | None = None  # the cosine's weight in a convex fusion (hybrid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +90,9 @@ def rank(
             if keyword is not None and keyword_found is not None:
                 # Fusion needs the true cosine of the keyword side's candidates too.
                 eligible = semantic.eligible(mask, request.threshold)
-                weight = _weight(snapshot, stems, eligible, keyword, keyword_found, keep, config)
+                weight = _weight(
+                    snapshot, request, stems, eligible, keyword, keyword_found, keep, config
+                )
                 subjects = subject_cosines(snapshot, query_vector, top(keyword_found, keep))
                 needed = _needing_cosines(
                     semantic, eligible, keyword, keyword_found, keep, wanted, config, weight,
@@ -102,7 +111,9 @@ def rank(
     if semantic_found is not None and keyword_found is not None:
         assert keyword is not None
         if weight is None:
-            weight = _weight(snapshot, stems, semantic_found, keyword, keyword_found, keep, config)
+            weight = _weight(
+                snapshot, request, stems, semantic_found, keyword, keyword_found, keep, config
+            )
         notes, scores, total = _hybrid(verdicts, keep, config, weight)
     else:
         single = semantic_found if semantic_found is not None else keyword_found
@@ -118,11 +129,15 @@ def rank(
         replace(hit, snippet=snippet.text, highlights=tuple(snippet.highlights))
         for (hit, _), snippet in zip(unsnipped, snippets, strict=True)
     )
-    return Ranked(results, total, tuple(chunks))
+    fused = semantic_found is not None and keyword_found is not None
+    if not fused or weight is None or config.hybrid.fusion == "rrf":
+        weight = None
+    return Ranked(results, total, tuple(chunks), None if weight is None else round(weight, 4))
 
 
 def _weight(
     snapshot: Snapshot,
+    request: SearchRequest,
     stems: list[str],
     semantic_found: FloatArray,
     keyword: NoteScores,
@@ -142,6 +157,7 @@ def _weight(
         _ranks(keyword_top, candidates),
         keyword.bound,
         query_rarity(snapshot.postings, stems, snapshot.chunk_count),
+        query_content(snapshot.postings, stems, len(tokenize(request.query))),
     )
     return semantic_weight_for(shape, config.hybrid)
 

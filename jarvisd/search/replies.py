@@ -66,6 +66,7 @@ class SearchReply:
     filters: dict[str, object] | None
     results: tuple[SearchHit, ...]
     degraded_reason: str | None = None  # why fewer modes answered than were asked for
+    semantic_weight: float | None = None  # hybrid: the cosine's weight this query got
     rebuilding_reason: str | None = None  # the index is rebuilt after a recovery
     indexing: Progress | None = None
     cached: bool = False
@@ -106,6 +107,8 @@ class SearchReply:
         }
         if self.degraded_reason is not None:
             out["degraded_reason"] = self.degraded_reason
+        if self.semantic_weight is not None:
+            out["semantic_weight"] = self.semantic_weight
         out["rebuilding"] = self.rebuilding
         if self.rebuilding_reason is not None:
             out["rebuilding_reason"] = self.rebuilding_reason

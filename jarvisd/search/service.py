@@ -277,6 +277,7 @@ class SearchService:
             filters=request.filters.as_dict() if request.filters.active else None,
             results=ranked.results,
             degraded_reason=degraded,
+            semantic_weight=ranked.semantic_weight,
         )
         return reply, degraded
 
