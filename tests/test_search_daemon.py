@@ -71,7 +71,8 @@ def check_jarvisctl(daemon: DaemonProcess) -> None:
     table = ctl(daemon, "search", "espresso", "grind", "--limit", "2")
     assert table.returncode == 0, table.stderr
     assert "Espresso at home" in table.stdout and "Coffee/" in table.stdout
-    assert "of" in table.stdout.splitlines()[-1]  # the footer: 1-2 of N
+    footer = table.stdout.splitlines()[-1]  # 1-2 of N (hybrid, meaning 0.55, 12.3 ms)
+    assert " of " in footer and "(hybrid, meaning 0.55, " in footer, footer
     as_json = json.loads(ctl(daemon, "search", "espresso", "--json", "--mode", "keyword").stdout)
     assert as_json["mode"] == "keyword" and as_json["results"][0]["highlights"]
     too_long = ctl(daemon, "search", "y" * 60)

@@ -121,9 +121,10 @@ def _footer(reply: dict[str, Any]) -> str:
     if not shown:
         return f"no results for {render_escape(repr(reply['query']))} ({reply['mode']})"
     first = reply.get("offset", 0) + 1
-    text = (
-        f"[dim]{first}-{first + shown - 1} of {total} ({reply['mode']}, {reply['took_ms']:.1f} ms"
-    )
+    mode = reply["mode"]
+    if reply.get("semantic_weight") is not None:  # hybrid: how much meaning counted
+        mode += f", meaning {reply['semantic_weight']:.2f}"
+    text = f"[dim]{first}-{first + shown - 1} of {total} ({mode}, {reply['took_ms']:.1f} ms"
     text += ", cached)" if reply.get("cached") else ")"
     if reply.get("next_offset") is not None:
         text += f"  next page: --offset {reply['next_offset']}"
