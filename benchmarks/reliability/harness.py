@@ -26,6 +26,8 @@ from jarvisd.model.embedder import Embedder
 from jarvisd.observe.metrics import Metrics
 from jarvisd.pools import Pools
 from jarvisd.store import Store
+from jarvisd.store.connection import EXTENSIONS, extension_path
+from jarvisd.store.schema import VECTOR_TABLE_NAME
 
 HELP = SHARED_DATA / "obsidian-help"
 EXAMPLE = REPO / "jarvisd" / "example_vault"
@@ -100,6 +102,29 @@ class Daemon:
         path = self.root / "daemon.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
+    def log_size(self) -> int:
+        path = self.root / "daemon.log"
+        return path.stat().st_size if path.exists() else 0
+
+    def events(self, name: str, since: int = 0) -> list[dict[str, Any]]:
+        """The log's JSON events called `name`, from byte `since` on."""
+        path = self.root / "daemon.log"
+        if not path.exists():
+            return []
+        with path.open("rb") as file:
+            file.seek(since)
+            text = file.read().decode("utf-8", errors="replace")
+        return _named(text, name)
+
+    def wait_for_event(self, name: str, since: int = 0, timeout: float = 600.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(name, since)
+            if found:
+                return found[0]
+            time.sleep(0.02)
+        raise RuntimeError(f"no {name} in {timeout:.0f} s:\n{self.log()[-3000:]}")
+
     def wait_for_model(self, timeout: float = 300.0) -> None:
         """Until the embedding model is loaded (with `embedding.preload`, after READY)."""
         deadline = time.monotonic() + timeout
@@ -156,25 +181,30 @@ def replicate(vault: Path, notes: int, source: Path | None = None) -> int:
 def fingerprint(database: Path) -> dict[str, Any]:
     """What an index holds, comparable across databases (ids differ; content may not)."""
     with duckdb.connect(str(database), read_only=True) as db:
-        notes = db.execute("""
-            SELECT n.vault, n.path, n.content_hash,
-                   (SELECT list(c.embed_text_hash ORDER BY c.ordinal) FROM chunks c
-                    WHERE c.note_id = n.id),
-                   (SELECT list(t.tag ORDER BY t.tag) FROM tags t WHERE t.note_id = n.id),
-                   (SELECT list(l.target || '->' || coalesce(target.path, '?') ORDER BY l.ordinal)
-                    FROM links l LEFT JOIN notes target ON target.id = l.target_note_id
-                    WHERE l.note_id = n.id)
-            FROM notes n ORDER BY n.vault, n.path
-        """).fetchall()
-        counts = db.execute("""
-            SELECT (SELECT count(*) FROM notes),
-                   (SELECT count(*) FROM (SELECT DISTINCT vault, path FROM notes)),
-                   (SELECT count(*) FROM chunks),
-                   (SELECT count(*) FROM (SELECT DISTINCT note_id, ordinal FROM chunks)),
-                   (SELECT count(*) FROM chunks WHERE embedding IS NOT NULL),
-                   (SELECT count(*) FROM chunks WHERE note_id NOT IN (SELECT id FROM notes)),
-                   (SELECT count(*) FROM links), (SELECT count(*) FROM tags)
-        """).fetchone()
+        return fingerprint_of(db)
+
+
+def fingerprint_of(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """`fingerprint` through an open connection."""
+    notes = db.execute("""
+        SELECT n.vault, n.path, n.content_hash,
+               (SELECT list(c.embed_text_hash ORDER BY c.ordinal) FROM chunks c
+                WHERE c.note_id = n.id),
+               (SELECT list(t.tag ORDER BY t.tag) FROM tags t WHERE t.note_id = n.id),
+               (SELECT list(l.target || '->' || coalesce(target.path, '?') ORDER BY l.ordinal)
+                FROM links l LEFT JOIN notes target ON target.id = l.target_note_id
+                WHERE l.note_id = n.id)
+        FROM notes n ORDER BY n.vault, n.path
+    """).fetchall()
+    counts = db.execute("""
+        SELECT (SELECT count(*) FROM notes),
+               (SELECT count(*) FROM (SELECT DISTINCT vault, path FROM notes)),
+               (SELECT count(*) FROM chunks),
+               (SELECT count(*) FROM (SELECT DISTINCT note_id, ordinal FROM chunks)),
+               (SELECT count(*) FROM chunks WHERE embedding IS NOT NULL),
+               (SELECT count(*) FROM chunks WHERE note_id NOT IN (SELECT id FROM notes)),
+               (SELECT count(*) FROM links), (SELECT count(*) FROM tags)
+    """).fetchone()
     assert counts is not None
     names = ("note_rows", "distinct_notes", "chunks", "distinct_chunks", "vectors", "orphan_chunks")
     summary = dict(zip((*names, "links", "tags"), (int(value) for value in counts), strict=True))
@@ -198,6 +228,43 @@ def compare(got: dict[str, Any], want: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def vector_table_check(database: Path, m: int, ef_construction: int) -> dict[str, Any]:
+    """The HNSW table the meta names: there, built with `m` and `ef_construction`, and
+    holding every chunk up to its highest id with that chunk's vector (the table is
+    never written after its build; chunk ids are never reused)."""
+    with duckdb.connect(
+        str(database),
+        read_only=True,
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+    ) as db:
+        for name, package in EXTENSIONS:  # an HNSW-indexed table needs vss loaded
+            db.execute(f"LOAD '{extension_path(name, package)}'")
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key LIKE 'hnsw.%'").fetchall())
+        table = meta.get("hnsw.table")
+        if table is None or not VECTOR_TABLE_NAME.fullmatch(table):
+            return {"ok": False, "table": table, "error": "no vector table"}
+        parameters = f"metric=cosine,m={m},ef_construction={ef_construction}"
+        row = db.execute(f"""
+            SELECT count(*) FILTER (WHERE t.id IS NULL),
+                   count(*) FILTER (WHERE t.id IS NOT NULL AND t.embedding != c.embedding)
+            FROM chunks c LEFT JOIN {table} t ON t.id = c.id
+            WHERE c.id <= {int(meta["hnsw.max_chunk_id"])}
+        """).fetchone()
+        indexes = db.execute(
+            "SELECT count(*) FROM duckdb_indexes() WHERE table_name = ?", [table]
+        ).fetchone()
+    assert row is not None and indexes is not None
+    missing, differing = int(row[0]), int(row[1])
+    check = {
+        "table": table,
+        "parameters_ok": meta.get("hnsw.parameters") == parameters,
+        "indexed": int(indexes[0]) == 1,
+        "vectors_missing": missing,
+        "vectors_differing": differing,
+    }
+    return {"ok": check["parameters_ok"] and check["indexed"] and not missing + differing, **check}
+
+
 class Reference:
     """A clean index of the same vault, built in this process and never killed."""
 
@@ -207,9 +274,8 @@ class Reference:
         self.config = Config.model_validate(values)
         self.pools, self.metrics = Pools(self.config.threads), Metrics()
         self.embedder = Embedder(self.config.embedding)
-        self.store = Store(
-            self.config.database_path, self.config.storage, self.embedder.probe_dimension()
-        )
+        self.dimension = self.embedder.probe_dimension()
+        self.store = Store(self.config.database_path, self.config.storage, self.dimension)
 
     def index(self) -> float:
         started = time.perf_counter()
@@ -219,12 +285,8 @@ class Reference:
         return time.perf_counter() - started
 
     def fingerprint(self) -> dict[str, Any]:
-        # The store keeps its file open; a copy is read instead.
-        copy = self.copy(self.config.database_path.with_suffix(".copy.duckdb"))
-        try:
-            return fingerprint(copy)
-        finally:
-            copy.unlink()
+        # Through the store's own read cursor: the file is open in this process.
+        return fingerprint_of(self.store.reader())
 
     def copy(self, target: Path) -> Path:
         """The clean index as one checkpointed file at `target`."""
@@ -249,8 +311,12 @@ def _quietly(call: Any, *args: Any) -> None:
 
 
 def _events(daemon: Daemon, name: str) -> list[dict[str, Any]]:
+    return _named(daemon.log(), name)
+
+
+def _named(text: str, name: str) -> list[dict[str, Any]]:
     out = []
-    for line in daemon.log().splitlines():
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

@@ -433,13 +433,22 @@ class Store(StoreReads, SnapshotReads):
             retired = self._transaction(indexes.drop_retired_vector_tables)
         if retired:
             log.info("store.vector_tables_dropped", tables=retired)
-        change = self._transaction(lambda c: indexes.ensure_vector_index(c, hnsw, rebuild_share))
+        started = time.perf_counter()
+
+        def building(table: str, chunks: int) -> None:
+            # Before the build: one that a kill cut short is built whole by the next run.
+            log.info("store.vector_index_building", table=table, chunks=chunks)
+
+        change = self._transaction(
+            lambda c: indexes.ensure_vector_index(c, hnsw, rebuild_share, building)
+        )
         if change.built or change.retired:
             log.info(
                 "store.vector_index",
                 exists=change.exists,
                 built=change.built,
                 retired=change.retired,
+                seconds=round(time.perf_counter() - started, 3),
             )
         return change.exists
 

@@ -23,6 +23,7 @@ each such read decompresses every vector of the table (6.5 ms against 2 ms for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -106,7 +107,10 @@ def staleness(connection: duckdb.DuckDBPyConnection, table: VectorTable) -> floa
 
 
 def ensure_vector_index(
-    connection: duckdb.DuckDBPyConnection, hnsw: HnswConfig, rebuild_share: float
+    connection: duckdb.DuckDBPyConnection,
+    hnsw: HnswConfig,
+    rebuild_share: float,
+    on_build: Callable[[str, int], None] = lambda name, chunks: None,
 ) -> VectorIndexChange:
     """Build, rebuild or retire the HNSW vector table as `hnsw` asks; run in a transaction.
 
@@ -114,6 +118,9 @@ def ensure_vector_index(
     `rebuild_share` of its vectors changed since it was built. The table it
     replaces is not dropped here (a search may still be reading it): it is
     named in `retired`, for `drop_retired_vector_tables` once searches moved on.
+    `on_build(table, chunks)` is called before a build: it costs time in
+    proportion to every chunk (31 s for 22k chunks on 2 idle cores at the default
+    m 16, ef_construction 200), not to the edits since the last one.
     """
     row = first_row(connection.execute("SELECT count(*) FROM chunks"))
     chunk_count = int(row[0]) if row is not None else 0
@@ -137,6 +144,7 @@ def ensure_vector_index(
         return VectorIndexChange(exists=True)
     generation = int(get_meta(connection, "hnsw.generation") or "0") + 1
     name = f"{VECTOR_TABLE_PREFIX}{generation}"
+    on_build(name, chunk_count)
     connection.execute(f"DROP TABLE IF EXISTS {name}")
     connection.execute(f"CREATE TABLE {name} AS SELECT id, embedding FROM chunks ORDER BY id")
     connection.execute(
