@@ -22,6 +22,7 @@ from benchmarks.reliability.harness import (
 )
 from benchmarks.reliability.service import load, security
 from benchmarks.reliability.vault import chaos, storage, upgrades
+from jarvisd import logs
 
 
 @contextmanager
@@ -51,6 +52,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     args = parser.parse_args()
+    # stdout is the report: the in-process reference index logs to stderr, as the daemons'
+    # logs go to their files (its info lines had made stdout unreadable as JSON).
+    logs.configure("warning", "json")
     quick = args.quick
     # Quick runs replicate the 15-note example vault: one copy to encode, not 173 notes.
     source = EXAMPLE if quick else None
